@@ -1,0 +1,24 @@
+"""rtbridge: real-time pages for Django over one publish API and one JavaScript client."""
+
+from __future__ import annotations
+
+from .exceptions import InvalidMessage, PublishError
+from .messages import Message
+from .publishers import apublish, flush, get_backend, publish
+
+__version__ = "0.1.0.dev0"
+
+#: Messages published through the ``locmem`` backend, in order (like ``django.core.mail.outbox``).
+outbox: list[Message] = []
+
+__all__ = [
+    "InvalidMessage",
+    "Message",
+    "PublishError",
+    "__version__",
+    "apublish",
+    "flush",
+    "get_backend",
+    "outbox",
+    "publish",
+]

@@ -1,0 +1,1 @@
+"""Transports: one module per backend, each importing its vendor SDK lazily."""

@@ -1,0 +1,161 @@
+"""``BaseBackend``: the contract every transport implements (one required method, ``publish``)."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Iterable
+from types import ModuleType, TracebackType
+from typing import Any, ClassVar
+
+from asgiref.sync import sync_to_async
+from django.core.exceptions import ImproperlyConfigured
+
+from ..exceptions import PublishError
+from ..messages import Message
+
+__all__ = ["BaseBackend", "import_sdk"]
+
+logger = logging.getLogger("rtbridge.backends")
+
+
+def import_sdk(module: str, extra: str, *, backend: str) -> ModuleType:
+    """Import a vendor SDK, or raise ``ImproperlyConfigured`` naming the pip extra to install."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ImproperlyConfigured(
+            f"The {backend} backend needs the {module!r} package, which is not installed "
+            f"({exc}). Install it with: pip install 'rtbridge[{extra}]'"
+        ) from exc
+
+
+class BaseBackend:
+    """Deliver messages to one transport.
+
+    Subclasses implement :meth:`publish`; everything else has a default built on it.
+    Construction takes the backend's keyword options (``RTBRIDGE_OPTIONS``) and does no I/O.
+    Subclasses take their own options as keyword-only arguments and pass the rest up, so an
+    unknown option always ends here and raises ``ImproperlyConfigured``.
+    """
+
+    #: Short name used by ``RTBRIDGE_BACKEND`` and sent to the JS client.
+    alias: ClassVar[str] = "custom"
+    #: Largest JSON payload (bytes) the transport accepts; ``None`` for no limit.
+    max_payload_bytes: ClassVar[int | None] = None
+    #: Options without a default; ``checks`` reports those missing from ``RTBRIDGE_OPTIONS``.
+    required_options: ClassVar[tuple[str, ...]] = ()
+    #: ``(module, pip extra)`` of the vendor SDK, checked by ``check_sdk`` and system checks.
+    sdk: ClassVar[tuple[str, str] | None] = None
+
+    def __init__(self, *, fail_silently: bool = False, **unknown: Any) -> None:
+        if unknown:
+            name = type(self).__name__
+            raise ImproperlyConfigured(
+                f"{name} got unknown option(s) {', '.join(sorted(map(repr, unknown)))} in "
+                f"RTBRIDGE_OPTIONS; {name} accepts: {', '.join(self.option_names()) or 'none'}."
+            )
+        self.fail_silently = bool(fail_silently)
+        #: Messages dropped because delivery failed while ``fail_silently`` was on.
+        self.failed_count = 0
+
+    @classmethod
+    def option_names(cls) -> list[str]:
+        """Return the keyword options the backend's constructor accepts."""
+        import inspect
+
+        names: list[str] = []
+        for klass in cls.__mro__:
+            init = klass.__dict__.get("__init__")
+            if init is None:
+                continue
+            for param in inspect.signature(init).parameters.values():
+                if param.kind is param.KEYWORD_ONLY and param.name not in names:
+                    names.append(param.name)
+        return sorted(names)
+
+    @classmethod
+    def check_sdk(cls) -> None:
+        """Raise ``ImproperlyConfigured`` if the vendor SDK this backend needs is missing."""
+        if cls.sdk is not None:
+            import_sdk(cls.sdk[0], cls.sdk[1], backend=cls.alias)
+
+    # The contract -------------------------------------------------------------------------
+
+    def publish(self, message: Message) -> None:
+        """Deliver ``message``, or raise ``PublishError``."""
+        raise NotImplementedError(f"{type(self).__name__} must implement publish(message)")
+
+    def publish_many(self, messages: Iterable[Message]) -> None:
+        """Deliver several messages in order; transports override this to batch them."""
+        for message in messages:
+            self.publish(message)
+
+    async def apublish(self, message: Message) -> None:
+        """Deliver ``message`` without blocking the event loop (runs ``publish`` in a thread)."""
+        await sync_to_async(self.publish, thread_sensitive=False)(message)
+
+    async def apublish_many(self, messages: Iterable[Message]) -> None:
+        """Deliver several messages without blocking the event loop."""
+        await sync_to_async(self.publish_many, thread_sensitive=False)(list(messages))
+
+    def open(self) -> None:
+        """Acquire connections ahead of the first publish (optional; publish opens lazily)."""
+
+    def close(self) -> None:
+        """Release connections; the backend may be opened again afterwards."""
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Wait until queued messages are sent (for backends that queue; no-op otherwise)."""
+
+    def client_config(self) -> dict[str, Any]:
+        """Return what the JavaScript client needs to connect: public values only, no secrets."""
+        return {"backend": self.alias}
+
+    # Delivery with fail_silently ----------------------------------------------------------
+
+    def send(self, messages: list[Message]) -> None:
+        """Deliver messages, honouring ``fail_silently`` (used by ``rtbridge.publish``)."""
+        try:
+            if len(messages) == 1:
+                self.publish(messages[0])
+            else:
+                self.publish_many(messages)
+        except PublishError as exc:
+            self._handle_failure(exc, messages)
+
+    async def asend(self, messages: list[Message]) -> None:
+        """Deliver messages from async code, honouring ``fail_silently``."""
+        try:
+            if len(messages) == 1:
+                await self.apublish(messages[0])
+            else:
+                await self.apublish_many(messages)
+        except PublishError as exc:
+            self._handle_failure(exc, messages)
+
+    def _handle_failure(self, exc: PublishError, messages: list[Message]) -> None:
+        if not self.fail_silently:
+            raise exc
+        self.failed_count += len(messages)
+        logger.warning(
+            "rtbridge: %s dropped %d message(s) (fail_silently=True): %s",
+            type(self).__name__,
+            len(messages),
+            exc,
+        )
+
+    def __enter__(self) -> BaseBackend:
+        self.open()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} alias={self.alias!r}>"

@@ -1,0 +1,25 @@
+"""``locmem``: keeps published messages in ``rtbridge.outbox``, like Django's locmem mail backend."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import rtbridge
+
+from ..messages import Message
+from .base import BaseBackend
+
+
+class LocMemBackend(BaseBackend):
+    """Append a copy of every message to ``rtbridge.outbox`` (data as a client receives it)."""
+
+    alias = "locmem"
+
+    def __init__(self, *, max_payload_bytes: int | None = None, **options: Any) -> None:
+        super().__init__(**options)
+        # Tests can set a limit to exercise oversize handling without a hosted backend.
+        self.max_payload_bytes = max_payload_bytes  # type: ignore[misc]
+
+    def publish(self, message: Message) -> None:
+        """Append a decoded copy of ``message`` to ``rtbridge.outbox``."""
+        rtbridge.outbox.append(message.as_received())

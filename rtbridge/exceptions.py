@@ -1,0 +1,55 @@
+"""The exceptions rtbridge raises."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ImproperlyConfigured
+
+__all__ = [
+    "ImproperlyConfigured",
+    "InvalidChannelName",
+    "InvalidEventName",
+    "InvalidMessage",
+    "PayloadTooLarge",
+    "PublishError",
+    "RTBridgeError",
+]
+
+
+class RTBridgeError(Exception):
+    """Base class of every rtbridge error except configuration problems."""
+
+
+class InvalidMessage(RTBridgeError, ValueError):
+    """A message cannot be published as given (bad name, data or size)."""
+
+
+class InvalidChannelName(InvalidMessage):
+    """A channel name breaks the logical channel-name rules."""
+
+
+class InvalidEventName(InvalidMessage):
+    """An event name breaks the event-name rules."""
+
+
+class PayloadTooLarge(InvalidMessage):
+    """The encoded data is larger than the active backend accepts."""
+
+    def __init__(self, message: str, *, size: int, limit: int) -> None:
+        super().__init__(message)
+        self.size = size
+        self.limit = limit
+
+
+class PublishError(RTBridgeError):
+    """The transport could not deliver a message.
+
+    ``status`` is the HTTP status (or ``None``), ``retryable`` says whether
+    trying again later may succeed (timeouts, 5xx) or not (bad key, 4xx).
+    """
+
+    def __init__(
+        self, message: str, *, status: int | None = None, retryable: bool = False
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retryable = retryable
