@@ -1,0 +1,49 @@
+# rtbridge developer commands. `make demo` and `make test` are the only set-up steps you need.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+JS_DIR := rtbridge/clients/js
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck test-python test-js node-deps bench clean venv
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -e '.[all,test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/rtbridge demo
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check rtbridge tests benchmarks
+	$(VENV)/bin/ruff format --check rtbridge tests benchmarks
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+test-python: $(STAMP) node-deps
+	$(PY) -m pytest
+	RTBRIDGE_TEST_DB=postgres $(PY) -m pytest -m postgres
+
+# Node packages: the JS client's dev tools and the wire-test servers (soketi, vendor JS SDKs).
+NODE_DIRS := $(JS_DIR) tests/wire
+node-deps:
+	@for d in $(NODE_DIRS); do \
+		if [ -f $$d/package-lock.json ]; then (cd $$d && npm ci --no-audit --no-fund --silent) || exit 1; fi; \
+	done
+
+test-js: $(STAMP) node-deps
+	cd $(JS_DIR) && npm test
+
+test: lint typecheck test-js test-python
+
+bench: $(STAMP)
+	$(PY) -m benchmarks
+
+clean:
+	rm -rf $(VENV) $(JS_DIR)/node_modules
