@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from .exceptions import InvalidMessage, PublishError
 from .messages import Message
-from .publishers import apublish, flush, get_backend, publish
+from .publishers import (
+    SelfPublishModel,
+    apublish,
+    flush,
+    get_backend,
+    publish,
+    publish_instances,
+    register,
+    suppress,
+    unregister,
+)
+from .serializers import ModelSerializer
 
 __version__ = "0.1.0.dev0"
 
@@ -14,11 +25,17 @@ outbox: list[Message] = []
 __all__ = [
     "InvalidMessage",
     "Message",
+    "ModelSerializer",
     "PublishError",
+    "SelfPublishModel",
     "__version__",
     "apublish",
     "flush",
     "get_backend",
     "outbox",
     "publish",
+    "publish_instances",
+    "register",
+    "suppress",
+    "unregister",
 ]

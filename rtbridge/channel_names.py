@@ -2,9 +2,9 @@
 
 The logical scheme (see ``docs/channels.md``):
 
-* collection channel  ``<app_label>.<model_name>``                e.g. ``todo.todoitem``
-* object channel      ``<app_label>.<model_name>.<pk>``           e.g. ``todo.todoitem.5``
-* filter channel      ``<collection>;<field>=<value>[;...]``      e.g. ``todo.todoitem;todo_list_id=1``
+* collection channel  ``<app_label>.<model_name>``            e.g. ``todo.todoitem``
+* object channel      ``<app_label>.<model_name>.<pk>``       e.g. ``todo.todoitem.5``
+* filter channel      ``<collection>;<field>=<value>[;...]``  e.g. ``todo.todoitem;todo_list_id=1``
   (keys sorted, so the same filter always gives the same name)
 * ``private-`` and ``presence-`` prefixes mark protected channels (authorized by Django).
 
@@ -90,7 +90,7 @@ def is_protected(name: str) -> bool:
 
 
 def normalize_filter_key(key: str) -> str:
-    """Map a filter key to its canonical form (SwampDragon's ``todo_list__id`` → ``todo_list_id``)."""
+    """Return the canonical filter key (SwampDragon's ``todo_list__id`` → ``todo_list_id``)."""
     if not isinstance(key, str) or not key:
         raise InvalidChannelName(f"Filter key {key!r} must be a non-empty string.")
     if key.endswith("__id") or key.endswith("__pk"):

@@ -1,4 +1,4 @@
-"""The only reader of ``django.conf.settings``: every ``RTBRIDGE_*`` setting, its default and checks."""
+"""The only reader of ``django.conf.settings``: every ``RTBRIDGE_*`` setting and its default."""
 
 from __future__ import annotations
 

@@ -47,9 +47,7 @@ class PublishError(RTBridgeError):
     trying again later may succeed (timeouts, 5xx) or not (bad key, 4xx).
     """
 
-    def __init__(
-        self, message: str, *, status: int | None = None, retryable: bool = False
-    ) -> None:
+    def __init__(self, message: str, *, status: int | None = None, retryable: bool = False) -> None:
         super().__init__(message)
         self.status = status
         self.retryable = retryable

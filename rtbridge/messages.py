@@ -25,7 +25,7 @@ _encoder = DjangoJSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_na
 
 
 def encode_json(value: Any) -> str:
-    """Encode ``value`` as compact JSON; Django's types (datetime, Decimal, UUID, lazy strings) allowed."""
+    """Encode ``value`` as compact JSON, allowing Django's types (datetime, Decimal, UUID, ...)."""
     return _encoder.encode(value)
 
 
@@ -41,9 +41,7 @@ def validate_event(event: object) -> str:
             f"give 1 to {MAX_EVENT_LENGTH} characters."
         )
     if not _EVENT_RE.fullmatch(event):
-        raise InvalidEventName(
-            f"Event name {event!r} is not allowed; use A-Z a-z 0-9 _ - . only."
-        )
+        raise InvalidEventName(f"Event name {event!r} is not allowed; use A-Z a-z 0-9 _ - . only.")
     if event.startswith(RESERVED_EVENT_PREFIXES):
         raise InvalidEventName(
             f"Event name {event!r} starts with a reserved prefix "

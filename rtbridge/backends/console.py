@@ -1,4 +1,4 @@
-"""``console``: logs each message through ``logging`` (logger ``rtbridge.console``), for development."""
+"""``console``: log each message through ``logging`` (logger ``rtbridge.console``)."""
 
 from __future__ import annotations
 

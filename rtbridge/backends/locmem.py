@@ -1,4 +1,4 @@
-"""``locmem``: keeps published messages in ``rtbridge.outbox``, like Django's locmem mail backend."""
+"""``locmem``: keep published messages in ``rtbridge.outbox``, like Django's locmem mail."""
 
 from __future__ import annotations
 

@@ -1,0 +1,15 @@
+"""The Django app: registers the system checks."""
+
+from __future__ import annotations
+
+from django.apps import AppConfig
+
+
+class RTBridgeConfig(AppConfig):
+    """rtbridge's app config."""
+
+    name = "rtbridge"
+    verbose_name = "rtbridge"
+
+    def ready(self) -> None:
+        from . import checks  # noqa: F401  (registers the system checks)

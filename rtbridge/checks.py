@@ -1,0 +1,122 @@
+"""System checks (``manage.py check``): backend setting, vendor SDK, options, publishing models."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core import checks
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.module_loading import import_string
+
+from . import conf
+from .backends.base import BaseBackend
+from .publishers import get_config, registered_models
+
+ERROR_IDS = {
+    "E001": "RTBRIDGE_BACKEND is not a known alias or importable backend class",
+    "E002": "the backend's vendor SDK is not installed",
+    "E003": "a required backend option is missing from RTBRIDGE_OPTIONS",
+    "E004": "RTBRIDGE_OPTIONS has an option the backend does not accept",
+    "E005": "a publishing model has no serializer",
+    "E006": "a publishing model's configuration is invalid",
+}
+
+
+def _error(code: str, msg: str, hint: str, obj: Any = None) -> checks.Error:
+    return checks.Error(msg, hint=hint, obj=obj, id=f"rtbridge.{code}")
+
+
+@checks.register("rtbridge")
+def check_backend(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Check ``RTBRIDGE_BACKEND`` and ``RTBRIDGE_OPTIONS`` without opening any connection."""
+    try:
+        path = conf.resolve_backend_path()
+    except ImproperlyConfigured as exc:
+        return [
+            _error(
+                "E001",
+                str(exc),
+                f"Use one of {', '.join(conf.BACKEND_ALIASES)} or a dotted path.",
+            )
+        ]
+    try:
+        backend_class = import_string(path)
+    except ImportError as exc:
+        return [
+            _error(
+                "E001",
+                f"RTBRIDGE_BACKEND names {path!r}, which cannot be imported: {exc}",
+                "Check the dotted path (module.ClassName) and that the module is installed.",
+            )
+        ]
+    if not (isinstance(backend_class, type) and issubclass(backend_class, BaseBackend)):
+        return [
+            _error(
+                "E001",
+                f"RTBRIDGE_BACKEND names {path!r}, which is not a BaseBackend subclass.",
+                "Subclass rtbridge.backends.base.BaseBackend and implement publish(message).",
+            )
+        ]
+    errors: list[checks.CheckMessage] = []
+    try:
+        backend_class.check_sdk()
+    except ImproperlyConfigured as exc:
+        extra = backend_class.sdk[1] if backend_class.sdk else backend_class.alias
+        errors.append(_error("E002", str(exc), f"pip install 'rtbridge[{extra}]'"))
+    try:
+        options = conf.backend_options()
+    except ImproperlyConfigured as exc:
+        return [*errors, _error("E004", str(exc), "Make RTBRIDGE_OPTIONS a dict.")]
+    accepted = set(backend_class.option_names())
+    for name in backend_class.required_options:
+        if name not in options:
+            errors.append(
+                _error(
+                    "E003",
+                    f"{backend_class.__name__} needs the option {name!r} in RTBRIDGE_OPTIONS.",
+                    f"Add RTBRIDGE_OPTIONS = {{{name!r}: ...}}; see docs/backends.md.",
+                )
+            )
+    for name in sorted(set(options) - accepted):
+        errors.append(
+            _error(
+                "E004",
+                f"{backend_class.__name__} does not accept the option {name!r}.",
+                f"Accepted options: {', '.join(sorted(accepted)) or 'none'}.",
+            )
+        )
+    return errors
+
+
+@checks.register("rtbridge", checks.Tags.models)
+def check_models(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Check that every publishing model has a usable serializer."""
+    errors: list[checks.CheckMessage] = []
+    for model in registered_models():
+        if app_configs is not None and model._meta.app_config not in app_configs:
+            continue
+        config = get_config(model)
+        if config is None:
+            continue
+        if config.serializer is None:
+            errors.append(
+                _error(
+                    "E005",
+                    f"{model._meta.label} publishes its changes but has no serializer.",
+                    "Set serializer = YourSerializer (or fields = [...]) in its RTBridge inner "
+                    "class, or pass serializer= to rtbridge.register().",
+                    obj=model,
+                )
+            )
+            continue
+        try:
+            serialize = config.serialize
+            serializer = config.serializer
+            if isinstance(serializer, type) and hasattr(serializer, "field_sources"):
+                serializer().field_sources()
+            del serialize
+        except ImproperlyConfigured as exc:
+            errors.append(
+                _error("E006", str(exc), "Fix the serializer named in RTBridge.", obj=model)
+            )
+    return errors
