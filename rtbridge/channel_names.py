@@ -8,7 +8,7 @@ The logical scheme (see ``docs/channels.md``):
   (keys sorted, so the same filter always gives the same name)
 * ``private-`` and ``presence-`` prefixes mark protected channels (authorized by Django).
 
-A logical name uses only ``A-Z a-z 0-9 _ - . ; = @`` and is at most 164 characters long.
+A logical name uses only ``A-Z a-z 0-9 _ - . ; = @`` and is at most 200 characters long.
 Every transport maps a logical name to its own alphabet with the ``encode_for_*`` functions;
 ``tests/vectors/channel_names.json`` holds vectors that the JavaScript client checks too.
 """
@@ -43,7 +43,7 @@ __all__ = [
     "validate_channel",
 ]
 
-MAX_CHANNEL_LENGTH = 164
+MAX_CHANNEL_LENGTH = 200
 PRIVATE_PREFIX = "private-"
 PRESENCE_PREFIX = "presence-"
 CHANNEL_ALPHABET = "A-Z a-z 0-9 _ - . ; = @"

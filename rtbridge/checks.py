@@ -11,6 +11,7 @@ from django.utils.module_loading import import_string
 from . import conf
 from .backends.base import BaseBackend
 from .publishers import get_config, registered_models
+from .serializers import ModelSerializer
 
 ERROR_IDS = {
     "E001": "RTBRIDGE_BACKEND is not a known alias or importable backend class",
@@ -110,11 +111,9 @@ def check_models(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMes
             )
             continue
         try:
-            serialize = config.serialize
-            serializer = config.serializer
-            if isinstance(serializer, type) and hasattr(serializer, "field_sources"):
-                serializer().field_sources()
-            del serialize
+            serializer = config.serializer_object
+            if isinstance(serializer, ModelSerializer):
+                serializer.field_sources()  # resolves the model and every named field
         except ImproperlyConfigured as exc:
             errors.append(
                 _error("E006", str(exc), "Fix the serializer named in RTBridge.", obj=model)

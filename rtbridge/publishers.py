@@ -192,14 +192,30 @@ class PublishConfig:
     tracked: tuple[str, ...] = field(default=())
 
     @cached_property
+    def serializer_object(self) -> Any:
+        """Return the serializer, resolved: a ModelSerializer instance or a DRF class."""
+        owner = f"{self.model._meta.label}.RTBridge.serializer"
+        value = self.serializer
+        if isinstance(value, str):
+            try:
+                value = import_string(value)
+            except ImportError as exc:
+                raise ImproperlyConfigured(
+                    f"{owner} = {value!r} cannot be imported: {exc}"
+                ) from exc
+        if isinstance(value, type) and issubclass(value, ModelSerializer):
+            value = value()
+        as_serializer(value, owner=owner)  # validates the kind of serializer
+        return value
+
+    @cached_property
     def serialize(self) -> Callable[[models.Model], dict[str, Any]]:
-        return as_serializer(self.serializer, owner=f"{self.model._meta.label}.RTBridge.serializer")
+        """Return the function that turns an instance into its whole payload."""
+        return as_serializer(self.serializer_object)
 
     def serialize_changed(self, obj: models.Model, attnames: set[str]) -> dict[str, Any]:
         """Return ``id`` plus the payload keys that depend on the changed attributes."""
-        serializer = self.serializer
-        if isinstance(serializer, type) and issubclass(serializer, ModelSerializer):
-            serializer = _serializer_instance(serializer)
+        serializer = self.serializer_object
         if isinstance(serializer, ModelSerializer):
             return serializer.serialize_changed(obj, attnames)
         names = attnames | {f.name for f in obj._meta.concrete_fields if f.attname in attnames}
@@ -221,16 +237,6 @@ class PublishConfig:
             channel_names.filter_channel(self.base, {name: values[name] for name in group})
             for group in self.filters
         ]
-
-
-_serializer_instances: dict[type[ModelSerializer], ModelSerializer] = {}
-
-
-def _serializer_instance(cls: type[ModelSerializer]) -> ModelSerializer:
-    instance = _serializer_instances.get(cls)
-    if instance is None:
-        instance = _serializer_instances[cls] = cls()
-    return instance
 
 
 def _normalize_filters(

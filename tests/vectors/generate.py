@@ -48,9 +48,10 @@ ENCODE_CASES = [
     "a" * 92,
     "a" * 93,
     "b" * 164,
+    "b" * 200,
     "c" * 70 + ".d" * 20,
 ]
-INVALID_CHANNELS = ["", "a b", "a|b", "todo:item", "x/y", "a,b", "a*", "é", "a" * 165]
+INVALID_CHANNELS = ["", "a b", "a|b", "todo:item", "x/y", "a,b", "a*", "é", "a" * 201]
 INVALID_FILTER_KEYS = ["todo_list__name", "1abc", "a-b", "", "todo list"]
 
 
