@@ -1,0 +1,209 @@
+/**
+ * The client core: connection state, the channel registry, resubscribe after reconnect.
+ *
+ * It knows nothing about any vendor: a transport (see `transports/`) owns the connection and
+ * calls back through the hooks below, like laravel-echo's connectors. Channels and
+ * subscriptions live in `channel.js`.
+ * @module rtbridge/client
+ */
+import { filterChannel, validateChannel } from "./channel-names.js";
+import { Channel } from "./channel.js";
+
+/** An error from the server, a transport or a handler; `code` is the server's code when it has one. */
+export class RTBridgeError extends Error {
+  /**
+   * @param {string} message
+   * @param {{code?: number|string, reason?: string, channel?: string, cause?: unknown, retry?: boolean}} [details]
+   */
+  constructor(message, details = {}) {
+    super(message);
+    this.name = "RTBridgeError";
+    Object.assign(this, details);
+  }
+}
+
+/**
+ * Return the delay before reconnect attempt `attempt` (0-based): exponential backoff with
+ * full jitter, so a thousand clients dropped at once do not come back in lockstep.
+ * @param {number} attempt
+ * @param {{initialDelay?: number, maxDelay?: number, factor?: number}} [options]
+ * @param {() => number} [random]
+ */
+export function backoffDelay(attempt, options = {}, random = Math.random) {
+  const { initialDelay = 500, maxDelay = 30000, factor = 2 } = options;
+  return Math.floor(random() * Math.min(maxDelay, initialDelay * factor ** attempt));
+}
+
+/** Add `fn` to `set` and return a function that removes it. */
+export function addHook(set, fn) {
+  if (typeof fn !== "function") throw new TypeError(`Expected a function, got ${typeof fn}.`);
+  set.add(fn);
+  return () => set.delete(fn);
+}
+
+/** One connection to one transport, shared by every channel of a page. */
+export class Client {
+  /**
+   * @param {(config: object, hooks: object) => object} transportFactory
+   * @param {object} config the backend's `client_config()` plus client options
+   */
+  constructor(transportFactory, config) {
+    this.config = config;
+    /** @type {"connecting"|"connected"|"reconnecting"|"disconnected"} */
+    this.state = "connecting";
+    this._channels = new Map();
+    this._hooks = { state: new Set(), ready: new Set(), error: new Set(), gap: new Set(), resubscribed: new Set() };
+    this._everConnected = false;
+    this.transport = transportFactory(config, {
+      open: () => this._opened(),
+      state: (state) => this._setState(state),
+      message: (channel, event, data, meta) => this._channels.get(channel)?._dispatch(event, data, meta),
+      gap: (channel, info) => this._channels.get(channel)?._gap(info),
+      error: (error) => this._error(error, this._channels.get(error.channel)),
+    });
+    this.transport.connect();
+  }
+
+  /** Return the id of this connection (pass it as `exclude` when publishing), or null. */
+  socketId() {
+    return this.transport.socketId() ?? null;
+  }
+
+  /**
+   * Call `fn` with the current state now and on every change; return a function that stops it.
+   * @param {(state: string) => void} fn
+   */
+  onState(fn) {
+    const off = addHook(this._hooks.state, fn);
+    this._call(fn, [this.state]);
+    return off;
+  }
+
+  /**
+   * Call `fn` once the client is first connected (at once if it already is); return a promise too.
+   * @param {(client: Client) => void} [fn]
+   * @returns {Promise<Client>}
+   */
+  ready(fn) {
+    const promise = this._everConnected
+      ? Promise.resolve(this)
+      : new Promise((resolve) => this._hooks.ready.add(resolve));
+    if (fn) promise.then(() => this._call(fn, [this]));
+    return promise;
+  }
+
+  /**
+   * Subscribe `handler(event, data, meta)` to every event on a channel.
+   *
+   * With `filters`, `name` is a model label and the channel is the filter channel, e.g.
+   * `subscribe("todo.todoitem", {todo_list_id: 1}, fn)` listens on `todo.todoitem;todo_list_id=1`.
+   * Throws `InvalidChannelName` at once for a bad name or filter.
+   * @returns {import("./channel.js").Subscription}
+   */
+  subscribe(name, filters, handler) {
+    if (typeof filters === "function") [filters, handler] = [undefined, filters];
+    const channelName = filters === undefined ? validateChannel(name) : filterChannel(name, filters);
+    if (typeof handler !== "function") {
+      throw new TypeError(`subscribe(${JSON.stringify(channelName)}) needs a handler function as its last argument.`);
+    }
+    return this._channel(channelName)._add(handler);
+  }
+
+  /**
+   * Return the channel `name` (subscribed until `leave`), for `listen(event, fn)`.
+   * @param {string} name
+   * @returns {Channel}
+   */
+  channel(name) {
+    const channel = this._channel(validateChannel(name));
+    channel._explicit = true;
+    return channel;
+  }
+
+  /** Drop the channel `name` with all its listeners and subscriptions. */
+  leave(name) {
+    this._channels.get(name)?.leave();
+  }
+
+  /** Call `fn(error)` for every handler, server or transport error; return a function that stops it. */
+  onError(fn) {
+    return addHook(this._hooks.error, fn);
+  }
+
+  /** Call `fn(channel, info)` when messages may have been missed on a channel (refetch then). */
+  onGap(fn) {
+    return addHook(this._hooks.gap, fn);
+  }
+
+  /** Call `fn(channel)` each time a channel is subscribed again after a reconnect (refetch then). */
+  onResubscribed(fn) {
+    return addHook(this._hooks.resubscribed, fn);
+  }
+
+  /** Close the connection for good (no reconnect). Subscriptions stay registered but silent. */
+  disconnect() {
+    this.transport.disconnect();
+    this._setState("disconnected");
+  }
+
+  // Internals, used by Channel and the transport hooks. ------------------------------------
+
+  _channel(name) {
+    let channel = this._channels.get(name);
+    if (!channel) {
+      channel = new Channel(this, name);
+      this._channels.set(name, channel);
+      if (this.state === "connected") channel._subscribe(false);
+    }
+    return channel;
+  }
+
+  _release(channel) {
+    if (this._channels.get(channel.name) !== channel) return;
+    this._channels.delete(channel.name);
+    if (this.state === "connected") {
+      Promise.resolve(this.transport.unsubscribe(channel.name)).catch(() => {});
+    }
+  }
+
+  _opened() {
+    const again = this._everConnected;
+    this._everConnected = true;
+    this._setState("connected");
+    for (const channel of this._channels.values()) channel._subscribe(again);
+    for (const resolve of this._hooks.ready) resolve(this);
+    this._hooks.ready.clear();
+  }
+
+  _setState(state) {
+    if (state === this.state) return;
+    this.state = state;
+    this._emit("state", [state]);
+  }
+
+  _emit(hook, args) {
+    for (const fn of [...this._hooks[hook]]) this._call(fn, args);
+  }
+
+  /** Run an application callback; an exception is reported, never allowed to break the socket. */
+  _call(fn, args, channel) {
+    try {
+      fn(...args);
+    } catch (cause) {
+      const error = new RTBridgeError(`rtbridge: a handler threw: ${cause?.message ?? cause}`, {
+        code: "handler_error",
+        channel: channel?.name,
+        cause,
+      });
+      console.error(error.message, cause);
+      // An onError hook that throws is only logged, so a broken hook cannot loop.
+      if (!(args[0] instanceof RTBridgeError)) this._error(error, channel);
+    }
+  }
+
+  _error(error, channel) {
+    const hooks = [...(channel ? channel._hooks.error : []), ...this._hooks.error];
+    if (!hooks.length && error.code !== "handler_error") console.error(error);
+    for (const fn of hooks) this._call(fn, [error], channel);
+  }
+}

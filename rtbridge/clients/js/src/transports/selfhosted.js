@@ -1,0 +1,170 @@
+/**
+ * The self-hosted transport: a native WebSocket speaking rtbridge wire protocol v1
+ * (`docs/protocol.md`) to an rtbridge server node, with heartbeats, gap detection and
+ * reconnect with backoff.
+ * @module rtbridge/transports/selfhosted
+ */
+import { RTBridgeError, backoffDelay } from "../client.js";
+
+// Close codes after which the client stays away (protocol v1: normal close, abuse).
+const FINAL_CLOSE_CODES = [1000, 4001];
+
+/** Return the socket URL: `config.url`, else `ws(s)://<page host><config.path>`. */
+export function socketUrl(config) {
+  if (config.url) return config.url;
+  const { location } = globalThis;
+  if (!location?.host) {
+    throw new RTBridgeError(
+      `The ${config.backend} backend has url=null (same host as the page), but there is no page here; ` +
+        'pass connect({backend: "local", url: "ws://127.0.0.1:8000/rtbridge/ws"}).',
+    );
+  }
+  return `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}${config.path ?? "/rtbridge/ws"}`;
+}
+
+/**
+ * Create the transport (called by the client with its hooks).
+ * @param {{url?: string|null, path?: string, WebSocket?: typeof WebSocket, reconnect?: object|false}} config
+ * @param {object} hooks
+ */
+export function selfhosted(config, hooks) {
+  const WebSocketClass = config.WebSocket ?? globalThis.WebSocket;
+  if (!WebSocketClass) {
+    throw new RTBridgeError(
+      "No WebSocket implementation: this runtime has no global WebSocket; pass one, e.g. " +
+        "connect({..., WebSocket}) with `import WebSocket from \"ws\"` in Node < 22.",
+    );
+  }
+  const url = socketUrl(config);
+  const reconnect = config.reconnect === false ? { maxAttempts: 0 } : { ...config.reconnect };
+  const pending = new Map(); // request id → {resolve, reject}
+  const seqs = new Map(); // channel → last seq seen
+  let socket = null;
+  let socketId = null;
+  let nextId = 1;
+  let attempt = 0;
+  let stopped = false;
+  let retryTimer;
+  let idleTimer;
+  let idleMs = 0;
+
+  function open() {
+    clearTimeout(retryTimer);
+    const ws = (socket = new WebSocketClass(url));
+    ws.onmessage = (event) => ws === socket && receive(event.data);
+    ws.onclose = (event) => ws === socket && closed(event.code, event.reason);
+    ws.onerror = () => {}; // a close event always follows
+  }
+
+  function send(frame) {
+    socket.send(JSON.stringify(frame));
+  }
+
+  function request(frame) {
+    if (!socket || socket.readyState !== 1 || socketId === null) {
+      return Promise.reject(new RTBridgeError("rtbridge: not connected", { code: "closed", retry: true }));
+    }
+    const id = nextId++;
+    return new Promise((resolve, reject) => {
+      pending.set(id, { resolve, reject, channel: frame.channel });
+      send({ ...frame, id });
+    });
+  }
+
+  function watchIdle() {
+    // The server sends a heartbeat every `heartbeat` seconds; two missed mean a dead link
+    // that the browser may take minutes to notice on its own.
+    clearTimeout(idleTimer);
+    if (idleMs) idleTimer = setTimeout(() => drop(4408, "no heartbeat from the server"), idleMs);
+  }
+
+  function receive(text) {
+    let frame;
+    try {
+      frame = JSON.parse(text);
+    } catch {
+      return hooks.error(new RTBridgeError(`rtbridge: the server sent a frame that is not JSON: ${String(text).slice(0, 80)}`, { code: "bad_frame" }));
+    }
+    watchIdle();
+    const { op, channel } = frame;
+    if (op === "welcome") {
+      socketId = frame.socket_id;
+      attempt = 0;
+      seqs.clear();
+      idleMs = frame.heartbeat > 0 ? frame.heartbeat * 2000 + 5000 : 0;
+      watchIdle();
+      hooks.open(socketId);
+    } else if (op === "message") {
+      const last = seqs.get(channel);
+      if (typeof frame.seq === "number") {
+        if (last != null && frame.seq !== last + 1) hooks.gap(channel, { expected: last + 1, received: frame.seq });
+        seqs.set(channel, frame.seq);
+      }
+      hooks.message(channel, frame.event, frame.data, { channel, seq: frame.seq });
+    } else if (op === "ack" || op === "pong" || op === "error") {
+      const request = pending.get(frame.id);
+      pending.delete(frame.id);
+      if (op !== "error") return request?.resolve(frame);
+      const error = new RTBridgeError(`rtbridge: the server refused the request: ${frame.code} ${frame.reason}`, {
+        code: frame.code,
+        reason: frame.reason,
+        channel: request?.channel,
+      });
+      request ? request.reject(error) : hooks.error(error);
+    } else if (op === "gap") {
+      hooks.gap(channel, { reason: "server" });
+    } else if (op === "heartbeat") {
+      send({ op: "heartbeat" });
+    }
+  }
+
+  function drop(code, reason) {
+    // Give up on this socket now (handlers detached), then behave as if it closed.
+    const ws = socket;
+    socket = null;
+    try {
+      ws?.close();
+    } catch {}
+    closed(code, reason);
+  }
+
+  function closed(code, reason) {
+    clearTimeout(idleTimer);
+    socket = null;
+    socketId = null;
+    for (const { reject } of pending.values()) reject(new RTBridgeError("rtbridge: connection lost", { code: "closed", retry: true }));
+    pending.clear();
+    const max = reconnect.maxAttempts ?? Infinity;
+    if (stopped || FINAL_CLOSE_CODES.includes(code) || attempt >= max) {
+      if (!stopped && code !== 1000) {
+        hooks.error(new RTBridgeError(`rtbridge: connection closed (${code} ${reason ?? ""}), not reconnecting`, { code, reason }));
+      }
+      return hooks.state("disconnected");
+    }
+    hooks.state("reconnecting");
+    retryTimer = setTimeout(open, backoffDelay(attempt++, reconnect));
+  }
+
+  return {
+    connect() {
+      stopped = false;
+      open();
+    },
+    disconnect() {
+      stopped = true;
+      clearTimeout(retryTimer);
+      if (socket) drop(1000, "disconnect()");
+    },
+    socketId: () => socketId,
+    subscribe(channel) {
+      return request({ op: "subscribe", channel }).then((ack) => {
+        if (typeof ack.seq === "number") seqs.set(channel, ack.seq);
+        return ack;
+      });
+    },
+    unsubscribe(channel) {
+      seqs.delete(channel);
+      return request({ op: "unsubscribe", channel });
+    },
+  };
+}

@@ -1,0 +1,85 @@
+// Test doubles: a WebSocket the test drives as the server, and tiny vendor SDK stand-ins.
+
+/** A WebSocket whose server side the test plays; every instance is kept in `FakeWebSocket.all`. */
+export class FakeWebSocket {
+  static all = [];
+  static get last() {
+    return FakeWebSocket.all.at(-1);
+  }
+
+  constructor(url) {
+    this.url = url;
+    this.readyState = 0;
+    this.sent = [];
+    this.closedByClient = false;
+    FakeWebSocket.all.push(this);
+  }
+
+  send(text) {
+    if (this.readyState !== 1) throw new Error("send on a socket that is not open");
+    this.sent.push(JSON.parse(text));
+  }
+
+  close() {
+    this.closedByClient = true;
+    this.readyState = 3;
+  }
+
+  /** Server side: accept the connection and send the welcome. */
+  accept(socketId = "s1.1", heartbeat = 25) {
+    this.readyState = 1;
+    this.onopen?.({});
+    this.push({ op: "welcome", protocol: 1, socket_id: socketId, heartbeat, server: "fake" });
+  }
+
+  push(frame) {
+    this.onmessage?.({ data: typeof frame === "string" ? frame : JSON.stringify(frame) });
+  }
+
+  /** Server side: close the connection with `code`. */
+  drop(code = 1006, reason = "") {
+    this.readyState = 3;
+    this.onclose?.({ code, reason });
+  }
+
+  /** The last frame the client sent with this op. */
+  lastSent(op) {
+    return this.sent.filter((frame) => frame.op === op).at(-1);
+  }
+
+  /** Answer every subscribe not answered yet with an ack. */
+  ackAll(seq = 0) {
+    for (const frame of this.sent) {
+      if ((frame.op === "subscribe" || frame.op === "unsubscribe") && !frame.answered) {
+        frame.answered = true;
+        this.push({ op: "ack", id: frame.id, channel: frame.channel, seq });
+      }
+    }
+  }
+}
+
+/** Wait for pending promise callbacks (and zero-delay timers) to run. */
+export const tick = (ms = 0) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Wait until `predicate()` is true, polling. */
+export async function until(predicate, timeout = 5000, what = "condition") {
+  const deadline = Date.now() + timeout;
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await tick(5);
+  }
+}
+
+/** Capture console.error/console.warn calls during `fn`. */
+export async function captureConsole(fn) {
+  const seen = { error: [], warn: [] };
+  const saved = { error: console.error, warn: console.warn };
+  console.error = (...args) => seen.error.push(args);
+  console.warn = (...args) => seen.warn.push(args);
+  try {
+    await fn(seen);
+  } finally {
+    Object.assign(console, saved);
+  }
+  return seen;
+}
