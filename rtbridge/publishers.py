@@ -375,7 +375,12 @@ def _options_from_class(model: type[models.Model]) -> dict[str, Any]:
 
 @receiver(signals.class_prepared)
 def _on_class_prepared(sender: type[models.Model], **kwargs: Any) -> None:
-    if issubclass(sender, SelfPublishModel) and not sender._meta.abstract:
+    # Migrations rebuild historical models in the module "__fake__"; those never publish.
+    if (
+        issubclass(sender, SelfPublishModel)
+        and not sender._meta.abstract
+        and sender.__module__ != "__fake__"
+    ):
         register(sender, **_options_from_class(sender))
 
 
@@ -541,7 +546,7 @@ def _on_post_delete(
 
 def _m2m_field_name(model: type[models.Model], through: type[models.Model]) -> str | None:
     for m2m in model._meta.many_to_many:
-        if m2m.remote_field.through is through:  # type: ignore[union-attr]
+        if m2m.remote_field.through is through:
             return m2m.name
     return None
 
@@ -561,14 +566,11 @@ def _on_m2m_changed(
         return
     if action == "pre_clear" and reverse:
         # post_clear carries no pk_set; remember who is about to lose the relation.
-        owner = model
-        if owner in _registry:
-            name = _m2m_field_name(owner, sender)
+        if model in _registry:
+            name = _m2m_field_name(model, sender)
             if name is not None:
-                related = getattr(instance, owner._meta.get_field(name).related_query_name() or "")
-                instance.__dict__["_rtbridge_cleared"] = (
-                    list(related.values_list("pk", flat=True)) if related is not None else []
-                )
+                affected = model._default_manager.using(using).filter(**{name: instance})
+                instance.__dict__["_rtbridge_cleared"] = list(affected.values_list("pk", flat=True))
         return
     if action not in ("post_add", "post_remove", "post_clear"):
         return

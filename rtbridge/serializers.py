@@ -49,6 +49,14 @@ def _resolve_model(value: Any, owner: str) -> type[models.Model]:
     )
 
 
+def _attribute_getter(attname: str) -> Callable[[models.Model, int], Any]:
+    return lambda obj, depth: getattr(obj, attname)
+
+
+def _computed_getter(method: Callable[[models.Model], Any]) -> Callable[[models.Model, int], Any]:
+    return lambda obj, depth: method(obj)
+
+
 class ModelSerializer:
     """Turn a model instance into a JSON-ready dict, and check client writes against it."""
 
@@ -157,10 +165,10 @@ class ModelSerializer:
                 attname = field.attname
                 if attname == pk_name:
                     return
-                plan.append((key or attname, lambda obj, depth, a=attname: getattr(obj, a)))
+                plan.append((key or attname, _attribute_getter(attname)))
                 self._attnames[key or attname] = attname
 
-        concrete = [f for f in opts.get_fields() if f.concrete or f.many_to_many]
+        concrete: list[Any] = [f for f in opts.get_fields() if f.concrete or f.many_to_many]
         if wanted == "__all__":
             for field in concrete:
                 if field.name not in exclude and field.attname not in exclude:
@@ -189,8 +197,7 @@ class ModelSerializer:
                 add_field(field)
         for name, method in self._computed.items():
             if name not in exclude:
-                bound = getattr(self, method)
-                plan.append((name, lambda obj, depth, m=bound: m(obj)))
+                plan.append((name, _computed_getter(getattr(self, method))))
         for name in self.update_fields:
             if name not in self._attnames:
                 raise ImproperlyConfigured(
@@ -251,7 +258,8 @@ class ModelSerializer:
             field = next(f for f in instance._meta.concrete_fields if f.attname == attname)
             try:
                 if field.is_relation:
-                    updates[attname] = field.target_field.clean(value, instance)  # type: ignore[union-attr]
+                    target: Any = field.target_field  # type: ignore[attr-defined]
+                    updates[attname] = target.clean(value, instance)
                 else:
                     updates[attname] = field.clean(value, instance)
             except ValidationError as exc:

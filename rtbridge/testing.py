@@ -119,7 +119,7 @@ class RTBridgeTestMixin:
         self.addCleanup(rtbridge.outbox.clear)  # type: ignore[attr-defined]
         super().setUp()  # type: ignore[misc]
 
-    def assertPublished(self, *args: Any, **kwargs: Any) -> list[Message]:  # noqa: N802
+    def assertPublished(self, *args: Any, **kwargs: Any) -> list[Message]:
         """Unittest-style alias of :func:`assert_published`."""
         return assert_published(*args, **kwargs)
 

@@ -11,7 +11,7 @@ from django.db import transaction
 
 import rtbridge
 from rtbridge import publishers
-from rtbridge.testing import assert_not_published, assert_published
+from rtbridge.testing import assert_published
 from tests.testapp.models import Bare, Note, Tag, TodoItem, TodoList
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -245,7 +245,7 @@ def test_publish_instances_after_bulk_create_inside_transaction(outbox):
 
 
 def test_publish_instances_refuses_unknown_event_and_unpublished_models():
-    with pytest.raises(ValueError, match="event='moved'"):
+    with pytest.raises(ValueError, match=r"event='moved'"):
         rtbridge.publish_instances([], "moved")
     with pytest.raises(ImproperlyConfigured, match="testapp.Bare does not publish"):
         rtbridge.publish_instances([Bare.objects.create()])
@@ -299,3 +299,11 @@ def test_raw_saves_from_fixtures_do_not_publish(outbox):
 class FailingBackend(rtbridge.get_backend().__class__.__mro__[-2]):  # BaseBackend
     def publish(self, message: Any) -> None:
         raise rtbridge.PublishError("transport down", retryable=True)
+
+
+def test_historical_models_from_migrations_never_publish():
+    from django.db.migrations.loader import MigrationLoader
+
+    state = MigrationLoader(None, ignore_no_migrations=True).project_state()
+    state.apps.get_model("testapp", "TodoItem")  # builds the "__fake__" historical models
+    assert all(m.__module__ != "__fake__" for m in publishers.registered_models())
