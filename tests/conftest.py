@@ -6,7 +6,23 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.services import RedisServer, start_redis
+from tests.services import IN_CI, RedisServer, start_redis
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """With RTBRIDGE_TEST_DB=postgres, make sure the server is there (fail under CI=true)."""
+    import os
+    import socket
+
+    if os.environ.get("RTBRIDGE_TEST_DB") != "postgres":
+        return
+    try:
+        socket.create_connection(("127.0.0.1", 5432), timeout=2).close()
+    except OSError as exc:
+        reason = f"PostgreSQL is not reachable on 127.0.0.1:5432 ({exc})"
+        if IN_CI:
+            pytest.exit(f"required service missing under CI=true: {reason}", returncode=1)
+        pytest.exit(f"skipping the PostgreSQL run: {reason}", returncode=0)
 
 
 @pytest.fixture(scope="session")

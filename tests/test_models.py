@@ -307,3 +307,12 @@ def test_historical_models_from_migrations_never_publish():
     state = MigrationLoader(None, ignore_no_migrations=True).project_state()
     state.apps.get_model("testapp", "TodoItem")  # builds the "__fake__" historical models
     assert all(m.__module__ != "__fake__" for m in publishers.registered_models())
+
+
+def test_runs_on_the_requested_database():
+    import os
+
+    from django.db import connection
+
+    expected = "postgresql" if os.environ.get("RTBRIDGE_TEST_DB") == "postgres" else "sqlite"
+    assert connection.vendor == expected
