@@ -1,0 +1,337 @@
+"""``firebase``: publish by writing to the Firebase Realtime Database, off the request path."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import random
+import re
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlparse
+
+from django.core.exceptions import ImproperlyConfigured
+
+from ..channel_names import encode_for_firebase
+from ..exceptions import InvalidMessage, PublishError
+from ..messages import Message
+from .base import import_sdk
+from .dispatch import Call, DispatchingBackend
+
+__all__ = ["FirebaseBackend", "PushIdGenerator", "push_id_time"]
+
+EMULATOR_ENV = "FIREBASE_DATABASE_EMULATOR_HOST"
+PUSH_CHARS = "-0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz"
+#: Paths per multi-path update: keeps each request well under the database's write limits.
+MAX_PATHS_PER_UPDATE = 500
+# Characters the database refuses in keys; the first pattern is a cheap pre-filter on the JSON.
+_MAYBE_BAD_KEY_RE = re.compile(r"[.$#\[\]/\x7f]|\\u00[01]")
+_BAD_KEY_RE = re.compile(r"[.$#\[\]/\x00-\x1f\x7f]")
+_counter = itertools.count(1)
+
+
+class PushIdGenerator:
+    """Make Firebase push ids: 8 characters of millisecond time, then 12 random characters.
+
+    Ids sort in creation order, also within one millisecond (the random part is incremented
+    then) and when the clock steps back (the last time is reused), so clients reading from
+    "now" by key get messages in publish order.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last_ms = 0
+        self._last_random = [0] * 12
+        self._random = random.Random()
+
+    def __call__(self) -> str:
+        """Return the next push id."""
+        with self._lock:
+            now = int(time.time() * 1000)
+            if now <= self._last_ms:
+                now = self._last_ms
+                digits = self._last_random
+                index = 11
+                while index >= 0 and digits[index] == 63:
+                    digits[index] = 0
+                    index -= 1
+                if index < 0:  # 64**12 ids in one millisecond: borrow the next one
+                    now += 1
+                else:
+                    digits[index] += 1
+            else:
+                self._last_random = [self._random.randrange(64) for _ in range(12)]
+            self._last_ms = now
+            stamp = []
+            for _ in range(8):
+                stamp.append(PUSH_CHARS[now % 64])
+                now //= 64
+            return "".join(reversed(stamp)) + "".join(PUSH_CHARS[d] for d in self._last_random)
+
+
+def push_id_time(push_id: str) -> int | None:
+    """Return the millisecond timestamp encoded in ``push_id``, or None if it is not one."""
+    if len(push_id) != 20:
+        return None
+    value = 0
+    for char in push_id[:8]:
+        digit = PUSH_CHARS.find(char)
+        if digit < 0:
+            return None
+        value = value * 64 + digit
+    return value
+
+
+class FirebaseBackend(DispatchingBackend):
+    """Publish by writing each message to ``/<root>/<channel>/<push id>`` in the Realtime Database.
+
+    The value is ``{"event", "data", "ts": server time, "exclude"}``; one batch is one multi-path
+    update. Every ``prune_interval`` seconds the dispatcher thread deletes messages beyond
+    ``keep_last`` per channel and older than ``max_age`` seconds.
+    """
+
+    alias = "firebase"
+    max_payload_bytes = None
+    required_options = ("database_url",)
+    sdk = ("firebase_admin", "firebase")
+
+    def __init__(
+        self,
+        *,
+        database_url: str = "",
+        credentials: str | Mapping[str, Any] | None = None,
+        root: str = "rtbridge",
+        keep_last: int | None = 100,
+        max_age: float | None = 3600.0,
+        prune_interval: float = 60.0,
+        app_name: str | None = None,
+        timeout: float = 10.0,
+        emulator_host: str | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(**options)
+        parsed = urlparse(database_url) if isinstance(database_url, str) else None
+        if parsed is None or parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise ImproperlyConfigured(
+                f"FirebaseBackend option database_url={database_url!r} is not valid; give the "
+                "Realtime Database URL, e.g. 'https://<project>-default-rtdb.firebaseio.com'."
+            )
+        if not isinstance(root, str) or not re.fullmatch(
+            r"[A-Za-z0-9_\-]+(/[A-Za-z0-9_\-]+)*", root
+        ):
+            raise ImproperlyConfigured(
+                f"FirebaseBackend option root={root!r} is not valid; give a database path such "
+                "as 'rtbridge' (letters, digits, _ and -, segments separated by /)."
+            )
+        if keep_last is not None and (
+            not isinstance(keep_last, int) or isinstance(keep_last, bool) or keep_last < 1
+        ):
+            raise ImproperlyConfigured(
+                f"FirebaseBackend option keep_last={keep_last!r} is not valid; give the number "
+                "of messages to keep per channel (>= 1), or None for no limit."
+            )
+        for option, value in (("max_age", max_age), ("prune_interval", prune_interval)):
+            if value is not None and (not isinstance(value, (int, float)) or value <= 0):
+                raise ImproperlyConfigured(
+                    f"FirebaseBackend option {option}={value!r} is not valid; give seconds > 0."
+                )
+        emulator_host = emulator_host or os.environ.get(EMULATOR_ENV) or None
+        if emulator_host and "//" in emulator_host:
+            raise ImproperlyConfigured(
+                f"Firebase emulator host {emulator_host!r} is not valid; give host:port with no "
+                "scheme, e.g. '127.0.0.1:9000'."
+            )
+        self.database_url = database_url
+        self.credentials = credentials
+        self.root = root
+        self.keep_last = keep_last
+        self.max_age = max_age
+        self.prune_interval = prune_interval
+        self.app_name = app_name or f"rtbridge-{os.getpid()}-{next(_counter)}"
+        self.timeout = timeout
+        self.emulator_host = emulator_host
+        self.push_id = PushIdGenerator()
+        self._app: Any = None
+        self._app_lock = threading.Lock()
+        # Channels written since the last prune, and how many prunes until a full sweep.
+        self._touched: set[str] = set()
+        self._sweep_countdown = 0
+        if keep_last is not None or max_age is not None:
+            self.dispatcher.set_housekeeping(self.prune, prune_interval)
+
+    @property
+    def namespace(self) -> str:
+        """Return the database name (first label of the URL's host, or its ``ns`` parameter)."""
+        parsed = urlparse(self.database_url)
+        for part in parsed.query.split("&"):
+            if part.startswith("ns="):
+                return part[3:]
+        return parsed.netloc.split(".")[0]
+
+    @property
+    def app(self) -> Any:
+        """Return this backend's own ``firebase_admin`` app, initialized on first use."""
+        if self._app is None:
+            with self._app_lock:
+                if self._app is None:
+                    self._app = self._initialize_app()
+        return self._app
+
+    def _initialize_app(self) -> Any:
+        firebase_admin = import_sdk("firebase_admin", "firebase", backend=self.alias)
+        url = self.database_url
+        credential = None
+        if self.emulator_host:
+            # An http URL puts firebase-admin in emulator mode without reading the environment.
+            url = f"http://{self.emulator_host}?ns={self.namespace}"
+        elif self.credentials is not None:
+            from firebase_admin import credentials
+
+            source = self.credentials
+            credential = credentials.Certificate(
+                dict(source) if isinstance(source, Mapping) else source
+            )
+        options = {"databaseURL": url, "httpTimeout": self.timeout}
+        return firebase_admin.initialize_app(credential, options, name=self.app_name)
+
+    def reference(self, path: str = "") -> Any:
+        """Return a ``firebase_admin.db.Reference`` under ``root`` (its SDK retries disabled)."""
+        from firebase_admin import db
+
+        ref = db.reference(f"/{self.root}/{path}".rstrip("/"), app=self.app)
+        _disable_sdk_retries(ref)
+        return ref
+
+    def check_message(self, message: Message) -> None:
+        """Refuse data whose object keys the database would reject (``. $ # [ ] /``)."""
+        super().check_message(message)
+        bad = _find_bad_key(message.payload)
+        if bad is not None:
+            raise InvalidMessage(
+                f"Data for event {message.event!r} has the key {bad!r}; Firebase keys cannot "
+                "contain . $ # [ ] / or control characters. Rename the key."
+            )
+
+    def build_calls(self, messages: list[Message]) -> list[Call]:
+        """Return multi-path updates writing every message under each of its channels."""
+        values: dict[str, Any] = {}
+        for message in messages:
+            data = json.loads(message.payload)
+            for name in message.channels:
+                channel = encode_for_firebase(name)
+                self._touched.add(channel)
+                values[f"{channel}/{self.push_id()}"] = {
+                    "event": message.event,
+                    "data": data,
+                    "ts": {".sv": "timestamp"},
+                    "exclude": message.exclude,
+                }
+        items = list(values.items())
+        calls = []
+        for start in range(0, len(items), MAX_PATHS_PER_UPDATE):
+            chunk = dict(items[start : start + MAX_PATHS_PER_UPDATE])
+            calls.append(self._update_call(chunk))
+        return calls
+
+    def _update_call(self, values: dict[str, Any]) -> Call:
+        def send() -> object:
+            return _call_firebase(lambda: self.reference().update(values))
+
+        return Call(send, messages=len(values), label=f"update({len(values)} paths)")
+
+    def prune(self) -> None:
+        """Delete messages beyond ``keep_last`` or older than ``max_age`` (dispatcher thread).
+
+        Channels written since the last run are checked every run; every tenth run also lists
+        all channels under ``root``, so quiet channels and other processes' writes age out too.
+        """
+        touched, self._touched = self._touched, set()
+        if self._sweep_countdown <= 0:
+            listing = _call_firebase(lambda: self.reference().get(shallow=True)) or {}
+            touched |= set(listing) if isinstance(listing, dict) else set()
+            self._sweep_countdown = 10
+        self._sweep_countdown -= 1
+        cutoff = None if self.max_age is None else int((time.time() - self.max_age) * 1000)
+        doomed: dict[str, None] = {}
+        for channel in sorted(touched):
+            keys = _call_firebase(lambda c=channel: self.reference(c).get(shallow=True)) or {}
+            ordered = sorted(keys) if isinstance(keys, dict) else []
+            excess = len(ordered) - self.keep_last if self.keep_last is not None else 0
+            for index, key in enumerate(ordered):
+                stamp = push_id_time(key)
+                if index < excess or (cutoff is not None and stamp is not None and stamp < cutoff):
+                    doomed[f"{channel}/{key}"] = None
+        items = list(doomed.items())
+        for start in range(0, len(items), MAX_PATHS_PER_UPDATE):
+            chunk = dict(items[start : start + MAX_PATHS_PER_UPDATE])
+            _call_firebase(lambda chunk=chunk: self.reference().update(chunk))
+
+    def client_config(self) -> dict[str, Any]:
+        """Return the database URL and root for the firebase JS SDK (and the emulator host)."""
+        config: dict[str, Any] = {
+            "backend": self.alias,
+            "databaseURL": self.database_url,
+            "root": self.root,
+        }
+        if self.emulator_host:
+            config["emulatorHost"] = self.emulator_host
+        return config
+
+    def close(self) -> None:
+        """Flush, stop the dispatcher and delete this backend's firebase app."""
+        super().close()
+        with self._app_lock:
+            app, self._app = self._app, None
+        if app is not None:
+            import firebase_admin
+
+            firebase_admin.delete_app(app)
+
+
+def _find_bad_key(payload: str) -> str | None:
+    """Return the first object key in the JSON ``payload`` the database would refuse."""
+    if not _MAYBE_BAD_KEY_RE.search(payload):
+        return None
+    found: list[str] = []
+
+    def check(pairs: list[tuple[str, Any]]) -> None:
+        found.extend(key for key, _ in pairs if _BAD_KEY_RE.search(key))
+
+    json.loads(payload, object_pairs_hook=check)
+    return found[0] if found else None
+
+
+def _disable_sdk_retries(ref: Any) -> None:
+    # firebase-admin retries 500/503 up to 4 times with backoff on its own; the dispatcher
+    # already retries with bounded attempts, and two layers would multiply the delay.
+    client = getattr(ref, "_client", None)
+    session = getattr(client, "session", None)
+    if session is None or getattr(session, "_rtbridge_no_retry", False):
+        return
+    from requests.adapters import HTTPAdapter
+
+    session.mount("http://", HTTPAdapter(max_retries=0))
+    session.mount("https://", HTTPAdapter(max_retries=0))
+    session._rtbridge_no_retry = True
+
+
+def _call_firebase(request: Any) -> Any:
+    """Run one SDK request, mapping its errors to ``PublishError`` (5xx/timeouts retryable)."""
+    exceptions = import_sdk("firebase_admin.exceptions", "firebase", backend="firebase")
+    try:
+        return request()
+    except exceptions.FirebaseError as exc:
+        response = getattr(exc, "http_response", None)
+        status = getattr(response, "status_code", None)
+        if status is None:
+            raise PublishError(f"Firebase database unreachable: {exc}", retryable=True) from exc
+        retryable = status >= 500 or status == 429
+        hint = " Check the credentials and the database rules." if status in (401, 403) else ""
+        raise PublishError(
+            f"Firebase database answered {status}: {exc}.{hint}", status=status, retryable=retryable
+        ) from exc
+    except ValueError as exc:
+        raise PublishError(f"firebase-admin refused the request: {exc}") from exc

@@ -1,0 +1,162 @@
+"""``pubnub``: publish through PubNub, one request per channel, concurrently, in the background."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+
+from ..channel_names import encode_for_pubnub
+from ..exceptions import PublishError
+from ..messages import Message
+from .base import import_sdk
+from .dispatch import Call, DispatchingBackend
+
+__all__ = ["PubNubBackend"]
+
+#: PubNub accepts 32 KiB per message, envelope included; ``data`` gets the rest. The envelope
+#: (``{"event":…,"data":…,"exclude":…}``) is at most ~220 bytes; 512 leaves a margin.
+PUBNUB_MESSAGE_LIMIT = 32768
+ENVELOPE_ALLOWANCE = 512
+
+
+class PubNubBackend(DispatchingBackend):
+    """Publish with the official ``pubnub`` SDK.
+
+    PubNub publishes to one channel per request, so a message on N channels is N requests; a
+    batch's requests run ``concurrency`` at a time. Each PubNub message is
+    ``{"event": <event>, "data": <data>, "exclude": <socket id or null>}``, sent with POST so the
+    size limit is not eaten by URL encoding.
+    """
+
+    alias = "pubnub"
+    max_payload_bytes = PUBNUB_MESSAGE_LIMIT - ENVELOPE_ALLOWANCE
+    required_options = ("publish_key", "subscribe_key")
+    sdk = ("pubnub", "pubnub")
+
+    def __init__(
+        self,
+        *,
+        publish_key: str = "",
+        subscribe_key: str = "",
+        secret_key: str | None = None,
+        user_id: str = "rtbridge-server",
+        origin: str | None = None,
+        ssl: bool = True,
+        timeout: float = 5.0,
+        concurrency: int = 8,
+        **options: Any,
+    ) -> None:
+        super().__init__(**options)
+        keys = (("publish_key", publish_key), ("subscribe_key", subscribe_key))
+        missing = [name for name, value in keys if not value]
+        if missing:
+            raise ImproperlyConfigured(
+                f"PubNubBackend needs {', '.join(missing)} in RTBRIDGE_OPTIONS; copy them from "
+                "the keyset page of the PubNub admin portal."
+            )
+        if not isinstance(user_id, str) or not user_id.strip():
+            raise ImproperlyConfigured(
+                f"PubNubBackend option user_id={user_id!r} is not valid; give a non-empty string "
+                "that identifies the server (PubNub requires one)."
+            )
+        if not isinstance(timeout, (int, float)) or timeout <= 0:
+            raise ImproperlyConfigured(
+                f"PubNubBackend option timeout={timeout!r} is not valid; give seconds > 0."
+            )
+        if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
+            raise ImproperlyConfigured(
+                f"PubNubBackend option concurrency={concurrency!r} is not valid; give the number "
+                "of publishes to run at once (>= 1)."
+            )
+        self.publish_key = publish_key
+        self.subscribe_key = subscribe_key
+        self.secret_key = secret_key
+        self.user_id = user_id
+        self.origin = origin
+        self.ssl = bool(ssl)
+        self.timeout = timeout
+        self.dispatcher.concurrency = concurrency
+        self._client: Any = None
+
+    @property
+    def client(self) -> Any:
+        """Return the ``pubnub.pubnub.PubNub`` client, built on first use (no I/O)."""
+        if self._client is None:
+            import_sdk("pubnub", "pubnub", backend=self.alias)
+            from pubnub.pnconfiguration import PNConfiguration
+            from pubnub.pubnub import PubNub
+
+            config = PNConfiguration()
+            config.publish_key = self.publish_key
+            config.subscribe_key = self.subscribe_key
+            if self.secret_key:
+                config.secret_key = self.secret_key
+            config.user_id = self.user_id
+            if self.origin:
+                config.origin = self.origin
+            config.ssl = self.ssl
+            config.connect_timeout = self.timeout
+            config.non_subscribe_request_timeout = self.timeout
+            # The server only publishes; without this the SDK starts a subscribe worker thread.
+            config.enable_subscribe = False
+            self._client = PubNub(config)
+        return self._client
+
+    def build_calls(self, messages: list[Message]) -> list[Call]:
+        """Return one publish request per message and channel."""
+        calls: list[Call] = []
+        for message in messages:
+            body = {
+                "event": message.event,
+                "data": json.loads(message.payload),
+                "exclude": message.exclude,
+            }
+            for name in message.channels:
+                calls.append(self._publish_call(encode_for_pubnub(name), body))
+        return calls
+
+    def _publish_call(self, channel: str, body: dict[str, Any]) -> Call:
+        def send() -> object:
+            return _call_pubnub(
+                lambda: self.client.publish().channel(channel).message(body).use_post(True).sync()
+            )
+
+        return Call(send, messages=1, label=f"publish({channel})")
+
+    def client_config(self) -> dict[str, Any]:
+        """Return what the pubnub JS SDK needs to subscribe (never the publish or secret key)."""
+        config: dict[str, Any] = {"backend": self.alias, "subscribeKey": self.subscribe_key}
+        if self.origin:
+            config["origin"] = self.origin
+        if not self.ssl:
+            config["ssl"] = False
+        return config
+
+    def close(self) -> None:
+        """Flush, stop the dispatcher and close the SDK's HTTP client."""
+        super().close()
+        client, self._client = self._client, None
+        handler = getattr(client, "_request_handler", None)
+        if handler is not None and hasattr(handler, "close"):
+            handler.close()
+
+
+def _call_pubnub(request: Any) -> object:
+    """Run one SDK request, mapping its errors to ``PublishError`` (5xx/timeouts retryable)."""
+    exceptions = import_sdk("pubnub.exceptions", "pubnub", backend="pubnub")
+    try:
+        return request()
+    except exceptions.PubNubException as exc:
+        status = int(exc.get_status_code() or 0) or None
+        if status is None:
+            # No HTTP answer: connection refused, timeout, DNS. Worth another try.
+            raise PublishError(f"PubNub unreachable: {exc}", retryable=True) from exc
+        retryable = status >= 500 or status == 429
+        hint = ""
+        if status in (400, 403):
+            hint = " Check publish_key, subscribe_key and secret_key (and PubNub Access Manager)."
+        raise PublishError(
+            f"PubNub answered {status}: {exc}.{hint}", status=status, retryable=retryable
+        ) from exc

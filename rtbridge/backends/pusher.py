@@ -1,0 +1,210 @@
+"""``pusher``: publish through the Pusher Channels HTTP API (or soketi), off the request path."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+
+from ..channel_names import encode_for_pusher
+from ..exceptions import InvalidMessage, PublishError
+from ..messages import Message
+from .base import import_sdk
+from .dispatch import Call, DispatchingBackend
+
+__all__ = ["PusherBackend"]
+
+#: Channels one ``trigger`` call may name, and events one ``trigger_batch`` call may carry.
+MAX_CHANNELS_PER_TRIGGER = 100
+MAX_EVENTS_PER_BATCH = 10
+_SOCKET_ID_RE = re.compile(r"\A\d+\.\d+\Z")
+
+
+class PusherBackend(DispatchingBackend):
+    """Publish with the official ``pusher`` SDK.
+
+    Messages for fewer than 10 channels become ``trigger_batch`` entries (one per channel, 10
+    per request); a message for 10 channels or more is one ``trigger`` per 100 channels. Order is
+    kept: requests are sent one after another in publish order.
+    """
+
+    alias = "pusher"
+    max_payload_bytes = 10240
+    required_options = ("app_id", "key", "secret")
+    sdk = ("pusher", "pusher")
+
+    def __init__(
+        self,
+        *,
+        app_id: str | int = "",
+        key: str = "",
+        secret: str = "",
+        cluster: str | None = None,
+        host: str | None = None,
+        port: int | None = None,
+        ssl: bool = True,
+        timeout: float = 5.0,
+        ws_host: str | None = None,
+        ws_port: int | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(**options)
+        missing = [n for n, v in (("app_id", app_id), ("key", key), ("secret", secret)) if not v]
+        if missing:
+            raise ImproperlyConfigured(
+                f"PusherBackend needs {', '.join(missing)} in RTBRIDGE_OPTIONS; copy them from "
+                "the app's 'App Keys' page (or your soketi app settings)."
+            )
+        if not str(app_id).isdigit():
+            raise ImproperlyConfigured(
+                f"PusherBackend option app_id={app_id!r} is not valid; Pusher app ids are numeric."
+            )
+        if cluster and host:
+            raise ImproperlyConfigured(
+                f"PusherBackend got cluster={cluster!r} and host={host!r}; give one of them "
+                "(cluster for pusher.com, host/port/ssl for a self-hosted Pusher-protocol server)."
+            )
+        if not isinstance(timeout, (int, float)) or timeout <= 0:
+            raise ImproperlyConfigured(
+                f"PusherBackend option timeout={timeout!r} is not valid; give seconds > 0."
+            )
+        self.app_id = str(app_id)
+        self.key = key
+        self.secret = secret
+        self.cluster = cluster
+        self.host = host
+        self.port = port
+        self.ssl = bool(ssl)
+        self.timeout = timeout
+        self.ws_host = ws_host
+        self.ws_port = ws_port
+        self._client: Any = None
+
+    @property
+    def client(self) -> Any:
+        """Return the ``pusher.Pusher`` client, built on first use (no I/O)."""
+        if self._client is None:
+            pusher = import_sdk("pusher", "pusher", backend=self.alias)
+            self._client = pusher.Pusher(
+                app_id=self.app_id,
+                key=self.key,
+                secret=self.secret,
+                cluster=self.cluster,
+                host=self.host,
+                port=self.port,
+                ssl=self.ssl,
+                timeout=self.timeout,
+            )
+        return self._client
+
+    def check_message(self, message: Message) -> None:
+        """Check the size and that ``exclude`` is a Pusher socket id (``123.456``)."""
+        super().check_message(message)
+        if message.exclude is not None and not _SOCKET_ID_RE.match(message.exclude):
+            raise InvalidMessage(
+                f"exclude={message.exclude!r} is not a Pusher socket id; Pusher socket ids look "
+                "like '123.456' (pusher-js: pusher.connection.socket_id)."
+            )
+
+    def build_calls(self, messages: list[Message]) -> list[Call]:
+        """Chunk ``messages`` into ``trigger``/``trigger_batch`` requests, in publish order."""
+        calls: list[Call] = []
+        entries: list[dict[str, str]] = []
+
+        def close_batch() -> None:
+            for start in range(0, len(entries), MAX_EVENTS_PER_BATCH):
+                chunk = entries[start : start + MAX_EVENTS_PER_BATCH]
+                calls.append(self._batch_call(chunk))
+            entries.clear()
+
+        for message in messages:
+            channels = [encode_for_pusher(name) for name in message.channels]
+            if len(channels) < MAX_EVENTS_PER_BATCH:
+                for channel in channels:
+                    entry = {"channel": channel, "name": message.event, "data": message.payload}
+                    if message.exclude:
+                        entry["socket_id"] = message.exclude
+                    entries.append(entry)
+                continue
+            close_batch()
+            for start in range(0, len(channels), MAX_CHANNELS_PER_TRIGGER):
+                chunk = channels[start : start + MAX_CHANNELS_PER_TRIGGER]
+                calls.append(self._trigger_call(chunk, message))
+        close_batch()
+        return calls
+
+    def _batch_call(self, entries: list[dict[str, str]]) -> Call:
+        def send() -> object:
+            # The SDK rewrites the entries it is given; hand it copies so retries stay clean.
+            return _call_pusher(lambda: self.client.trigger_batch([dict(e) for e in entries]))
+
+        return Call(send, messages=len(entries), label=f"trigger_batch({len(entries)} events)")
+
+    def _trigger_call(self, channels: list[str], message: Message) -> Call:
+        def send() -> object:
+            return _call_pusher(
+                lambda: self.client.trigger(
+                    channels, message.event, message.payload, socket_id=message.exclude
+                )
+            )
+
+        # Counted as one message: a trigger either reaches all its channels or none.
+        return Call(send, messages=1, label=f"trigger({len(channels)} channels)")
+
+    def client_config(self) -> dict[str, Any]:
+        """Return pusher-js options: the key and where to connect (never the secret)."""
+        config: dict[str, Any] = {"backend": self.alias, "key": self.key}
+        config["cluster"] = self.cluster or "mt1"
+        if self.host or self.ws_host:
+            config["wsHost"] = self.ws_host or self.host
+            port = self.ws_port or self.port
+            if port:
+                config["wsPort"] = port
+            config["forceTLS"] = self.ssl
+        return config
+
+    def close(self) -> None:
+        """Flush, stop the dispatcher and drop the HTTP session."""
+        super().close()
+        client, self._client = self._client, None
+        session = getattr(
+            getattr(getattr(client, "_pusher_client", None), "http", None), "session", None
+        )
+        if session is not None:
+            session.close()
+
+
+def _call_pusher(request: Callable[[], object]) -> object:
+    """Run one SDK request, mapping its errors to ``PublishError`` (5xx/timeouts retryable)."""
+    pusher_errors = import_sdk("pusher.errors", "pusher", backend="pusher")
+    import requests
+
+    try:
+        return request()
+    except (requests.Timeout, requests.ConnectionError) as exc:
+        raise PublishError(f"Pusher API unreachable: {exc}", retryable=True) from exc
+    except pusher_errors.PusherBadRequest as exc:
+        raise PublishError(f"Pusher API answered 400 Bad Request: {exc}", status=400) from exc
+    except pusher_errors.PusherBadAuth as exc:
+        raise PublishError(
+            f"Pusher API answered 401 Unauthorized: {exc}. Check the key and secret options.",
+            status=401,
+        ) from exc
+    except pusher_errors.PusherForbidden as exc:
+        raise PublishError(
+            f"Pusher API answered 403 Forbidden: {exc}. Check app_id and that the app is enabled.",
+            status=403,
+        ) from exc
+    except pusher_errors.PusherBadStatus as exc:
+        # The SDK formats these as "<status>: <body>".
+        head = str(exc).split(":", 1)[0]
+        status = int(head) if head.isdigit() else None
+        retryable = status is None or status >= 500 or status == 429
+        raise PublishError(
+            f"Pusher API answered {exc}", status=status, retryable=retryable
+        ) from exc
+    except ValueError as exc:
+        # The SDK validates names and sizes before sending; nothing will make them pass later.
+        raise PublishError(f"Pusher SDK refused the request: {exc}") from exc
