@@ -1,0 +1,267 @@
+// The self-hosted transport against a fake WebSocket that the test plays as the server (protocol v1).
+import assert from "node:assert/strict";
+import { afterEach, test } from "node:test";
+
+import { connect } from "../src/rtbridge.js";
+import { socketUrl } from "../src/transports/selfhosted.js";
+import { FakeWebSocket, captureConsole, tick, until } from "./helpers/fakes.js";
+
+const clients = [];
+afterEach(() => {
+  clients.splice(0).forEach((rt) => rt.disconnect());
+  FakeWebSocket.all.length = 0;
+});
+
+function start(options = {}) {
+  const rt = connect({
+    backend: "local",
+    url: "ws://127.0.0.1:9/rtbridge/ws",
+    WebSocket: FakeWebSocket,
+    reconnect: { initialDelay: 5, maxDelay: 20 },
+    ...options,
+  });
+  clients.push(rt);
+  return rt;
+}
+
+test("the welcome connects and gives the socket id", async () => {
+  const rt = start();
+  const ws = FakeWebSocket.last;
+  assert.equal(ws.url, "ws://127.0.0.1:9/rtbridge/ws");
+  assert.equal(rt.state, "connecting");
+  ws.accept("abc.1");
+  assert.equal(rt.state, "connected");
+  assert.equal(rt.socketId(), "abc.1");
+});
+
+test("subscribe sends a request with an id; the ack resolves ready; unsubscribe is sent", async () => {
+  const rt = start();
+  const ws = FakeWebSocket.last;
+  const sub = rt.subscribe("todo.todoitem", { todo_list_id: 1 }, () => {});
+  assert.equal(ws.sent.length, 0, "nothing is sent before the welcome");
+  ws.accept();
+  await tick();
+  const frame = ws.lastSent("subscribe");
+  assert.equal(frame.channel, "todo.todoitem;todo_list_id=1");
+  assert.equal(typeof frame.id, "number");
+  let resolved = false;
+  sub.ready.then(() => (resolved = true));
+  await tick();
+  assert.equal(resolved, false);
+  ws.ackAll();
+  await tick();
+  assert.equal(resolved, true);
+  sub.unsubscribe();
+  await tick();
+  assert.deepEqual(
+    { op: ws.lastSent("unsubscribe").op, channel: ws.lastSent("unsubscribe").channel },
+    { op: "unsubscribe", channel: "todo.todoitem;todo_list_id=1" },
+  );
+});
+
+test("an error frame rejects ready with the server's code and reason and reaches onError", async () => {
+  const rt = start();
+  const ws = FakeWebSocket.last;
+  ws.accept();
+  const errors = [];
+  rt.onError((error) => errors.push(error));
+  const sub = rt.subscribe("private-todo.todolist.1", () => {});
+  const subErrors = [];
+  sub.onError((error) => subErrors.push(error));
+  await tick();
+  const { id } = ws.lastSent("subscribe");
+  ws.push({ op: "error", id, code: 4403, reason: "a private channel needs a token" });
+  await assert.rejects(sub.ready, (error) => {
+    assert.equal(error.code, 4403);
+    assert.equal(error.reason, "a private channel needs a token");
+    assert.equal(error.channel, "private-todo.todolist.1");
+    assert.match(error.message, /4403 a private channel needs a token/);
+    return true;
+  });
+  assert.equal(errors[0].code, 4403);
+  assert.equal(subErrors[0].code, 4403);
+  // A refused channel is not resubscribed after a reconnect.
+  ws.drop(1006);
+  await until(() => FakeWebSocket.all.length === 2);
+  FakeWebSocket.last.accept();
+  await tick();
+  assert.equal(FakeWebSocket.last.lastSent("subscribe"), undefined);
+});
+
+test("an error frame without an id goes to onError", async () => {
+  const rt = start();
+  const ws = FakeWebSocket.last;
+  ws.accept();
+  const errors = [];
+  rt.onError((error) => errors.push(error));
+  ws.push({ op: "error", id: null, code: 4400, reason: "not JSON" });
+  ws.push("{not json");
+  assert.deepEqual(
+    errors.map((error) => error.code),
+    [4400, "bad_frame"],
+  );
+});
+
+test("server heartbeats are answered", async () => {
+  start();
+  const ws = FakeWebSocket.last;
+  ws.accept();
+  ws.push({ op: "heartbeat" });
+  assert.deepEqual(ws.sent, [{ op: "heartbeat" }]);
+});
+
+test("messages carry seq; a jump or a gap frame calls the gap hooks", async () => {
+  const rt = start();
+  const ws = FakeWebSocket.last;
+  ws.accept();
+  const seen = [];
+  const gaps = [];
+  const sub = rt.subscribe("todo.todoitem", (event, data, meta) => seen.push(meta.seq));
+  sub.onGap((channel, info) => gaps.push(info));
+  await tick();
+  ws.ackAll(6);
+  await sub.ready;
+  const message = (seq) => ({ op: "message", channel: "todo.todoitem", event: "created", seq, data: {} });
+  ws.push(message(7));
+  ws.push(message(8));
+  assert.deepEqual(gaps, []);
+  ws.push(message(10));
+  assert.deepEqual(gaps, [{ expected: 9, received: 10 }]);
+  ws.push({ op: "gap", channel: "todo.todoitem" });
+  assert.deepEqual(gaps[1], { reason: "server" });
+  assert.deepEqual(seen, [7, 8, 10]);
+});
+
+test("after a lost connection: backoff, reconnect, resubscribe, resubscribed hooks, no doubled handlers", async () => {
+  const rt = start();
+  const states = [];
+  rt.onState((state) => states.push(state));
+  let ws = FakeWebSocket.last;
+  ws.accept("a.1");
+  const seen = [];
+  const resubscribed = [];
+  const sub = rt.subscribe("todo.todoitem", (event) => seen.push(event));
+  sub.onResubscribed((channel) => resubscribed.push(["sub", channel]));
+  rt.onResubscribed((channel) => resubscribed.push(["client", channel]));
+  rt.channel("todo.todolist.1").listen("renamed", () => seen.push("renamed"));
+  await tick();
+  ws.ackAll();
+  await sub.ready;
+
+  ws.drop(1006);
+  assert.equal(rt.state, "reconnecting");
+  assert.equal(rt.socketId(), null);
+  await until(() => FakeWebSocket.all.length === 2, 1000, "a new socket");
+  ws = FakeWebSocket.last;
+  ws.accept("b.2");
+  await tick();
+  assert.deepEqual(ws.sent.map((frame) => frame.channel).sort(), ["todo.todoitem", "todo.todolist.1"]);
+  assert.deepEqual(resubscribed, []);
+  ws.ackAll();
+  await tick();
+  assert.deepEqual(resubscribed.sort(), [["client", "todo.todoitem"], ["client", "todo.todolist.1"], ["sub", "todo.todoitem"]]);
+  assert.equal(rt.socketId(), "b.2");
+  ws.push({ op: "message", channel: "todo.todoitem", event: "created", seq: 1, data: {} });
+  ws.push({ op: "message", channel: "todo.todolist.1", event: "renamed", seq: 1, data: {} });
+  assert.deepEqual(seen, ["created", "renamed"]);
+  assert.deepEqual(states, ["connecting", "connected", "reconnecting", "connected"]);
+});
+
+test("a request cut by a lost connection is retried after the reconnect, and ready resolves then", async () => {
+  const rt = start();
+  let ws = FakeWebSocket.last;
+  ws.accept();
+  const sub = rt.subscribe("todo.todoitem", () => {});
+  await tick();
+  ws.drop(1001);
+  await until(() => FakeWebSocket.all.length === 2);
+  ws = FakeWebSocket.last;
+  ws.accept();
+  await tick();
+  ws.ackAll();
+  const resolved = await sub.ready;
+  assert.equal(resolved, sub);
+});
+
+test("backoff grows between failed attempts and stops after maxAttempts", async () => {
+  const rt = start({ reconnect: { initialDelay: 1, maxDelay: 5, maxAttempts: 3 } });
+  const errors = [];
+  rt.onError((error) => errors.push(error));
+  FakeWebSocket.last.drop(1006); // never accepted: the server is down
+  for (let n = 2; n <= 4; n++) {
+    await until(() => FakeWebSocket.all.length === n);
+    FakeWebSocket.last.drop(1006);
+  }
+  await tick(30);
+  assert.equal(FakeWebSocket.all.length, 4);
+  assert.equal(rt.state, "disconnected");
+  assert.match(errors[0].message, /not reconnecting/);
+});
+
+for (const code of [1000, 4001]) {
+  test(`close code ${code} is final: no reconnect`, async () => {
+    const rt = start();
+    FakeWebSocket.last.accept();
+    const logged = await captureConsole(async () => {
+      FakeWebSocket.last.drop(code, "bye");
+      await tick(40);
+    });
+    assert.equal(FakeWebSocket.all.length, 1);
+    assert.equal(rt.state, "disconnected");
+    assert.equal(logged.error.length, code === 1000 ? 0 : 1);
+  });
+}
+
+test("disconnect() closes the socket and never reconnects", async () => {
+  const rt = start();
+  const ws = FakeWebSocket.last;
+  ws.accept();
+  rt.disconnect();
+  assert.ok(ws.closedByClient);
+  ws.drop(1006); // a late close event from the old socket is ignored
+  await tick(40);
+  assert.equal(FakeWebSocket.all.length, 1);
+  assert.equal(rt.state, "disconnected");
+});
+
+test("reconnect: false stays disconnected after a drop", async () => {
+  const rt = start({ reconnect: false });
+  FakeWebSocket.last.accept();
+  await captureConsole(async () => {
+    FakeWebSocket.last.drop(1006);
+    await tick(20);
+  });
+  assert.equal(rt.state, "disconnected");
+  assert.equal(FakeWebSocket.all.length, 1);
+});
+
+test("a silent server (no heartbeat) is dropped and reconnected", async () => {
+  const rt = start();
+  const ws = FakeWebSocket.last;
+  ws.accept("a.1", 0.001); // heartbeat every 1 ms: silence for 2 * 1 ms + 5 s counts as dead
+  assert.equal(rt.state, "connected");
+  await until(() => FakeWebSocket.all.length === 2, 7000, "the idle drop");
+  assert.ok(ws.closedByClient);
+});
+
+test("url null means the page's host, ws or wss by the page's scheme", () => {
+  globalThis.location = { protocol: "https:", host: "example.test:8443" };
+  try {
+    assert.equal(socketUrl({ url: null, path: "/rtbridge/ws" }), "wss://example.test:8443/rtbridge/ws");
+    globalThis.location.protocol = "http:";
+    assert.equal(socketUrl({ url: null, path: "/rt" }), "ws://example.test:8443/rt");
+  } finally {
+    delete globalThis.location;
+  }
+  assert.throws(() => socketUrl({ backend: "redis", url: null }), /url=null \(same host as the page\), but there is no page here/);
+});
+
+test("no WebSocket implementation: the error says how to pass one", () => {
+  const saved = globalThis.WebSocket;
+  delete globalThis.WebSocket;
+  try {
+    assert.throws(() => connect({ backend: "redis", url: "ws://x" }), /pass one, e\.g\. connect\(\{\.\.\., WebSocket\}\)/);
+  } finally {
+    if (saved) globalThis.WebSocket = saved;
+  }
+});
