@@ -30,6 +30,26 @@ DEFAULTS: dict[str, Any] = {
     # Origins allowed to open a socket to the rtbridge server; None derives them from
     # ALLOWED_HOSTS.
     "RTBRIDGE_ALLOWED_ORIGINS": None,
+    # Limits and options of the self-hosted server (rtbridge.server); missing keys take
+    # their value from SERVER_DEFAULTS. Documented in docs/server.md.
+    "RTBRIDGE_SERVER": {},
+}
+
+# Keys of RTBRIDGE_SERVER and their defaults (docs/server.md explains each one).
+SERVER_DEFAULTS: dict[str, Any] = {
+    "path": "/rtbridge/ws",
+    "public_url": None,
+    "heartbeat": 25.0,
+    "idle_timeout": 60.0,
+    "max_frame_bytes": 64 * 1024,
+    "max_subscriptions": 500,
+    "max_connections": 20000,
+    "max_buffer_bytes": 1024 * 1024,
+    "abuse_threshold": 10,
+    "reconnect_max_delay": 5.0,
+    "stats_interval": 60.0,
+    "wsgi_threads": 16,
+    "serve_static": None,
 }
 
 
@@ -76,3 +96,77 @@ def backend_options() -> dict[str, Any]:
     if bad:
         raise ImproperlyConfigured(f"RTBRIDGE_OPTIONS keys must be strings; got {bad!r}.")
     return dict(options)
+
+
+def server_settings(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Return ``RTBRIDGE_SERVER`` merged over ``SERVER_DEFAULTS`` (and ``overrides`` over both).
+
+    Raises ``ImproperlyConfigured`` naming an unknown key or a value of the wrong type.
+    Without configured Django settings, only the defaults and ``overrides`` apply.
+    """
+    merged = dict(SERVER_DEFAULTS)
+    configured = get_setting("RTBRIDGE_SERVER") if settings.configured else {}
+    for source, label in ((configured, "RTBRIDGE_SERVER"), (overrides or {}, "server options")):
+        if not isinstance(source, Mapping):
+            raise ImproperlyConfigured(
+                f"{label} must be a dict of server options, not {type(source).__name__}."
+            )
+        for key, value in source.items():
+            if key not in SERVER_DEFAULTS:
+                raise ImproperlyConfigured(
+                    f"{label} has unknown key {key!r}; known keys: "
+                    f"{', '.join(sorted(SERVER_DEFAULTS))}."
+                )
+            merged[key] = value
+    for key in ("heartbeat", "idle_timeout", "reconnect_max_delay", "stats_interval"):
+        value = merged[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise ImproperlyConfigured(
+                f"RTBRIDGE_SERVER[{key!r}]={value!r} is not valid; give seconds as a number >= 0."
+            )
+    for key in (
+        "max_frame_bytes",
+        "max_subscriptions",
+        "max_connections",
+        "max_buffer_bytes",
+        "abuse_threshold",
+        "wsgi_threads",
+    ):
+        value = merged[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ImproperlyConfigured(
+                f"RTBRIDGE_SERVER[{key!r}]={value!r} is not valid; give an integer >= 1."
+            )
+    path = merged["path"]
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise ImproperlyConfigured(
+            f"RTBRIDGE_SERVER['path']={path!r} is not valid; give a URL path starting with '/'."
+        )
+    public_url = merged["public_url"]
+    if public_url is not None and not (
+        isinstance(public_url, str) and public_url.startswith(("ws://", "wss://"))
+    ):
+        raise ImproperlyConfigured(
+            f"RTBRIDGE_SERVER['public_url']={public_url!r} is not valid; give None (the page's "
+            "own host) or a ws:// or wss:// URL such as 'wss://rt.example.com'."
+        )
+    if merged["serve_static"] not in (None, True, False):
+        raise ImproperlyConfigured(
+            f"RTBRIDGE_SERVER['serve_static']={merged['serve_static']!r} is not valid; give "
+            "None (serve static files when DEBUG), True or False."
+        )
+    return merged
+
+
+def origin_settings() -> tuple[Any, list[str], bool]:
+    """Return ``(RTBRIDGE_ALLOWED_ORIGINS, ALLOWED_HOSTS, DEBUG)`` for the server's Origin check."""
+    return (
+        get_setting("RTBRIDGE_ALLOWED_ORIGINS"),
+        list(getattr(settings, "ALLOWED_HOSTS", [])),
+        bool(getattr(settings, "DEBUG", False)),
+    )
+
+
+def debug_enabled() -> bool:
+    """Return Django's ``DEBUG`` setting (the server serves static files when it is on)."""
+    return bool(getattr(settings, "DEBUG", False))

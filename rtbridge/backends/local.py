@@ -1,0 +1,64 @@
+"""``local``: publish into the rtbridge server running in this process (development)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from ..exceptions import PublishError
+from ..messages import Message
+from ..server import registry
+from .base import BaseBackend
+from .redis import client_config_for
+
+__all__ = ["LocalBackend"]
+
+NO_SERVER = (
+    "RTBRIDGE_BACKEND='local' delivers to the rtbridge server running in this same process, "
+    "and none is running here. Run the site with `python manage.py rtbridge_server "
+    "--with-django` (Django and the sockets in one process), or set RTBRIDGE_BACKEND='redis' "
+    "and run `python manage.py rtbridge_server` next to your Django processes."
+)
+
+
+class LocalBackend(BaseBackend):
+    """Hand each message to the in-process server's hub; safe from any thread, never blocks.
+
+    The hand-off goes through the server's event loop (``call_soon_threadsafe``), so Django
+    request threads never touch the sockets. No server in this process raises
+    ``PublishError`` saying what to run instead.
+    """
+
+    alias = "local"
+    max_payload_bytes = 512 * 1024
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+
+    def publish(self, message: Message) -> None:
+        """Deliver ``message`` to the subscribers of every server running in this process."""
+        self.publish_many([message])
+
+    def publish_many(self, messages: Iterable[Message]) -> None:
+        """Deliver several messages in order."""
+        servers = [server for server in registry.running_servers() if server.running]
+        if not servers:
+            raise PublishError(NO_SERVER, retryable=False)
+        for message in messages:
+            for server in servers:
+                try:
+                    server.publish(message)
+                except RuntimeError as exc:  # the server's loop closed under us
+                    raise PublishError(f"{NO_SERVER} ({exc})", retryable=True) from exc
+
+    async def apublish(self, message: Message) -> None:
+        """Deliver ``message`` without a thread (the hand-off never blocks)."""
+        self.publish_many([message])
+
+    async def apublish_many(self, messages: Iterable[Message]) -> None:
+        """Deliver several messages in order, without a thread."""
+        self.publish_many(messages)
+
+    def client_config(self) -> dict[str, Any]:
+        """Return ``{"backend": "local", "url": public_url or None, "path": ws path}``."""
+        return client_config_for(self.alias)

@@ -1,0 +1,51 @@
+"""The self-hosted rtbridge server: Tornado WebSockets fed by an in-process hub or Redis.
+
+Run it with ``python manage.py rtbridge_server`` (or ``rtbridge serve``), or from Python::
+
+    from rtbridge.server import Server
+
+    server = Server(port=0).start()          # a daemon thread with its own event loop
+    print(server.url)                        # ws://127.0.0.1:<port>/rtbridge/ws
+    server.publish(Message("chat", "said", {"text": "hi"}))   # from any thread
+    server.stop()                            # clients get close code 1001
+
+    # or on a running event loop:
+    server = Server(port=8000, redis_url="redis://127.0.0.1:6379/0")
+    await server.astart()
+    ...
+    await server.astop()
+
+``Server`` options: ``address``, ``port`` (0 = a free one), ``broker`` (``"memory"``,
+``"redis"`` or a ``Broker``), ``redis_url`` and ``prefix`` (Redis broker), ``options``
+(overrides of ``RTBRIDGE_SERVER`` keys), ``allowed_origins`` (instead of
+``RTBRIDGE_ALLOWED_ORIGINS``) and ``wsgi_app`` (served on every other path). While a server
+runs, ``LocalBackend`` publishes into it. See docs/server.md and docs/protocol.md.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .app import Server, make_app
+    from .brokers import Broker, MemoryBroker, RedisBroker
+
+__all__ = ["Broker", "MemoryBroker", "RedisBroker", "Server", "make_app"]
+
+_LAZY = {
+    "Server": "app",
+    "make_app": "app",
+    "Broker": "brokers",
+    "MemoryBroker": "brokers",
+    "RedisBroker": "brokers",
+}
+
+
+def __getattr__(name: str) -> Any:
+    # Imported lazily so that LocalBackend (via .registry) does not need Tornado.
+    if name in _LAZY:
+        import importlib
+
+        module = importlib.import_module(f".{_LAZY[name]}", __name__)
+        return getattr(module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,98 @@
+"""The Tornado WebSocket handler: a thin adapter between a socket and a ``Connection``."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import tornado.websocket
+
+from .connection import Connection
+from .protocol import CloseCode, welcome_frame
+
+if TYPE_CHECKING:
+    from .app import Server
+
+__all__ = ["SocketHandler"]
+
+logger = logging.getLogger("rtbridge.server")
+
+
+class SocketHandler(tornado.websocket.WebSocketHandler):
+    """Serve one client socket; the protocol itself lives in ``Connection``."""
+
+    server: Server
+    connection: Connection | None
+
+    def initialize(self, server: Server) -> None:
+        self.server = server
+        self.connection = None
+
+    def check_origin(self, origin: str) -> bool:
+        """Allow the origins ``RTBRIDGE_ALLOWED_ORIGINS`` allows (HTTP 403 otherwise)."""
+        if self.server.origins.allows(origin, self.request.host):
+            return True
+        self.server.hub.stats.refused += 1
+        logger.debug("rtbridge: refused a socket from origin %r (%s)", origin, self.request.host)
+        return False
+
+    def open(self, *args: Any, **kwargs: Any) -> None:
+        hub = self.server.hub
+        if hub.full:
+            hub.stats.refused += 1
+            logger.debug("rtbridge: refused a socket from %s: node full", self.request.remote_ip)
+            self.close(
+                CloseCode.TOO_MANY_CONNECTIONS,
+                f"this node has {hub.config.max_connections} connections; try later",
+            )
+            return
+        self.set_nodelay(True)
+        connection = Connection(
+            hub, self, self.server.next_socket_id(), self.request.remote_ip or ""
+        )
+        self.connection = connection
+        hub.add(connection)
+        logger.debug("rtbridge: opened %s from %s", connection.socket_id, connection.remote)
+        connection.send(
+            welcome_frame(connection.socket_id, hub.config.heartbeat, self.server.software)
+        )
+
+    async def on_message(self, message: str | bytes) -> None:
+        # Tornado reads the next frame only after this returns, so requests stay in order.
+        if self.connection is not None:
+            await self.connection.handle(message)
+
+    def on_close(self) -> None:
+        connection = self.connection
+        if connection is not None:
+            self.server.hub.remove(connection)
+            logger.debug(
+                "rtbridge: closed %s (%s): %s %s",
+                connection.socket_id,
+                connection.remote,
+                self.close_code,
+                self.close_reason or "",
+            )
+
+    # Transport for Connection: the frames arrive fully encoded and are written as they are.
+
+    def write_frame(self, frame: bytes) -> None:
+        """Write a complete WebSocket frame to the stream (raises when it is closed)."""
+        protocol = self.ws_connection
+        stream = protocol.stream if protocol is not None else None
+        if protocol is None or stream is None or protocol.is_closing():
+            raise tornado.websocket.WebSocketClosedError()
+        stream.write(frame)
+
+    def pending_bytes(self) -> int:
+        """Return the bytes Tornado holds for this socket that the kernel has not taken yet."""
+        protocol = self.ws_connection
+        stream = getattr(protocol, "stream", None)
+        if stream is None:
+            return 0
+        # Tornado has no public counter of unsent bytes; these two are stable since 5.0.
+        return stream._total_write_index - stream._total_write_done_index
+
+    def close_socket(self, code: int, reason: str) -> None:
+        """Start the closing handshake."""
+        self.close(code, reason)

@@ -1,0 +1,250 @@
+"""Wire protocol v1 (docs/protocol.md): codes, request parsing and server frames as bytes."""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+from ..channel_names import validate_channel
+from ..exceptions import InvalidChannelName
+
+__all__ = [
+    "PROTOCOL_VERSION",
+    "CloseCode",
+    "ErrorCode",
+    "ProtocolError",
+    "Request",
+    "ack_frame",
+    "error_frame",
+    "gap_frame",
+    "message_frame",
+    "parse_request",
+    "websocket_text_frame",
+    "welcome_frame",
+]
+
+PROTOCOL_VERSION = 1
+
+
+class ErrorCode:
+    """Codes of ``error`` frames (the connection stays open)."""
+
+    BAD_FRAME = 4400
+    UNKNOWN_OP = 4404
+    BAD_ARGUMENT = 4409
+    INVALID_CHANNEL = 4422
+    FORBIDDEN = 4403
+    FRAME_TOO_LARGE = 4413
+    TOO_MANY_SUBSCRIPTIONS = 4429
+
+
+class CloseCode:
+    """WebSocket close codes the server uses."""
+
+    NORMAL = 1000
+    GOING_AWAY = 1001
+    MESSAGE_TOO_BIG = 1009
+    ABUSE = 4001
+    SLOW_CONSUMER = 4002
+    TOO_MANY_CONNECTIONS = 4003
+    IDLE_TIMEOUT = 4408
+
+
+#: Ops a client may send, and whether each needs an integer ``id``.
+CLIENT_OPS: dict[str, bool] = {
+    "subscribe": True,
+    "unsubscribe": True,
+    "ping": True,
+    "heartbeat": False,
+}
+
+
+class ProtocolError(Exception):
+    """A client frame that cannot be served; becomes an ``error`` frame with ``code``."""
+
+    def __init__(self, code: int, reason: str, request_id: int | None = None) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+        self.request_id = request_id
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One well-formed client frame."""
+
+    op: str
+    id: int | None = None
+    channel: str | None = None
+    auth: str | None = None
+
+
+def _is_int(value: object) -> bool:
+    # bool is an int subclass, but {"id": true} is a client bug worth reporting.
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def parse_request(raw: str | bytes, max_frame_bytes: int) -> Request:
+    """Parse one client frame into a ``Request``, or raise ``ProtocolError`` with its code."""
+    if isinstance(raw, bytes):
+        raise ProtocolError(
+            ErrorCode.BAD_FRAME, "binary frames are not accepted; send JSON text frames"
+        )
+    # A str's UTF-8 size is between len and 4*len; encode only when the bound is unclear.
+    if len(raw) * 4 > max_frame_bytes:
+        size = len(raw.encode("utf-8", "surrogatepass"))
+        if size > max_frame_bytes:
+            raise ProtocolError(
+                ErrorCode.FRAME_TOO_LARGE,
+                f"frame is {size} bytes; the limit is {max_frame_bytes} bytes",
+            )
+    try:
+        obj = json.loads(raw)
+    except ValueError as exc:
+        raise ProtocolError(ErrorCode.BAD_FRAME, f"frame is not JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise ProtocolError(
+            ErrorCode.BAD_FRAME, f"frame is a JSON {type(obj).__name__}; send a JSON object"
+        )
+    raw_id = obj.get("id")
+    request_id = raw_id if _is_int(raw_id) else None
+    op = obj.get("op")
+    if not isinstance(op, str) or op not in CLIENT_OPS:
+        shown = op if isinstance(op, str) else None
+        reason = (
+            f"unknown op {shown[:40]!r}" if shown is not None else "the frame has no string 'op'"
+        )
+        raise ProtocolError(
+            ErrorCode.UNKNOWN_OP,
+            f"{reason}; known ops: {', '.join(CLIENT_OPS)}",
+            request_id,
+        )
+    if CLIENT_OPS[op] and request_id is None:
+        raise ProtocolError(
+            ErrorCode.BAD_ARGUMENT,
+            f"{op!r} needs an integer 'id'; got {_describe(raw_id)}",
+        )
+    if op not in ("subscribe", "unsubscribe"):
+        return Request(op, request_id)
+    channel = obj.get("channel")
+    if not isinstance(channel, str):
+        raise ProtocolError(
+            ErrorCode.BAD_ARGUMENT,
+            f"{op!r} needs a string 'channel'; got {_describe(channel)}",
+            request_id,
+        )
+    try:
+        validate_channel(channel)
+    except InvalidChannelName as exc:
+        raise ProtocolError(ErrorCode.INVALID_CHANNEL, str(exc), request_id) from None
+    auth = obj.get("auth")
+    if auth is not None and not isinstance(auth, str):
+        raise ProtocolError(
+            ErrorCode.BAD_ARGUMENT,
+            f"'auth' must be a string token; got {_describe(auth)}",
+            request_id,
+        )
+    return Request(op, request_id, channel, auth)
+
+
+def _describe(value: object) -> str:
+    if value is None:
+        return "nothing"
+    text = repr(value)
+    return f"{type(value).__name__} {text[:40]}"
+
+
+# Server frames --------------------------------------------------------------------------
+
+
+def websocket_text_frame(body: bytes) -> bytes:
+    """Wrap ``body`` in one unmasked, final WebSocket text frame (RFC 6455 section 5.2).
+
+    Server frames are never masked, so the same bytes can be written to every subscriber.
+    """
+    size = len(body)
+    if size < 126:
+        header = struct.pack("!BB", 0x81, size)
+    elif size <= 0xFFFF:
+        header = struct.pack("!BBH", 0x81, 126, size)
+    else:
+        header = struct.pack("!BBQ", 0x81, 127, size)
+    return header + body
+
+
+def _frame(obj: dict[str, Any]) -> bytes:
+    body = json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return websocket_text_frame(body)
+
+
+def welcome_frame(socket_id: str, heartbeat: float, server: str) -> bytes:
+    """Return the wire bytes of the ``welcome`` frame."""
+    interval: float | int = int(heartbeat) if float(heartbeat).is_integer() else heartbeat
+    return _frame(
+        {
+            "op": "welcome",
+            "protocol": PROTOCOL_VERSION,
+            "socket_id": socket_id,
+            "heartbeat": interval,
+            "server": server,
+        }
+    )
+
+
+def ack_frame(request_id: int | None, channel: str | None = None, seq: int | None = None) -> bytes:
+    """Return the wire bytes of an ``ack`` (``seq`` only for subscribe)."""
+    obj: dict[str, Any] = {"op": "ack", "id": request_id}
+    if channel is not None:
+        obj["channel"] = channel
+    if seq is not None:
+        obj["seq"] = seq
+    return _frame(obj)
+
+
+def pong_frame(request_id: int | None) -> bytes:
+    """Return the wire bytes of a ``pong``."""
+    return _frame({"op": "pong", "id": request_id})
+
+
+def error_frame(request_id: int | None, code: int, reason: str) -> bytes:
+    """Return the wire bytes of an ``error`` frame."""
+    return _frame({"op": "error", "id": request_id, "code": code, "reason": reason})
+
+
+def gap_frame(channel: str) -> bytes:
+    """Return the wire bytes of a ``gap`` frame."""
+    return _frame({"op": "gap", "channel": channel})
+
+
+HEARTBEAT_FRAME = websocket_text_frame(b'{"op":"heartbeat"}')
+
+_MESSAGE_HEAD = b'{"op":"message","channel":'
+
+
+def message_frame(channel_json: bytes, event_json: bytes, seq: int, payload: bytes) -> bytes:
+    """Return the wire bytes of a ``message`` frame.
+
+    ``channel_json`` and ``event_json`` are JSON strings (quotes included) and ``payload`` is
+    the JSON text of the data as the publisher encoded it: it is spliced in, never decoded.
+    """
+    body = b"".join(
+        (
+            _MESSAGE_HEAD,
+            channel_json,
+            b',"event":',
+            event_json,
+            b',"seq":',
+            str(seq).encode("ascii"),
+            b',"data":',
+            payload,
+            b"}",
+        )
+    )
+    return websocket_text_frame(body)
+
+
+def json_string(value: str) -> bytes:
+    """Return ``value`` as a JSON string literal in UTF-8."""
+    return json.dumps(value, ensure_ascii=False).encode("utf-8")

@@ -1,0 +1,83 @@
+"""WebSocket test clients and server fixtures helpers for the rtbridge server tests."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+
+DEFAULT_TIMEOUT = 5.0
+
+
+class Client:
+    """A real WebSocket client speaking protocol v1, with helpers for requests and frames."""
+
+    def __init__(self, socket: ClientConnection, welcome: dict[str, Any]) -> None:
+        self.socket = socket
+        self.welcome = welcome
+        self.socket_id: str = welcome["socket_id"]
+        self._next_id = 0
+
+    @classmethod
+    async def open(cls, url: str, **kwargs: Any) -> Client:
+        """Connect to ``url`` and read the welcome frame."""
+        kwargs.setdefault("max_size", 16 * 1024 * 1024)
+        socket = await connect(url, **kwargs)
+        welcome = json.loads(await asyncio.wait_for(socket.recv(), DEFAULT_TIMEOUT))
+        assert welcome["op"] == "welcome", welcome
+        return cls(socket, welcome)
+
+    async def send(self, frame: Any) -> None:
+        """Send ``frame`` as JSON text (or as is when it is a str or bytes)."""
+        await self.socket.send(frame if isinstance(frame, (str, bytes)) else json.dumps(frame))
+
+    async def recv(self, timeout: float = DEFAULT_TIMEOUT) -> dict[str, Any]:
+        """Return the next frame, decoded."""
+        return json.loads(await asyncio.wait_for(self.socket.recv(), timeout))  # type: ignore[no-any-return]
+
+    async def recv_op(self, op: str, timeout: float = DEFAULT_TIMEOUT) -> dict[str, Any]:
+        """Return the next frame whose op is ``op``, skipping heartbeats and others."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            frame = await self.recv(max(0.01, deadline - loop.time()))
+            if frame["op"] == op:
+                return frame
+
+    async def request(self, op: str, **fields: Any) -> dict[str, Any]:
+        """Send a request with a fresh id and return the answer (ack, pong or error)."""
+        self._next_id += 1
+        request_id = self._next_id
+        await self.send({"op": op, "id": request_id, **fields})
+        while True:
+            frame = await self.recv()
+            if frame.get("id") == request_id and frame["op"] in ("ack", "pong", "error"):
+                return frame
+
+    async def subscribe(self, channel: str) -> dict[str, Any]:
+        """Subscribe to ``channel`` and return the ack (assert it is one)."""
+        answer = await self.request("subscribe", channel=channel)
+        assert answer["op"] == "ack", answer
+        return answer
+
+    async def messages(self, count: int, timeout: float = DEFAULT_TIMEOUT) -> list[dict[str, Any]]:
+        """Return the next ``count`` message frames (heartbeats and gaps skipped)."""
+        return [await self.recv_op("message", timeout) for _ in range(count)]
+
+    async def closed(self, timeout: float = DEFAULT_TIMEOUT) -> tuple[int | None, str]:
+        """Read until the server closes; return ``(code, reason)``."""
+        try:
+            async with asyncio.timeout(timeout):
+                async for _ in self.socket:
+                    pass
+        except Exception:  # ConnectionClosedError carries the code too
+            pass
+        await asyncio.wait_for(self.socket.wait_closed(), timeout)
+        frame = self.socket.close_rcvd
+        return (frame.code, frame.reason) if frame is not None else (None, "")
+
+    async def close(self) -> None:
+        """Close the socket."""
+        await self.socket.close()
