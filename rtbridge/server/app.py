@@ -70,8 +70,8 @@ class Server:
     options=None, allowed_origins=None, wsgi_app=None)``. ``broker`` is a
     ``Broker``, ``"memory"`` or ``"redis"``; ``redis_url`` alone selects Redis. ``options``
     override keys of ``RTBRIDGE_SERVER``; ``allowed_origins`` (``"*"`` or a list of origins)
-    replaces ``RTBRIDGE_ALLOWED_ORIGINS`` (``None``: from the settings). ``wsgi_app`` (e.g. Django's) serves every other
-    path through a thread pool.
+    replaces ``RTBRIDGE_ALLOWED_ORIGINS`` (``None``: from the settings). ``wsgi_app`` (e.g.
+    Django's) serves every other path through a thread pool.
 
     Run it on the current event loop with ``await server.astart()`` / ``await server.astop()``,
     or in a background thread with ``server.start()`` / ``server.stop()``. ``port=0`` picks a
