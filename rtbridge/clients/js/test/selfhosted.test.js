@@ -236,11 +236,11 @@ test("reconnect: false stays disconnected after a drop", async () => {
 });
 
 test("a silent server (no heartbeat) is dropped and reconnected", async () => {
-  const rt = start();
+  const rt = start({ heartbeatGrace: 10 });
   const ws = FakeWebSocket.last;
-  ws.accept("a.1", 0.001); // heartbeat every 1 ms: silence for 2 * 1 ms + 5 s counts as dead
+  ws.accept("a.1", 0.001); // heartbeat every 1 ms: silence for 2 * 1 ms + 10 ms counts as dead
   assert.equal(rt.state, "connected");
-  await until(() => FakeWebSocket.all.length === 2, 7000, "the idle drop");
+  await until(() => FakeWebSocket.all.length === 2, 1000, "the idle drop");
   assert.ok(ws.closedByClient);
 });
 

@@ -8,7 +8,13 @@ import { RTBridgeError } from "../client.js";
 import { encodeForPubnub } from "../encodings.js";
 import { findSdk, randomId } from "./sdk.js";
 
-const DOWN = ["PNNetworkDownCategory", "PNNetworkIssuesCategory", "PNDisconnectedUnexpectedlyCategory", "PNTimeoutCategory"];
+const DOWN = [
+  "PNNetworkDownCategory",
+  "PNNetworkIssuesCategory",
+  "PNDisconnectedUnexpectedlyCategory",
+  "PNConnectionErrorCategory",
+  "PNTimeoutCategory",
+];
 const UP = ["PNConnectedCategory", "PNReconnectedCategory", "PNSubscriptionChangedCategory", "PNNetworkUpCategory"];
 
 /**
@@ -50,8 +56,10 @@ export function pubnub(config, hooks) {
     },
     status(status) {
       const { category } = status;
-      if (category === "PNAccessDeniedCategory") {
-        return settle(status.affectedChannels ?? status.errorData?.payload?.channels, status.errorData?.message ?? "access denied");
+      if (category === "PNAccessDeniedCategory" || status.error === "PNAccessDeniedCategory") {
+        // The event engine reports a refused handshake without naming channels: fail the waiting ones.
+        const names = status.affectedChannels ?? status.errorData?.payload?.channels ?? [...channels.keys()];
+        return settle(names, status.errorData?.message ?? "access denied (Access Manager)");
       }
       if (UP.includes(category)) {
         settle(status.subscribedChannels ?? status.affectedChannels);

@@ -91,7 +91,7 @@ export function selfhosted(config, hooks) {
       socketId = frame.socket_id;
       attempt = 0;
       seqs.clear();
-      idleMs = frame.heartbeat > 0 ? frame.heartbeat * 2000 + 5000 : 0;
+      idleMs = frame.heartbeat > 0 ? frame.heartbeat * 2000 + (config.heartbeatGrace ?? 5000) : 0;
       watchIdle();
       hooks.open(socketId);
     } else if (op === "message") {

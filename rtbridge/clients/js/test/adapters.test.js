@@ -1,0 +1,270 @@
+// The hosted adapters against small stand-ins for pusher-js, the PubNub SDK and Firebase's modular SDK.
+import assert from "node:assert/strict";
+import { test } from "node:test";
+
+import { connect, encodeForFirebase } from "../src/rtbridge.js";
+import { pushIdPrefix } from "../src/transports/firebase.js";
+import { tick } from "./helpers/fakes.js";
+
+// pusher-js ----------------------------------------------------------------------------------
+
+class FakePusher {
+  static last;
+  constructor(key, options) {
+    Object.assign(this, { key, options, channels: new Map(), unsubscribed: [], disconnected: false });
+    this.stateHandlers = [];
+    this.connection = { socket_id: null, bind: (name, fn) => name === "state_change" && this.stateHandlers.push(fn) };
+    FakePusher.last = this;
+  }
+  setState(current, socketId) {
+    if (socketId) this.connection.socket_id = socketId;
+    this.stateHandlers.forEach((fn) => fn({ previous: "x", current }));
+  }
+  subscribe(name) {
+    if (!this.channels.has(name)) {
+      const handlers = new Map();
+      const globals = [];
+      this.channels.set(name, {
+        subscribed: false,
+        bind: (event, fn) => handlers.set(event, [...(handlers.get(event) ?? []), fn]),
+        bind_global: (fn) => globals.push(fn),
+        emit(event, data) {
+          (handlers.get(event) ?? []).forEach((fn) => fn(data));
+          globals.forEach((fn) => fn(event, data));
+        },
+      });
+    }
+    return this.channels.get(name);
+  }
+  unsubscribe(name) {
+    this.unsubscribed.push(name);
+  }
+  disconnect() {
+    this.disconnected = true;
+  }
+}
+
+test("pusher: options, states, socket id, events, errors and unsubscribe", async () => {
+  const rt = connect({ backend: "pusher", key: "app-key", wsHost: "127.0.0.1", wsPort: 6001, forceTLS: false, Pusher: FakePusher });
+  const pusher = FakePusher.last;
+  assert.equal(pusher.key, "app-key");
+  assert.deepEqual(
+    { ...pusher.options },
+    { cluster: "mt1", wsHost: "127.0.0.1", wsPort: 6001, wssPort: 6001, forceTLS: false, enabledTransports: ["ws", "wss"], disableStats: true },
+  );
+  const states = [];
+  rt.onState((state) => states.push(state));
+  const seen = [];
+  const sub = rt.subscribe("todo.todoitem", { todo_list_id: 1 }, (event, data) => seen.push([event, data]));
+  pusher.setState("connected", "123.456");
+  assert.equal(rt.socketId(), "123.456");
+  await tick();
+  const channel = pusher.channels.get("todo.todoitem;todo_list_id=1");
+  channel.subscribed = true;
+  channel.emit("pusher:subscription_succeeded", {});
+  await sub.ready;
+  channel.emit("created", { id: 1 });
+  channel.emit("pusher_internal:member_added", {});
+  assert.deepEqual(seen, [["created", { id: 1 }]]);
+
+  // A reconnect: pusher-js resubscribes by itself; the client fires resubscribed once, binds nothing twice.
+  const resubscribed = [];
+  rt.onResubscribed((name) => resubscribed.push(name));
+  pusher.setState("unavailable");
+  pusher.setState("connecting");
+  pusher.setState("connected", "789.1");
+  await tick();
+  assert.deepEqual(resubscribed, ["todo.todoitem;todo_list_id=1"]);
+  channel.emit("updated", { id: 1 });
+  assert.deepEqual(seen.at(-1), ["updated", { id: 1 }]);
+  assert.equal(seen.length, 2);
+  assert.deepEqual(states, ["connecting", "connected", "reconnecting", "connected"]);
+
+  const refused = rt.subscribe("private-todo.todolist.1", () => {});
+  await tick();
+  pusher.channels.get("private-todo.todolist.1").emit("pusher:subscription_error", { type: "AuthError", error: "denied", status: 403 });
+  await assert.rejects(refused.ready, (error) => error.code === 403 && error.reason === "denied" && error.channel === "private-todo.todolist.1");
+
+  sub.unsubscribe();
+  await tick();
+  assert.deepEqual(pusher.unsubscribed, ["todo.todoitem;todo_list_id=1"]);
+  rt.disconnect();
+  assert.ok(pusher.disconnected);
+});
+
+test("pusher: cluster config without wsHost", () => {
+  const rt = connect({ backend: "pusher", key: "k", cluster: "eu", Pusher: FakePusher });
+  assert.deepEqual(FakePusher.last.options, { cluster: "eu" });
+  rt.disconnect();
+});
+
+test("pusher: a missing SDK says how to supply it; the global one is found", () => {
+  assert.throws(
+    () => connect({ backend: "pusher", key: "k" }),
+    /needs the Pusher SDK, which was neither passed nor found as globalThis.Pusher\. Load pusher-js .* or pass it: import Pusher from "pusher-js"; connect\(\{\.\.\., Pusher\}\)/,
+  );
+  globalThis.Pusher = FakePusher;
+  try {
+    connect({ backend: "pusher", key: "global" }).disconnect();
+    assert.equal(FakePusher.last.key, "global");
+  } finally {
+    delete globalThis.Pusher;
+  }
+});
+
+// PubNub -------------------------------------------------------------------------------------
+
+class FakePubNub {
+  static last;
+  constructor(config) {
+    Object.assign(this, { config, listeners: [], subscribed: [], unsubscribed: [] });
+    FakePubNub.last = this;
+  }
+  addListener(listener) {
+    this.listeners.push(listener);
+  }
+  removeListener(listener) {
+    this.listeners = this.listeners.filter((item) => item !== listener);
+  }
+  subscribe({ channels }) {
+    this.subscribed.push(...channels);
+  }
+  unsubscribe({ channels }) {
+    this.unsubscribed.push(...channels);
+  }
+  unsubscribeAll() {}
+  status(status) {
+    this.listeners.forEach((listener) => listener.status(status));
+  }
+  message(message) {
+    this.listeners.forEach((listener) => listener.message(message));
+  }
+}
+
+test("pubnub: config, encoded channels, messages, exclude, reconnect and access denied", async () => {
+  const rt = connect({ backend: "pubnub", subscribeKey: "sub-c-1", origin: "127.0.0.1:9", ssl: false, userId: "me", PubNub: FakePubNub });
+  const pubnub = FakePubNub.last;
+  assert.deepEqual(pubnub.config, { subscribeKey: "sub-c-1", userId: "me", origin: "127.0.0.1:9", ssl: false });
+  await rt.ready();
+  assert.equal(rt.socketId(), "me");
+  const seen = [];
+  const sub = rt.subscribe("todo.todoitem", { todo_list_id: 1 }, (event, data, meta) => seen.push([event, data, meta.channel]));
+  await tick();
+  assert.deepEqual(pubnub.subscribed, ["todo~todoitem;todo_list_id=1"]);
+  pubnub.status({ category: "PNConnectedCategory", affectedChannels: ["todo~todoitem;todo_list_id=1"] });
+  await sub.ready;
+  pubnub.message({ channel: "todo~todoitem;todo_list_id=1", message: { event: "created", data: { id: 1 } }, timetoken: "1" });
+  pubnub.message({ channel: "todo~todoitem;todo_list_id=1", message: { event: "created", data: { id: 2 }, exclude: "me" } });
+  pubnub.message({ channel: "other", message: { event: "created", data: {} } });
+  assert.deepEqual(seen, [["created", { id: 1 }, "todo.todoitem;todo_list_id=1"]]);
+
+  const resubscribed = [];
+  rt.onResubscribed((name) => resubscribed.push(name));
+  pubnub.status({ category: "PNDisconnectedUnexpectedlyCategory" });
+  assert.equal(rt.state, "reconnecting");
+  pubnub.status({ category: "PNConnectedCategory", affectedChannels: ["todo~todoitem;todo_list_id=1"] });
+  await tick();
+  assert.equal(rt.state, "connected");
+  assert.deepEqual(resubscribed, ["todo.todoitem;todo_list_id=1"]);
+  assert.deepEqual(pubnub.subscribed, ["todo~todoitem;todo_list_id=1"], "the SDK resubscribes, not us");
+
+  const refused = rt.subscribe("private-x", () => {});
+  await tick();
+  pubnub.status({ category: "PNConnectionErrorCategory", error: "PNAccessDeniedCategory" });
+  await assert.rejects(refused.ready, (error) => error.code === 403 && error.channel === "private-x");
+
+  sub.unsubscribe();
+  await tick();
+  assert.deepEqual(pubnub.unsubscribed, ["todo~todoitem;todo_list_id=1"]);
+  rt.disconnect();
+  assert.equal(pubnub.listeners.length, 0);
+});
+
+test("pubnub: a missing SDK says how to supply it", () => {
+  assert.throws(() => connect({ backend: "pubnub", subscribeKey: "k" }), /needs the PubNub SDK.*import PubNub from "pubnub"; connect\(\{\.\.\., PubNub\}\)/);
+});
+
+// Firebase -----------------------------------------------------------------------------------
+
+function fakeFirebase() {
+  const calls = [];
+  const values = new Map(); // path → callback
+  const children = new Map(); // path → {callback, cancel, since}
+  const sdk = {
+    calls,
+    initializeApp: (options, name) => (calls.push(["initializeApp", options, name]), { name }),
+    getDatabase: (app, url) => (calls.push(["getDatabase", app.name, url]), { db: true }),
+    connectDatabaseEmulator: (db, host, port) => calls.push(["emulator", host, port]),
+    ref: (db, path) => ({ path }),
+    orderByKey: () => ({ orderByKey: true }),
+    startAfter: (value) => ({ startAfter: value }),
+    query: (ref, ...constraints) => ({ path: ref.path, constraints }),
+    onValue(ref, callback) {
+      values.set(ref.path, callback);
+      return () => values.delete(ref.path);
+    },
+    onChildAdded(query, callback, cancel) {
+      children.set(query.path, { callback, cancel, since: query.constraints[1].startAfter });
+      return () => children.delete(query.path);
+    },
+    goOffline: () => calls.push(["goOffline"]),
+    setValue: (path, value) => values.get(path)?.({ val: () => value }),
+    add: (path, key, value) => children.get(path)?.callback({ key, val: () => value }),
+    children,
+  };
+  return sdk;
+}
+
+test("firebase: listens under <root>/<encoded channel> for children added after subscribe", async () => {
+  const firebase = fakeFirebase();
+  const rt = connect({
+    backend: "firebase",
+    databaseURL: "https://demo-rtbridge-default-rtdb.firebaseio.com",
+    root: "rtbridge",
+    emulatorHost: "127.0.0.1:9000",
+    firebase,
+  });
+  assert.deepEqual(firebase.calls.slice(0, 3).map((call) => call[0]), ["initializeApp", "getDatabase", "emulator"]);
+  assert.deepEqual(firebase.calls[2], ["emulator", "127.0.0.1", 9000]);
+  assert.equal(rt.state, "connecting");
+  firebase.setValue(".info/serverTimeOffset", 60000);
+  firebase.setValue(".info/connected", true);
+  assert.equal(rt.state, "connected");
+  const seen = [];
+  const before = Date.now();
+  const sub = rt.subscribe("todo.todoitem", { todo_list_id: 1 }, (event, data, meta) => seen.push([event, data, meta.ts]));
+  await sub.ready;
+  const path = `rtbridge/${encodeForFirebase("todo.todoitem;todo_list_id=1")}`;
+  assert.equal(path, "rtbridge/todo~todoitem;todo_list_id=1");
+  const { since } = firebase.children.get(path);
+  assert.ok(since >= pushIdPrefix(before + 60000) && since <= pushIdPrefix(Date.now() + 60000), "starts at the server's now");
+  firebase.add(path, "-Nabc", { event: "created", data: { id: 1 }, ts: 5 });
+  firebase.add(path, "-Nabd", { event: "created", data: { id: 2 }, exclude: rt.socketId() });
+  assert.deepEqual(seen, [["created", { id: 1 }, 5]]);
+
+  firebase.setValue(".info/connected", false);
+  assert.equal(rt.state, "reconnecting");
+  firebase.setValue(".info/connected", true);
+  await tick();
+  assert.equal(firebase.children.get(path).since, since, "the SDK's listener is kept through reconnects");
+
+  const errors = [];
+  sub.onError((error) => errors.push(error));
+  firebase.children.get(path).cancel({ code: "PERMISSION_DENIED", message: "permission_denied" });
+  assert.equal(errors[0].code, "PERMISSION_DENIED");
+  sub.unsubscribe();
+  rt.disconnect();
+  assert.deepEqual(firebase.calls.at(-1), ["goOffline"]);
+});
+
+test("firebase: push-id prefixes sort like time", () => {
+  assert.equal(pushIdPrefix(0), "--------");
+  assert.ok(pushIdPrefix(1700000000000) < pushIdPrefix(1700000000001));
+  // A push id generated at that millisecond sorts after the prefix.
+  assert.ok(`${pushIdPrefix(1700000000000)}abcdefghijkl` > pushIdPrefix(1700000000000));
+});
+
+test("firebase: a missing SDK or function says how to supply it", () => {
+  assert.throws(() => connect({ backend: "firebase", databaseURL: "x" }), /needs the firebase SDK.*import \* as database from "firebase\/database"/);
+  assert.throws(() => connect({ backend: "firebase", databaseURL: "x", firebase: { getDatabase() {} } }), /config\.firebase\.ref is missing/);
+});
