@@ -20,6 +20,8 @@ CONTRACT_TARGETS: dict[str, str] = {
     "locmem": "tests.contract_targets:locmem_target",
     "dummy": "tests.contract_targets:dummy_target",
     "console": "tests.contract_targets:console_target",
+    "redis": "tests.server.contract_target:redis_target",
+    "local": "tests.server.contract_target:local_target",
 }
 
 

@@ -1,0 +1,31 @@
+"""``manage.py rtbridge_server``: run an rtbridge server node (optionally with the Django site)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandParser
+
+from ...server.runner import add_arguments, build_server, configure_logging, run
+
+
+class Command(BaseCommand):
+    help = (
+        "Run the rtbridge WebSocket server. With RTBRIDGE_BACKEND='redis' (or --redis-url) it "
+        "takes messages from Redis, so run as many nodes as you like; with 'local' add "
+        "--with-django to serve the site and the sockets from one process."
+    )
+    requires_system_checks: list[str] = []
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        add_arguments(parser)
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        configure_logging(int(options.get("verbosity", 1)))
+        server = build_server(
+            address=options["address"],
+            port=options["port"],
+            with_django=options["with_django"],
+            redis_url=options["redis_url"],
+        )
+        run(server)

@@ -1,0 +1,134 @@
+"""Run a server node from the Django settings until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from typing import Any
+
+from django.apps import apps
+from django.utils.module_loading import import_string
+
+from .. import conf
+from ..backends.redis import RedisBackend, safe_url
+from .app import Server
+from .brokers import Broker, MemoryBroker, RedisBroker
+from .config import ServerConfig
+
+__all__ = ["add_arguments", "build_server", "configure_logging", "run"]
+
+logger = logging.getLogger("rtbridge.server")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the server's command-line options to ``parser``."""
+    parser.add_argument("--port", type=int, default=8000, help="TCP port (default 8000).")
+    parser.add_argument(
+        "--address", default="127.0.0.1", help="address to listen on (default 127.0.0.1)."
+    )
+    parser.add_argument(
+        "--with-django",
+        action="store_true",
+        help="also serve the project's Django site (WSGI, in a thread pool) on every other path.",
+    )
+    parser.add_argument(
+        "--redis-url",
+        default=None,
+        help="take messages from this Redis (overrides RTBRIDGE_OPTIONS['url']; selects the "
+        "Redis broker whatever RTBRIDGE_BACKEND says).",
+    )
+
+
+def _broker(redis_url: str | None, config: ServerConfig) -> Broker:
+    backend_class = import_string(conf.resolve_backend_path())
+    uses_redis = isinstance(backend_class, type) and issubclass(backend_class, RedisBackend)
+    if not uses_redis and redis_url is None:
+        alias = conf.get_setting("RTBRIDGE_BACKEND")
+        if getattr(backend_class, "alias", None) != "local":
+            logger.warning(
+                "rtbridge: RTBRIDGE_BACKEND=%r does not deliver through this server; only "
+                "code running in this process can publish to it.",
+                alias,
+            )
+        return MemoryBroker()
+    options = conf.backend_options() if uses_redis else {}
+    if redis_url is not None:
+        options["url"] = redis_url
+    known = {"url", "prefix"}
+    backend = RedisBackend(**{k: v for k, v in options.items() if k in known})
+    return RedisBroker(backend.url, backend.prefix, reconnect_max_delay=config.reconnect_max_delay)
+
+
+def build_server(
+    *,
+    address: str = "127.0.0.1",
+    port: int = 8000,
+    with_django: bool = False,
+    redis_url: str | None = None,
+) -> Server:
+    """Build a server from the Django settings (broker, limits, origins, the WSGI app)."""
+    config = ServerConfig.load()
+    broker = _broker(redis_url, config)
+    if isinstance(broker, MemoryBroker) and not with_django:
+        logger.warning(
+            "rtbridge: in-memory broker without --with-django: Django processes elsewhere cannot "
+            "publish here; use --with-django, or RTBRIDGE_BACKEND='redis'."
+        )
+    wsgi_app: Any = None
+    if with_django:
+        from django.core.wsgi import get_wsgi_application
+
+        wsgi_app = get_wsgi_application()
+        serve_static = config.serve_static
+        if serve_static is None:
+            serve_static = conf.debug_enabled()
+        if serve_static and apps.is_installed("django.contrib.staticfiles"):
+            from django.contrib.staticfiles.handlers import StaticFilesHandler
+
+            wsgi_app = StaticFilesHandler(wsgi_app)
+    return Server(address=address, port=port, broker=broker, wsgi_app=wsgi_app)
+
+
+def configure_logging(verbosity: int) -> None:
+    """Log ``rtbridge.server`` to stderr unless the project's LOGGING already handles it."""
+    level = logging.DEBUG if verbosity >= 3 else logging.WARNING if verbosity == 0 else logging.INFO
+    server_logger = logging.getLogger("rtbridge.server")
+    server_logger.setLevel(level)
+    if server_logger.handlers or logging.getLogger("rtbridge").handlers:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    server_logger.addHandler(handler)
+    server_logger.propagate = False
+
+
+def run(server: Server) -> int:
+    """Serve until SIGTERM or SIGINT, close every socket with 1001, and return 0."""
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await server.astart()
+        print(
+            f"rtbridge server on {server.url} (broker: {_describe(server.broker)})"
+            + (f", Django at {server.http_url}/" if server.wsgi_app is not None else "")
+            + "; Ctrl-C to stop.",
+            flush=True,
+        )
+        await stop.wait()
+        logger.info("rtbridge: shutting down")
+        await server.astop()
+
+    asyncio.run(main())
+    return 0
+
+
+def _describe(broker: Broker) -> str:
+    if isinstance(broker, RedisBroker):
+        return f"redis {safe_url(broker.url)}"
+    return broker.name
