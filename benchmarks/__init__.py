@@ -1,0 +1,1 @@
+"""Reproducible benchmarks: ``python -m benchmarks`` runs them all; see RESULTS.md."""
