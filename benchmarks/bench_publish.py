@@ -15,17 +15,17 @@ from typing import Any
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "benchmarks.settings")
 
-import django  # noqa: E402
+import django
 
 django.setup()
 
-from django.db import connection, transaction  # noqa: E402
-from django.test import override_settings  # noqa: E402
+from django.db import connection, transaction
+from django.test import override_settings
 
-import rtbridge  # noqa: E402
-from benchmarks.benchapp.models import LiveItem, PlainItem  # noqa: E402
-from benchmarks.common import per_call_us, print_table, write_results  # noqa: E402
-from rtbridge.messages import Message  # noqa: E402
+import rtbridge
+from benchmarks.benchapp.models import LiveItem, PlainItem
+from benchmarks.common import per_call_us, print_table, write_results
+from rtbridge.messages import Message
 
 DATA = {"id": 123, "text": "buy oat milk", "done": False, "todo_list_id": 7}
 
