@@ -41,14 +41,21 @@ def _flush_all_at_exit() -> None:
 
 @dataclass(frozen=True, slots=True)
 class Call:
-    """One request to a vendor API: ``send()`` performs it, or raises ``PublishError``.
+    """One unit of vendor work: ``send()`` performs it, or raises ``PublishError``.
 
     ``messages`` is how many messages it carries (for the counters), ``label`` names it in logs.
+    A call that sends several requests in sequence and resumes where it failed when retried
+    reports what is still unsent through ``unsent()``.
     """
 
     send: Callable[[], object]
     messages: int
     label: str
+    unsent: Callable[[], int] | None = None
+
+    def failed(self) -> int:
+        """Return how many of its messages are not delivered (after the last attempt)."""
+        return self.messages if self.unsent is None else self.unsent()
 
 
 class Dispatcher:
@@ -325,7 +332,7 @@ class Dispatcher:
         else:
             results = self._perform_all(calls)
             errors = [(c, e) for c, e in zip(calls, results, strict=True) if e is not None]
-        failed = sum(call.messages if call else len(messages) for call, _ in errors)
+        failed = sum(call.failed() if call else len(messages) for call, _ in errors)
         if count_failures:
             self._account(len(messages), failed, errors[0][1] if errors else None)
         else:

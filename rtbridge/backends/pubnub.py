@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Callable
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
@@ -97,16 +99,21 @@ class PubNubBackend(DispatchingBackend):
             if self.origin:
                 config.origin = self.origin
             config.ssl = self.ssl
-            config.connect_timeout = self.timeout
-            config.non_subscribe_request_timeout = self.timeout
+            # The SDK insists on whole seconds.
+            config.connect_timeout = math.ceil(self.timeout)
+            config.non_subscribe_request_timeout = math.ceil(self.timeout)
             # The server only publishes; without this the SDK starts a subscribe worker thread.
             config.enable_subscribe = False
             self._client = PubNub(config)
         return self._client
 
     def build_calls(self, messages: list[Message]) -> list[Call]:
-        """Return one publish request per message and channel."""
-        calls: list[Call] = []
+        """Return one call per channel that publishes that channel's messages in order.
+
+        Channels run concurrently; within a channel, publishes go one after another so
+        subscribers see them in publish order.
+        """
+        per_channel: dict[str, list[dict[str, Any]]] = {}
         for message in messages:
             body = {
                 "event": message.event,
@@ -114,16 +121,29 @@ class PubNubBackend(DispatchingBackend):
                 "exclude": message.exclude,
             }
             for name in message.channels:
-                calls.append(self._publish_call(encode_for_pubnub(name), body))
-        return calls
+                per_channel.setdefault(encode_for_pubnub(name), []).append(body)
+        return [self._channel_call(channel, bodies) for channel, bodies in per_channel.items()]
 
-    def _publish_call(self, channel: str, body: dict[str, Any]) -> Call:
+    def _channel_call(self, channel: str, bodies: list[dict[str, Any]]) -> Call:
+        sent = 0
+
         def send() -> object:
-            return _call_pubnub(
-                lambda: self.client.publish().channel(channel).message(body).use_post(True).sync()
-            )
+            # A retry resumes after the last publish that succeeded: no duplicates, no gaps.
+            nonlocal sent
+            while sent < len(bodies):
+                _call_pubnub(self._publish_request(channel, bodies[sent]))
+                sent += 1
+            return None
 
-        return Call(send, messages=1, label=f"publish({channel})")
+        return Call(
+            send,
+            messages=len(bodies),
+            label=f"publish({channel}, {len(bodies)} messages)",
+            unsent=lambda: len(bodies) - sent,
+        )
+
+    def _publish_request(self, channel: str, body: dict[str, Any]) -> Callable[[], object]:
+        return lambda: self.client.publish().channel(channel).message(body).use_post(True).sync()
 
     def client_config(self) -> dict[str, Any]:
         """Return what the pubnub JS SDK needs to subscribe (never the publish or secret key)."""

@@ -1,0 +1,1 @@
+"""Wire tests: vendor SDKs against real loopback servers (soketi, fake PubNub, fake Firebase)."""

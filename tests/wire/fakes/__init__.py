@@ -1,0 +1,1 @@
+"""Loopback fake servers that speak the vendors' wire protocols (PubNub, Firebase RTDB)."""

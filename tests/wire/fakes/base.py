@@ -1,0 +1,148 @@
+"""A Tornado server on 127.0.0.1 run in its own thread, with request records and fault injection."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+import tornado.httpserver
+import tornado.web
+
+from tests.services import free_port
+
+
+@dataclass
+class Fault:
+    """Answer the next ``times`` matching requests with ``status`` (or hang ``delay`` seconds)."""
+
+    status: int | None = None
+    delay: float = 0.0
+    times: int = 1
+    methods: tuple[str, ...] = ("GET", "POST", "PUT", "PATCH", "DELETE")
+    path_prefix: str = "/"
+    body: str = '{"error": "injected fault"}'
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    query: str
+    body: bytes
+    status: int = 0
+
+
+@dataclass
+class LoopbackServer:
+    """Run ``make_app()`` on a free port in a background thread until :meth:`stop`."""
+
+    port: int = field(default_factory=free_port)
+    requests: list[Recorded] = field(default_factory=list)
+    faults: list[Fault] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._stopped: asyncio.Event | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def make_app(self) -> tornado.web.Application:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        ready = threading.Event()
+        errors: list[BaseException] = []
+
+        async def main() -> None:
+            self._loop = asyncio.get_running_loop()
+            self._stopped = asyncio.Event()
+            try:
+                server = tornado.httpserver.HTTPServer(self.make_app())
+                server.listen(self.port, address="127.0.0.1")
+            except BaseException as exc:
+                errors.append(exc)
+                ready.set()
+                return
+            ready.set()
+            await self._stopped.wait()
+            server.stop()
+            await self.on_stop()
+            await asyncio.wait_for(server.close_all_connections(), 5)
+
+        self._thread = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
+        self._thread.start()
+        ready.wait(10)
+        if errors:
+            raise errors[0]
+
+    async def on_stop(self) -> None:
+        """Release pending requests (long polls, sockets) so the server can close."""
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stopped is not None:
+            self._loop.call_soon_threadsafe(self._stopped.set)
+        if self._thread is not None:
+            self._thread.join(10)
+        self._thread = None
+
+    def call(self, function: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
+        """Run a coroutine on the server's loop from a test thread and return its result."""
+        assert self._loop is not None
+        return asyncio.run_coroutine_threadsafe(function(), self._loop).result(10)
+
+    def inject(self, fault: Fault) -> Fault:
+        with self._lock:
+            self.faults.append(fault)
+        return fault
+
+    def take_fault(self, method: str, path: str) -> Fault | None:
+        with self._lock:
+            for fault in self.faults:
+                if method in fault.methods and path.startswith(fault.path_prefix):
+                    fault.times -= 1
+                    if fault.times <= 0:
+                        self.faults.remove(fault)
+                    return fault
+        return None
+
+    def matching(self, method: str, path_prefix: str) -> list[Recorded]:
+        return [r for r in self.requests if r.method == method and r.path.startswith(path_prefix)]
+
+
+class FakeHandler(tornado.web.RequestHandler):
+    """Records each request and applies injected faults before the real handler runs."""
+
+    server: LoopbackServer
+
+    def initialize(self, server: LoopbackServer) -> None:
+        self.server = server
+
+    async def prepare(self) -> None:
+        request = self.request
+        record = Recorded(request.method or "", request.path, request.query, request.body)
+        self.record = record
+        self.server.requests.append(record)
+        fault = self.server.take_fault(record.method, record.path)
+        if fault is None:
+            return
+        if fault.delay:
+            await asyncio.sleep(fault.delay)
+        if fault.status is not None:
+            record.status = fault.status
+            self.set_status(fault.status)
+            self.set_header("Content-Type", "application/json")
+            self.finish(fault.body)
+
+    def on_finish(self) -> None:
+        if not self.record.status:
+            self.record.status = self.get_status()
+
+    def check_xsrf_cookie(self) -> None:
+        pass

@@ -1,0 +1,398 @@
+"""A loopback Firebase Realtime Database: the REST subset of firebase-admin, the JS SDK's WebSocket.
+
+REST: ``GET/PUT/PATCH/POST/DELETE /<path>.json?ns=…`` with multi-path PATCH, ``shallow``,
+``orderBy``/``limitToFirst``/``limitToLast``/``startAt``/``endAt`` and the ``{".sv":
+"timestamp"}`` server value. WebSocket (``/.ws?v=5&ns=…``, what ``connectDatabaseEmulator``
+speaks): the handshake, listen/unlisten with queries (``orderByKey``/``orderByChild``, start,
+end, limit), put, merge, auth and stats; every listener gets the whole (query-filtered) value at
+its path again after each write below or above it.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from dataclasses import dataclass, field
+from functools import cmp_to_key
+from typing import Any
+
+import tornado.web
+import tornado.websocket
+
+from .base import FakeHandler, LoopbackServer
+
+_MIN = object()
+_MAX = object()
+
+
+def _split(path: str) -> list[str]:
+    return [part for part in path.strip("/").split("/") if part]
+
+
+def _resolve_server_values(value: Any, now: int) -> Any:
+    if isinstance(value, dict):
+        if value.get(".sv") == "timestamp" and len(value) == 1:
+            return now
+        return {k: _resolve_server_values(v, now) for k, v in value.items()}
+    if isinstance(value, list):
+        return {str(i): _resolve_server_values(v, now) for i, v in enumerate(value)}
+    return value
+
+
+def _prune(value: Any) -> Any:
+    """Drop nulls and empty objects, as the database does."""
+    if isinstance(value, dict):
+        kept = {k: _prune(v) for k, v in value.items()}
+        kept = {k: v for k, v in kept.items() if v is not None}
+        return kept or None
+    return value
+
+
+def _export(value: Any) -> Any:
+    """Turn objects with (mostly) integer keys back into arrays, as the database does."""
+    if not isinstance(value, dict):
+        return value
+    out = {k: _export(v) for k, v in value.items()}
+    if out and all(k.isdigit() for k in out):
+        largest = max(int(k) for k in out)
+        if largest < 2 * len(out):
+            return [out.get(str(i)) for i in range(largest + 1)]
+    return out
+
+
+def _type_rank(value: Any) -> int:
+    if value is None:
+        return 0
+    if value is False:
+        return 1
+    if value is True:
+        return 2
+    if isinstance(value, (int, float)):
+        return 3
+    if isinstance(value, str):
+        return 4
+    return 5
+
+
+def _compare_values(a: Any, b: Any) -> int:
+    if a is _MIN or b is _MAX:
+        return 0 if a is b else -1
+    if a is _MAX or b is _MIN:
+        return 0 if a is b else 1
+    rank_a, rank_b = _type_rank(a), _type_rank(b)
+    if rank_a != rank_b:
+        return -1 if rank_a < rank_b else 1
+    if rank_a in (3, 4):
+        return (a > b) - (a < b)
+    return 0
+
+
+def _compare_keys(a: Any, b: Any) -> int:
+    if a is _MIN or b is _MAX:
+        return 0 if a is b else -1
+    if a is _MAX or b is _MIN:
+        return 0 if a is b else 1
+    a_int, b_int = _int_key(a), _int_key(b)
+    if a_int is not None and b_int is not None:
+        return (a_int > b_int) - (a_int < b_int)
+    if a_int is not None:
+        return -1
+    if b_int is not None:
+        return 1
+    return (a > b) - (a < b)
+
+
+def _int_key(key: str) -> int | None:
+    if key.lstrip("-").isdigit() and len(key) < 11:
+        return int(key)
+    return None
+
+
+@dataclass
+class Query:
+    """A query in wire form: index (``.key``, ``.value`` or a child path), bounds, limit."""
+
+    index: str = ".priority"
+    start: Any = None  # (value, name, inclusive) or None
+    end: Any = None
+    limit: int | None = None
+    from_left: bool = True
+
+    @classmethod
+    def from_wire(cls, q: dict[str, Any]) -> Query:
+        query = cls(index=q.get("i", ".priority"))
+        if "sp" in q:
+            query.start = (q["sp"], q.get("sn", _MIN), q.get("sin", True))
+        if "ep" in q:
+            query.end = (q["ep"], q.get("en", _MAX), q.get("ein", True))
+        if "l" in q:
+            query.limit = int(q["l"])
+            query.from_left = q.get("vf", "l") == "l"
+        return query
+
+    @classmethod
+    def from_rest(cls, args: dict[str, str]) -> Query | None:
+        if "orderBy" not in args:
+            return None
+        order = json.loads(args["orderBy"])
+        query = cls(index={"$key": ".key", "$value": ".value"}.get(order, order))
+        if "startAt" in args:
+            query.start = (json.loads(args["startAt"]), _MIN, True)
+        if "endAt" in args:
+            query.end = (json.loads(args["endAt"]), _MAX, True)
+        if "equalTo" in args:
+            value = json.loads(args["equalTo"])
+            query.start, query.end = (value, _MIN, True), (value, _MAX, True)
+        if "limitToFirst" in args:
+            query.limit, query.from_left = int(args["limitToFirst"]), True
+        if "limitToLast" in args:
+            query.limit, query.from_left = int(args["limitToLast"]), False
+        return query
+
+    def _sort_value(self, key: str, child: Any) -> Any:
+        if self.index == ".key":
+            return key
+        if self.index == ".value":
+            return child
+        if self.index == ".priority":
+            return None
+        node = child
+        for part in _split(self.index):
+            node = node.get(part) if isinstance(node, dict) else None
+        return node
+
+    def _compare(self, a: tuple[Any, Any], b: tuple[Any, Any]) -> int:
+        if self.index == ".key":
+            return _compare_keys(a[0], b[0])
+        return _compare_values(a[0], b[0]) or _compare_keys(a[1], b[1])
+
+    def apply(self, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        items = [((self._sort_value(k, v), k), k, v) for k, v in value.items()]
+        items.sort(key=cmp_to_key(lambda x, y: self._compare(x[0], y[0])))
+        if self.start is not None:
+            bound = (self.start[0], self.start[1] if self.index != ".key" else self.start[0])
+            inclusive = self.start[2]
+            items = [
+                item
+                for item in items
+                if (cmp := self._compare(item[0], bound)) > 0 or (cmp == 0 and inclusive)
+            ]
+        if self.end is not None:
+            bound = (self.end[0], self.end[1] if self.index != ".key" else self.end[0])
+            inclusive = self.end[2]
+            items = [
+                item
+                for item in items
+                if (cmp := self._compare(item[0], bound)) < 0 or (cmp == 0 and inclusive)
+            ]
+        if self.limit is not None:
+            items = items[: self.limit] if self.from_left else items[-self.limit :]
+        return {k: v for _, k, v in items} or None
+
+
+@dataclass
+class Listen:
+    socket: DatabaseSocket
+    path: str
+    query: Query | None
+    tag: int | None
+
+
+@dataclass
+class FakeFirebase(LoopbackServer):
+    namespace: str = "demo-rtbridge-default-rtdb"
+    trees: dict[str, Any] = field(default_factory=dict)
+    listens: list[Listen] = field(default_factory=list)
+
+    def make_app(self) -> tornado.web.Application:
+        options = {"server": self}
+        return tornado.web.Application(
+            [
+                (r"/\.ws", DatabaseSocket, options),
+                (r"/(.*)\.json", RestHandler, options),
+            ]
+        )
+
+    @property
+    def database_url(self) -> str:
+        return f"https://{self.namespace}.firebaseio.com"
+
+    # The tree --------------------------------------------------------------------------
+
+    def get(self, path: str, ns: str | None = None) -> Any:
+        node = self.trees.get(ns or self.namespace)
+        for part in _split(path):
+            if not isinstance(node, dict):
+                return None
+            node = node.get(part)
+        return copy.deepcopy(node)
+
+    def set(self, path: str, value: Any, ns: str | None = None, *, notify: bool = True) -> None:
+        ns = ns or self.namespace
+        parts = _split(path)
+        value = _prune(_resolve_server_values(value, int(time.time() * 1000)))
+        if not parts:
+            self.trees[ns] = value
+        else:
+            root = self.trees.get(ns)
+            root = root if isinstance(root, dict) else {}
+            node = root
+            for part in parts[:-1]:
+                child = node.get(part)
+                if not isinstance(child, dict):
+                    child = node[part] = {}
+                node = child
+            if value is None:
+                node.pop(parts[-1], None)
+            else:
+                node[parts[-1]] = value
+            self.trees[ns] = _prune(root)
+        if notify:
+            self.changed(path, ns)
+
+    def update(self, path: str, values: dict[str, Any], ns: str | None = None) -> None:
+        for relative, value in values.items():
+            self.set(f"{path.rstrip('/')}/{relative}", value, ns, notify=False)
+        self.changed(path, ns or self.namespace)
+
+    def changed(self, path: str, ns: str) -> None:
+        for listen in list(self.listens):
+            if listen.socket.ns != ns:
+                continue
+            a, b = _split(listen.path), _split(path)
+            if a[: len(b)] == b or b[: len(a)] == a:
+                listen.socket.send_data(listen)
+
+
+class RestHandler(FakeHandler):
+    server: FakeFirebase
+
+    def _reply(self, value: Any, status: int = 200) -> None:
+        if self.get_query_argument("print", "") == "silent":
+            self.set_status(204)
+            self.finish()
+            return
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.finish(json.dumps(_export(value)))
+
+    def _ns(self) -> str:
+        return self.get_query_argument("ns", self.server.namespace)
+
+    def _body(self) -> Any:
+        return json.loads(self.request.body or b"null")
+
+    def get(self, path: str) -> None:
+        value = self.server.get(path, self._ns())
+        if self.get_query_argument("shallow", "") == "true" and isinstance(value, dict):
+            value = {key: True for key in value}
+        args = {key: self.get_query_argument(key) for key in self.request.query_arguments}
+        query = Query.from_rest(args)
+        if query is not None:
+            value = query.apply(value)
+        self._reply(value)
+
+    def put(self, path: str) -> None:
+        value = self._body()
+        self.server.set(path, value, self._ns())
+        self._reply(self.server.get(path, self._ns()))
+
+    def patch(self, path: str) -> None:
+        values = self._body()
+        if not isinstance(values, dict):
+            self.set_status(400)
+            self.finish({"error": "Invalid data; couldn't parse JSON object."})
+            return
+        self.server.update(path, values, self._ns())
+        self._reply(values)
+
+    def post(self, path: str) -> None:
+        from rtbridge.backends.firebase import PushIdGenerator
+
+        key = PushIdGenerator()()
+        self.server.set(f"{path}/{key}", self._body(), self._ns())
+        self._reply({"name": key})
+
+    def delete(self, path: str) -> None:
+        self.server.set(path, None, self._ns())
+        self._reply(None)
+
+
+class DatabaseSocket(tornado.websocket.WebSocketHandler):
+    """The Realtime Database wire protocol v5, as much as the JS SDK needs for listeners."""
+
+    server: FakeFirebase
+
+    def initialize(self, server: FakeFirebase) -> None:
+        self.server = server
+        self.ns = server.namespace
+        self._parts: list[str] = []
+        self._expected = 0
+
+    def check_origin(self, origin: str) -> bool:
+        return True
+
+    def open(self, *args: Any, **kwargs: Any) -> None:
+        self.ns = self.get_query_argument("ns", self.server.namespace)
+        hello = {"ts": int(time.time() * 1000), "v": "5", "h": self.server.host, "s": "fake"}
+        self._send({"t": "c", "d": {"t": "h", "d": hello}})
+
+    def on_message(self, message: str | bytes) -> None:
+        text = message.decode() if isinstance(message, bytes) else message
+        if self._expected == 0 and text.isdigit():
+            # A frame count announces a message split over several frames ("0" = keepalive).
+            self._expected = int(text)
+            self._parts = []
+            return
+        if self._expected:
+            self._parts.append(text)
+            if len(self._parts) < self._expected:
+                return
+            text, self._expected = "".join(self._parts), 0
+        envelope = json.loads(text)
+        if envelope.get("t") != "d":
+            return
+        request = envelope["d"]
+        self._handle(request.get("r"), request.get("a"), request.get("b") or {})
+
+    def _handle(self, number: int | None, action: str, body: dict[str, Any]) -> None:
+        if action == "q":
+            listen = Listen(
+                self,
+                body["p"],
+                Query.from_wire(body["q"]) if body.get("q") else None,
+                body.get("t"),
+            )
+            self.server.listens.append(listen)
+            self.send_data(listen)
+        elif action == "n":
+            self.server.listens[:] = [
+                x
+                for x in self.server.listens
+                if not (x.socket is self and x.path == body["p"] and x.tag == body.get("t"))
+            ]
+        elif action == "p":
+            self.server.set(body["p"], body.get("d"), self.ns)
+        elif action == "m":
+            self.server.update(body["p"], body.get("d") or {}, self.ns)
+        if number is not None:
+            self._send({"t": "d", "d": {"r": number, "b": {"s": "ok", "d": {} if action == "q" else ""}}})
+
+    def send_data(self, listen: Listen) -> None:
+        value = self.server.get(listen.path, self.ns)
+        if listen.query is not None:
+            value = listen.query.apply(value)
+        body: dict[str, Any] = {"p": listen.path.strip("/"), "d": _export(value)}
+        if listen.tag is not None:
+            body["t"] = listen.tag
+        self._send({"t": "d", "d": {"a": "d", "b": body}})
+
+    def _send(self, frame: dict[str, Any]) -> None:
+        if self.ws_connection is not None and not self.ws_connection.is_closing():
+            self.write_message(json.dumps(frame))
+
+    def on_close(self) -> None:
+        self.server.listens[:] = [x for x in self.server.listens if x.socket is not self]
