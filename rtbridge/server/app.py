@@ -186,7 +186,7 @@ class Server:
             self._http.stop()
         self.hub.close_all(CloseCode.GOING_AWAY, "server shutting down")
         with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self.hub.wait_empty(), timeout)
+            await asyncio.wait_for(self.hub.wait_closed(), timeout)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

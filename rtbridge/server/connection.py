@@ -93,8 +93,11 @@ class Connection:
         """Close the socket with ``code``; later sends are dropped."""
         if self.closed:
             return
-        self.closed = True
         logger.debug("rtbridge: closing %s (%s): %d %s", self.socket_id, self.remote, code, reason)
+        # Leave the hub now: the closing handshake may take seconds (a stalled client never
+        # answers), and meanwhile nothing must be routed or buffered for this socket.
+        self.hub.remove(self)
+        self.closed = True
         try:
             self.transport.close_socket(code, reason[:120])
         except Exception:  # already closed: nothing left to tell the client

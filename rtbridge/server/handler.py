@@ -65,7 +65,7 @@ class SocketHandler(tornado.websocket.WebSocketHandler):
     def on_close(self) -> None:
         connection = self.connection
         if connection is not None:
-            self.server.hub.remove(connection)
+            self.server.hub.socket_closed(connection)
             logger.debug(
                 "rtbridge: closed %s (%s): %s %s",
                 connection.socket_id,

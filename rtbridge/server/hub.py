@@ -61,7 +61,9 @@ class Hub:
         self._ready: dict[str, asyncio.Future[None]] = {}
         self._event_json: dict[str, bytes] = {}
         self._last_heartbeat = time.monotonic()
-        self._empty: asyncio.Event | None = None
+        #: Sockets whose closing handshake has not finished (a superset of ``connections``).
+        self.open_sockets = 0
+        self._all_closed: asyncio.Event | None = None
 
     # Connections --------------------------------------------------------------------------
 
@@ -74,6 +76,14 @@ class Hub:
         """Register an open connection."""
         self.connections[connection.socket_id] = connection
         self.stats.opened += 1
+        self.open_sockets += 1
+
+    def socket_closed(self, connection: Connection) -> None:
+        """Record that the socket under ``connection`` is fully closed."""
+        self.remove(connection)
+        self.open_sockets -= 1
+        if self.open_sockets <= 0 and self._all_closed is not None:
+            self._all_closed.set()
 
     def remove(self, connection: Connection) -> None:
         """Forget a closed connection and drop its subscriptions."""
@@ -81,16 +91,14 @@ class Hub:
             return
         self.stats.closed += 1
         connection.closed = True
-        if not self.connections and self._empty is not None:
-            self._empty.set()
         for channel in list(connection.channels):
             self.unsubscribe(connection, channel)
 
-    async def wait_empty(self) -> None:
-        """Return once no connection is left (used while shutting down)."""
-        if self.connections:
-            self._empty = asyncio.Event()
-            await self._empty.wait()
+    async def wait_closed(self) -> None:
+        """Return once every socket finished its closing handshake (used while shutting down)."""
+        if self.open_sockets > 0:
+            self._all_closed = asyncio.Event()
+            await self._all_closed.wait()
 
     def channel_count(self) -> int:
         """Return the number of channels with local subscribers."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections import deque
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -19,6 +20,8 @@ class Client:
         self.welcome = welcome
         self.socket_id: str = welcome["socket_id"]
         self._next_id = 0
+        # Frames read while waiting for an answer, handed out by recv() later.
+        self._backlog: deque[dict[str, Any]] = deque()
 
     @classmethod
     async def open(cls, url: str, **kwargs: Any) -> Client:
@@ -35,6 +38,8 @@ class Client:
 
     async def recv(self, timeout: float = DEFAULT_TIMEOUT) -> dict[str, Any]:
         """Return the next frame, decoded."""
+        if self._backlog:
+            return self._backlog.popleft()
         return json.loads(await asyncio.wait_for(self.socket.recv(), timeout))  # type: ignore[no-any-return]
 
     async def recv_op(self, op: str, timeout: float = DEFAULT_TIMEOUT) -> dict[str, Any]:
@@ -51,10 +56,13 @@ class Client:
         self._next_id += 1
         request_id = self._next_id
         await self.send({"op": op, "id": request_id, **fields})
+        skipped: list[dict[str, Any]] = []
         while True:
-            frame = await self.recv()
+            frame = json.loads(await asyncio.wait_for(self.socket.recv(), DEFAULT_TIMEOUT))
             if frame.get("id") == request_id and frame["op"] in ("ack", "pong", "error"):
+                self._backlog.extend(skipped)
                 return frame
+            skipped.append(frame)
 
     async def subscribe(self, channel: str) -> dict[str, Any]:
         """Subscribe to ``channel`` and return the ack (assert it is one)."""
@@ -75,8 +83,7 @@ class Client:
         except Exception:  # ConnectionClosedError carries the code too
             pass
         await asyncio.wait_for(self.socket.wait_closed(), timeout)
-        frame = self.socket.close_rcvd
-        return (frame.code, frame.reason) if frame is not None else (None, "")
+        return self.socket.close_code, self.socket.close_reason or ""
 
     async def close(self) -> None:
         """Close the socket."""
