@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -88,3 +89,12 @@ class Client:
     async def close(self) -> None:
         """Close the socket."""
         await self.socket.close()
+
+
+async def eventually(predicate: Callable[[], bool], timeout: float = DEFAULT_TIMEOUT) -> None:
+    """Wait until ``predicate()`` is true (state owned by the server thread), or fail."""
+    for _ in range(int(timeout / 0.01)):
+        if predicate():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"condition still false after {timeout}s")
