@@ -22,6 +22,9 @@ CONTRACT_TARGETS: dict[str, str] = {
     "console": "tests.contract_targets:console_target",
     "redis": "tests.server.contract_target:redis_target",
     "local": "tests.server.contract_target:local_target",
+    "pusher": "tests.wire.contract_target:pusher_target",
+    "pubnub": "tests.wire.contract_target:pubnub_target",
+    "firebase": "tests.wire.contract_target:firebase_target",
 }
 
 

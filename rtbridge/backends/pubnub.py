@@ -104,6 +104,8 @@ class PubNubBackend(DispatchingBackend):
             config.non_subscribe_request_timeout = math.ceil(self.timeout)
             # The server only publishes; without this the SDK starts a subscribe worker thread.
             config.enable_subscribe = False
+            # Lock the configuration (the SDK warns that mutable configs are deprecated).
+            config.disable_config_locking = False
             self._client = PubNub(config)
         return self._client
 

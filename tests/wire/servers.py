@@ -144,9 +144,11 @@ class NodeListener:
     """
 
     def __init__(self, script: str, config: dict[str, Any], timeout: float = 20.0) -> None:
-        node = node_or_skip({"listen_pusher.mjs": "pusher-js", "listen_pubnub.mjs": "pubnub"}.get(
-            script, "firebase"
-        ))
+        node = node_or_skip(
+            {"listen_pusher.mjs": "pusher-js", "listen_pubnub.mjs": "pubnub"}.get(
+                script, "firebase"
+            )
+        )
         self.lines: queue.Queue[dict[str, Any]] = queue.Queue()
         self.deliveries: list[Delivery] = []
         self.errors: list[str] = []
@@ -163,7 +165,9 @@ class NodeListener:
             first = self.lines.get(timeout=timeout)
         except queue.Empty:
             self.close()
-            raise RuntimeError(f"{script} was not ready after {timeout}s: {self.errors[-5:]}") from None
+            raise RuntimeError(
+                f"{script} was not ready after {timeout}s: {self.errors[-5:]}"
+            ) from None
         if not first.get("ready"):
             self.close()
             raise RuntimeError(f"{script} failed: {first} {self.errors[-5:]}")

@@ -379,7 +379,9 @@ class DatabaseSocket(tornado.websocket.WebSocketHandler):
         elif action == "m":
             self.server.update(body["p"], body.get("d") or {}, self.ns)
         if number is not None:
-            self._send({"t": "d", "d": {"r": number, "b": {"s": "ok", "d": {} if action == "q" else ""}}})
+            self._send(
+                {"t": "d", "d": {"r": number, "b": {"s": "ok", "d": {} if action == "q" else ""}}}
+            )
 
     def send_data(self, listen: Listen) -> None:
         value = self.server.get(listen.path, self.ns)

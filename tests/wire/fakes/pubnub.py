@@ -100,7 +100,7 @@ class PubNubHandler(FakeHandler):
 
     def reply(self, value: Any, status: int = 200) -> None:
         self.set_status(status)
-        self.set_header("Content-Type", "text/javascript; charset=\"UTF-8\"")
+        self.set_header("Content-Type", 'text/javascript; charset="UTF-8"')
         self.set_header("Access-Control-Allow-Origin", "*")
         self.finish(json.dumps(value, separators=(",", ":")))
 
