@@ -1,0 +1,158 @@
+"""Server nodes fed by a real Redis: several nodes, ref-counted subscriptions, Redis restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Callable
+
+import pytest
+import redis
+
+from rtbridge.backends.redis import RedisBackend
+from rtbridge.exceptions import PublishError
+from rtbridge.messages import Message
+from rtbridge.server import Server
+from tests.server.helpers import Client, eventually
+from tests.services import RedisServer
+
+MakeServer = Callable[..., Server]
+
+
+@pytest.fixture
+def prefix() -> str:
+    """A key prefix of this test's own, so tests sharing one Redis never see each other."""
+    return f"t{secrets.token_hex(4)}:"
+
+
+def numsub(url: str, channel: str) -> int:
+    client = redis.Redis.from_url(url)
+    try:
+        return int(client.pubsub_numsub(channel)[0][1])
+    finally:
+        client.close()
+
+
+async def test_two_nodes_get_a_message_published_once(
+    make_server: MakeServer, redis_server: RedisServer, prefix: str
+) -> None:
+    nodes = [make_server(redis_url=redis_server.url, prefix=prefix) for _ in range(2)]
+    clients = [await Client.open(node.url) for node in nodes for _ in range(3)]
+    for client in clients:
+        await client.subscribe("todo.todoitem")
+    backend = RedisBackend(url=redis_server.url, prefix=prefix)
+    backend.publish(Message("todo.todoitem", "created", {"id": 1}))
+    # exclude works across nodes: only the socket with that id misses the message.
+    backend.publish(Message("todo.todoitem", "updated", {"id": 1}, exclude=clients[4].socket_id))
+    for number, client in enumerate(clients):
+        expected = ["created"] if number == 4 else ["created", "updated"]
+        frames = await client.messages(len(expected))
+        assert [f["event"] for f in frames] == expected
+        assert frames[0]["data"] == {"id": 1}
+    backend.publish(Message("todo.todoitem", "deleted", {"id": 1}))
+    assert (await clients[4].messages(1))[0]["seq"] == 3  # the jump shows what it missed
+    for client in clients:
+        await client.close()
+
+
+async def test_redis_subscription_lives_while_a_local_connection_wants_it(
+    make_server: MakeServer, redis_server: RedisServer, prefix: str
+) -> None:
+    node = make_server(redis_url=redis_server.url, prefix=prefix)
+    redis_channel = f"{prefix}room"
+    assert numsub(redis_server.url, redis_channel) == 0
+    first, second = await Client.open(node.url), await Client.open(node.url)
+    await first.subscribe("room")
+    await second.subscribe("room")
+    assert numsub(redis_server.url, redis_channel) == 1  # one per node, not per socket
+    await first.request("unsubscribe", channel="room")
+    assert numsub(redis_server.url, redis_channel) == 1
+    await second.close()  # closing drops its subscriptions too
+    await eventually(lambda: numsub(redis_server.url, redis_channel) == 0)
+    await first.subscribe("room")
+    assert numsub(redis_server.url, redis_channel) == 1
+    await first.close()
+
+
+async def test_async_publish_and_many_channels(
+    make_server: MakeServer, redis_server: RedisServer, prefix: str
+) -> None:
+    node = make_server(redis_url=redis_server.url, prefix=prefix)
+    client = await Client.open(node.url)
+    await client.subscribe("a")
+    await client.subscribe("b")
+    backend = RedisBackend(url=redis_server.url, prefix=prefix)
+    await backend.apublish(Message(["a", "b"], "both", [1]))
+    await backend.apublish_many([Message("a", "n", i) for i in range(50)])
+    frames = await client.messages(52)
+    assert sorted(f["channel"] for f in frames[:2]) == ["a", "b"]
+    assert [f["data"] for f in frames[2:]] == list(range(50))
+    assert [f["seq"] for f in frames if f["channel"] == "a"] == list(range(1, 52))
+    await backend.aclose()
+    await client.close()
+
+
+async def test_foreign_bodies_on_redis_are_dropped(
+    make_server: MakeServer, redis_server: RedisServer, prefix: str
+) -> None:
+    node = make_server(redis_url=redis_server.url, prefix=prefix)
+    client = await Client.open(node.url)
+    await client.subscribe("room")
+    raw = redis.Redis.from_url(redis_server.url)
+    raw.publish(f"{prefix}room", b"not an rtbridge body")
+    raw.close()
+    RedisBackend(url=redis_server.url, prefix=prefix).publish(Message("room", "ok", 1))
+    frame = (await client.messages(1))[0]
+    assert (frame["event"], frame["seq"]) == ("ok", 1)
+    assert node.broker.dropped == 1  # type: ignore[attr-defined]
+    await client.close()
+
+
+async def test_redis_restart_mid_stream(
+    make_server: MakeServer, fresh_redis: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    node = make_server(redis_url=fresh_redis.url, options={"reconnect_max_delay": 0.2})
+    watcher = await Client.open(node.url)
+    await watcher.subscribe("stream")
+    backend = RedisBackend(url=fresh_redis.url, socket_connect_timeout=0.5)
+    quiet = RedisBackend(url=fresh_redis.url, socket_connect_timeout=0.5, fail_silently=True)
+    for number in range(5):
+        backend.publish(Message("stream", "n", number))
+    assert [f["data"] for f in await watcher.messages(5)] == [0, 1, 2, 3, 4]
+
+    fresh_redis.stop()
+    await eventually(lambda: not node.broker.connected)
+    with pytest.raises(PublishError) as info:
+        backend.publish(Message("stream", "n", "lost"))
+    assert info.value.retryable
+    assert fresh_redis.url.replace("/0", "") in str(info.value)
+    with caplog.at_level(logging.WARNING, logger="rtbridge.backends"):
+        quiet.send([Message("stream", "n", "dropped")])
+    assert quiet.failed_count == 1
+    assert "dropped 1 message" in caplog.text
+    # The socket stays open while Redis is away, and new subscriptions are acknowledged.
+    assert await watcher.request("ping") == {"op": "pong", "id": 2}
+    await watcher.subscribe("during-outage")
+
+    fresh_redis.start()
+    gaps = {(await watcher.recv_op("gap", timeout=10))["channel"] for _ in range(2)}
+    assert gaps == {"stream", "during-outage"}
+    backend.publish(Message("stream", "n", 5))
+    backend.publish(Message("during-outage", "n", 6))
+    frames = await watcher.messages(2)
+    assert [(f["channel"], f["data"], f["seq"]) for f in frames] == [
+        ("stream", 5, 6),
+        ("during-outage", 6, 1),
+    ]
+    assert node.broker.reconnects == 1  # type: ignore[attr-defined]
+    await watcher.close()
+
+
+async def test_node_starts_while_redis_is_down(make_server: MakeServer) -> None:
+    down = RedisServer(binary="unused")  # a free port with nothing on it
+    node = make_server(redis_url=down.url, options={"reconnect_max_delay": 0.2})
+    client = await Client.open(node.url)
+    assert (await client.subscribe("room"))["seq"] == 0
+    assert not node.broker.connected
+    await client.close()
