@@ -1,0 +1,120 @@
+"""Headless Chromium loads a page served by Django and receives a message published from Python."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.contrib.staticfiles import finders
+from django.contrib.staticfiles.handlers import StaticFilesHandler
+from django.core.wsgi import get_wsgi_application
+from django.test import override_settings
+
+import rtbridge
+from rtbridge.staticfiles import FINDER_PATH
+from tests.services import missing_service
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+HERE = Path(__file__).resolve().parent
+SETTINGS: dict[str, Any] = {
+    "ROOT_URLCONF": "tests.clients.urls",
+    "RTBRIDGE_BACKEND": "local",
+    "RTBRIDGE_OPTIONS": {},
+    "STATICFILES_FINDERS": [
+        "django.contrib.staticfiles.finders.FileSystemFinder",
+        "django.contrib.staticfiles.finders.AppDirectoriesFinder",
+        FINDER_PATH,
+    ],
+    "TEMPLATES": [
+        {
+            "BACKEND": "django.template.backends.django.DjangoTemplates",
+            "DIRS": [str(HERE / "templates")],
+            "APP_DIRS": True,
+        }
+    ],
+}
+
+
+@pytest.fixture
+def site() -> Iterator[Any]:
+    """The Django site and the rtbridge socket in one in-process server on a free port."""
+    from rtbridge.server import Server
+
+    with override_settings(**SETTINGS):
+        finders.get_finder.cache_clear()  # type: ignore[attr-defined]
+        server = Server(port=0, wsgi_app=StaticFilesHandler(get_wsgi_application())).start()
+        try:
+            yield server
+        finally:
+            server.stop()
+            finders.get_finder.cache_clear()  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's Chromium driven by Playwright."""
+    if not os.path.exists(CHROMIUM):
+        missing_service(f"{CHROMIUM} not found (apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        missing_service("playwright is not installed (pip install playwright)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.mark.parametrize("page_path", ["/module/", "/classic/"])
+def test_page_receives_a_message_published_from_python(
+    site: Any, browser: Any, page_path: str
+) -> None:
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("console", lambda msg: msg.type == "error" and errors.append(msg.text))
+    try:
+        page.goto(site.http_url + page_path)
+        page.wait_for_function("document.body.dataset.subscribed === 'yes'", timeout=10_000)
+        assert page.text_content("#state") == "connected"
+        assert page.evaluate("typeof window.RTBridge.connect") == "function"
+
+        rtbridge.publish("todo.todoitem;todo_list_id=2", "created", {"id": 1, "text": "other"})
+        rtbridge.publish("todo.todoitem;todo_list_id=1", "created", {"id": 2, "text": "milk"})
+        rtbridge.publish("todo.todolist.1", "renamed", {"name": "Groceries"})
+        page.wait_for_function("window.received.length === 1", timeout=10_000)
+        page.wait_for_function("document.title === 'Groceries'", timeout=10_000)
+        assert page.evaluate("window.received") == [["created", {"id": 2, "text": "milk"}]]
+        assert errors == []
+    finally:
+        page.close()
+
+
+def test_sender_is_excluded_by_socket_id(site: Any, browser: Any) -> None:
+    page = browser.new_page()
+    try:
+        page.goto(site.http_url + "/module/")
+        page.wait_for_function("document.body.dataset.subscribed === 'yes'", timeout=10_000)
+        socket_id = page.evaluate("window.rt.socketId()")
+        assert socket_id
+        rtbridge.publish(
+            "todo.todoitem;todo_list_id=1", "created", {"text": "mine"}, exclude=socket_id
+        )
+        rtbridge.publish("todo.todoitem;todo_list_id=1", "created", {"text": "theirs"})
+        page.wait_for_function("window.received.length >= 1", timeout=10_000)
+        page.wait_for_timeout(100)
+        assert page.evaluate("window.received.map(([, data]) => data.text)") == ["theirs"]
+        assert page.text_content("#log") == "created: theirs"
+    finally:
+        page.close()
