@@ -129,8 +129,8 @@ class Dispatcher:
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
-        self._dropping = 0  # messages dropped in the current overflow burst
-        self._failing = 0  # messages failed in the current failure burst
+        self._dropping = _Burst()  # queue overflows
+        self._failing = _Burst()  # delivery failures
         self._next_housekeeping = time.monotonic() + self.housekeeping_interval
 
     def set_housekeeping(self, task: Callable[[], None] | None, interval: float) -> None:
@@ -184,13 +184,15 @@ class Dispatcher:
         was_empty = not self._queue
         self._queue.extend(messages)
         self._pending += len(messages)
-        if self._dropping:
-            logger.warning(
-                "rtbridge: %s queue accepts messages again after dropping %d.",
-                self.name,
-                self._dropping,
-            )
-            self._dropping = 0
+        # Hysteresis: a queue hovering at its limit is one burst, not a burst per free slot.
+        if self._dropping.count and len(self._queue) <= self.queue_size // 2:
+            dropped = self._dropping.end()
+            if dropped is not None:
+                logger.warning(
+                    "rtbridge: %s queue accepts messages again after dropping %d.",
+                    self.name,
+                    dropped,
+                )
         if self._thread is None:
             self._start()
         # Waking the thread on every message costs the request; it only sleeps when idle or
@@ -201,7 +203,7 @@ class Dispatcher:
     def _drop(self, messages: list[Message]) -> None:
         # Called with the lock held.
         self.dropped_count += len(messages)
-        if not self._dropping:
+        if self._dropping.hit(len(messages)):
             logger.warning(
                 "rtbridge: %s queue is full (%d messages, when_full=%r); dropping messages until "
                 "it drains (see dropped_count). Raise queue_size or check the vendor's health.",
@@ -209,7 +211,6 @@ class Dispatcher:
                 self.queue_size,
                 self.when_full,
             )
-        self._dropping += len(messages)
 
     def _start(self) -> None:
         self._stopping = False
@@ -386,7 +387,7 @@ class Dispatcher:
             self.failed_count += failed
             if error is not None:
                 self.last_error = error
-                if not self._failing:
+                if self._failing.hit(failed):
                     logger.warning(
                         "rtbridge: %s could not deliver %d message(s): %s. Further failures are "
                         "counted in failed_count and logged again only after a success.",
@@ -394,14 +395,45 @@ class Dispatcher:
                         failed,
                         error,
                     )
-                self._failing += failed
-            elif self._failing:
-                logger.warning(
-                    "rtbridge: %s delivers again after %d failed message(s).",
-                    self.name,
-                    self._failing,
-                )
-                self._failing = 0
+            elif self._failing.count:
+                failures = self._failing.end()
+                if failures is not None:
+                    logger.warning(
+                        "rtbridge: %s delivers again after %d failed message(s).",
+                        self.name,
+                        failures,
+                    )
+
+
+class _Burst:
+    """A run of drops or failures: its start and end are logged once each.
+
+    A burst that starts within ``quiet`` seconds of the last logged one is only counted, so a
+    flapping vendor cannot flood the log either.
+    """
+
+    quiet = 60.0
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.logged = False
+        self.last_logged = -self.quiet
+
+    def hit(self, count: int) -> bool:
+        """Count ``count`` more; return True if this starts a burst that should be logged."""
+        starts = self.count == 0
+        self.count += count
+        if starts and time.monotonic() - self.last_logged >= self.quiet:
+            self.logged = True
+            self.last_logged = time.monotonic()
+            return True
+        return False
+
+    def end(self) -> int | None:
+        """End the burst; return its count if its start was logged (so its end is too)."""
+        count, logged = self.count, self.logged
+        self.count, self.logged = 0, False
+        return count if logged else None
 
 
 class DispatchingBackend(BaseBackend):
