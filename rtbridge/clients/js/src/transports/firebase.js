@@ -1,9 +1,11 @@
 /**
  * The Firebase Realtime Database adapter over the modular SDK (v9+, e.g. v12).
  *
- * The Python backend writes each message as `{event, data, ts}` under
- * `/<root>/<encodeForFirebase(channel)>/<push id>`; a subscription listens for children
- * added from the moment it was made (push ids start with their server timestamp).
+ * The Python backend writes each message as `{event, data, ts, exclude}` under
+ * `/<root>/<encodeForFirebase(channel)>/<push id>`; a subscription gets the messages written
+ * from the moment it was made. Push ids start with the publishing Django process's clock and
+ * `ts` is the database's, so the query starts `clockSkew` ms early (default 10 s, for a
+ * Django clock behind the database's) and `ts` decides exactly.
  * @module rtbridge/transports/firebase
  */
 import { RTBridgeError } from "../client.js";
@@ -24,7 +26,7 @@ export function pushIdPrefix(ms) {
 
 /**
  * Create the transport (called by the client with its hooks).
- * @param {{databaseURL: string, root?: string, emulatorHost?: string, firebase?: object}} config
+ * @param {{databaseURL: string, root?: string, emulatorHost?: string, clockSkew?: number, firebase?: object}} config
  *   `firebase` holds the modular SDK's database functions (`getDatabase, ref, query, orderByKey,
  *   startAfter, onChildAdded, onValue`, optionally `connectDatabaseEmulator`) and `app` (an
  *   initialized FirebaseApp) or `initializeApp`.
@@ -91,12 +93,14 @@ export function firebase(config, hooks) {
       // existing one is kept as it is.
       if (listeners.has(logical)) return;
       const path = `${root}/${encodeForFirebase(logical)}`;
-      const since = sdk.query(sdk.ref(db, path), sdk.orderByKey(), sdk.startAfter(pushIdPrefix(Date.now() + offset)));
+      const since = Date.now() + offset; // the database's clock
+      const start = pushIdPrefix(since - (config.clockSkew ?? 10000));
       const stop = sdk.onChildAdded(
-        since,
+        sdk.query(sdk.ref(db, path), sdk.orderByKey(), sdk.startAfter(start)),
         (snapshot) => {
           const value = snapshot.val();
           if (!value || typeof value !== "object" || (value.exclude && value.exclude === socketId)) return;
+          if (typeof value.ts === "number" && value.ts < since) return; // written before we subscribed
           hooks.message(logical, value.event, value.data, { channel: logical, key: snapshot.key, ts: value.ts });
         },
         (error) => {
