@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .auth import channel
 from .exceptions import InvalidMessage, PublishError
 from .messages import Message
 from .publishers import (
@@ -30,6 +31,7 @@ __all__ = [
     "SelfPublishModel",
     "__version__",
     "apublish",
+    "channel",
     "flush",
     "get_backend",
     "outbox",

@@ -12,4 +12,6 @@ class RTBridgeConfig(AppConfig):
     verbose_name = "rtbridge"
 
     def ready(self) -> None:
-        from . import checks  # noqa: F401  (registers the system checks)
+        from . import auth, checks  # noqa: F401  (checks registers the system checks)
+
+        auth.autodiscover()

@@ -21,6 +21,7 @@ from . import channel_names, conf
 from .backends.base import BaseBackend
 from .exceptions import ImproperlyConfigured, PayloadTooLarge
 from .messages import Message
+from .middleware import sender_socket_id
 from .serializers import ModelSerializer, as_serializer
 
 __all__ = [
@@ -174,6 +175,8 @@ _CONFIG_OPTIONS = frozenset(
         "object_channels",
         "collection_channel",
         "events",
+        "authorize",
+        "exclude_sender",
     }
 )
 
@@ -190,6 +193,10 @@ class PublishConfig:
     collection_channel: bool = True
     events: frozenset[str] = frozenset({EVENT_CREATED, EVENT_UPDATED, EVENT_DELETED})
     tracked: tuple[str, ...] = field(default=())
+    #: ``authorize(user, values) -> bool`` for the model's ``private-`` channels, or None.
+    authorize: Callable[[Any, dict[str, str]], bool] | None = None
+    #: Leave out the socket that sent the request (``SocketIdMiddleware``); default True.
+    exclude_sender: bool = True
 
     @cached_property
     def serializer_object(self) -> Any:
@@ -287,6 +294,18 @@ def build_config(model: type[models.Model], **options: Any) -> PublishConfig:
         )
     concrete = model._meta.concrete_model or model
     base = options.get("channel") or f"{concrete._meta.app_label}.{concrete._meta.model_name}"
+    authorizer = options.get("authorize")
+    if isinstance(authorizer, str):
+        authorizer = import_string(authorizer)
+    if authorizer is not None:
+        if not callable(authorizer):
+            raise ImproperlyConfigured(
+                f"{model._meta.label}.RTBridge.authorize = {authorizer!r} is not callable; give "
+                "a function authorize(user, values) -> bool or its dotted path."
+            )
+        # Protected on every transport: Pusher, PubNub and Firebase only authorize by name.
+        if not base.startswith(channel_names.PRIVATE_PREFIX):
+            base = channel_names.PRIVATE_PREFIX + base
     channel_names.collection_channel(base)  # validates the base
     events = options.get("events", (EVENT_CREATED, EVENT_UPDATED, EVENT_DELETED))
     bad_events = set(events) - {EVENT_CREATED, EVENT_UPDATED, EVENT_DELETED}
@@ -304,6 +323,8 @@ def build_config(model: type[models.Model], **options: Any) -> PublishConfig:
         collection_channel=bool(options.get("collection_channel", True)),
         events=frozenset(events),
         tracked=tuple(f.attname for f in model._meta.concrete_fields),
+        authorize=authorizer,
+        exclude_sender=bool(options.get("exclude_sender", True)),
     )
 
 
@@ -335,6 +356,14 @@ def unregister(model: type[models.Model]) -> None:
 def get_config(model: type[models.Model]) -> PublishConfig | None:
     """Return the publishing config of ``model``, or ``None`` if it does not publish."""
     return _registry.get(model)
+
+
+def config_for_base(base: str) -> PublishConfig | None:
+    """Return the config whose collection channel is ``base``, or ``None``."""
+    for config in _registry.values():
+        if config.base == base:
+            return config
+    return None
 
 
 def registered_models() -> list[type[models.Model]]:
@@ -411,8 +440,9 @@ def _message(
     if not channels:
         return None
     backend = get_backend()
+    exclude = sender_socket_id() if config.exclude_sender else None
     try:
-        return Message(channels, event, data, max_bytes=backend.max_payload_bytes)
+        return Message(channels, event, data, exclude=exclude, max_bytes=backend.max_payload_bytes)
     except PayloadTooLarge:
         # Too big for this transport: tell clients to reload the object instead of losing it.
         logger.info(
@@ -424,7 +454,7 @@ def _message(
             backend.max_payload_bytes,
             EVENT_REFETCH,
         )
-        return Message(channels, EVENT_REFETCH, {"id": pk, "event": event})
+        return Message(channels, EVENT_REFETCH, {"id": pk, "event": event}, exclude=exclude)
 
 
 def _dispatch_on_commit(messages: list[Message | None], using: str | None) -> None:

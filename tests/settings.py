@@ -15,6 +15,7 @@ INSTALLED_APPS = [
     "tests.testapp",
 ]
 MIDDLEWARE = [
+    "rtbridge.middleware.SocketIdMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -46,3 +47,5 @@ else:
 
 RTBRIDGE_BACKEND = "locmem"
 RTBRIDGE_OPTIONS = {}
+# Fast hashing: the tests create users, they do not test password storage.
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

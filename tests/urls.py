@@ -1,3 +1,7 @@
 """URLs for the test suite."""
 
-urlpatterns: list = []
+from django.urls import include, path
+
+urlpatterns = [
+    path("rtbridge/", include("rtbridge.urls")),
+]

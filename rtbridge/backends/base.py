@@ -6,13 +6,16 @@ import importlib
 import logging
 from collections.abc import Iterable
 from types import ModuleType, TracebackType
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from asgiref.sync import sync_to_async
 from django.core.exceptions import ImproperlyConfigured
 
 from ..exceptions import PublishError
 from ..messages import Message
+
+if TYPE_CHECKING:
+    from ..auth import Grant
 
 __all__ = ["BaseBackend", "import_sdk"]
 
@@ -111,6 +114,20 @@ class BaseBackend:
     def client_config(self) -> dict[str, Any]:
         """Return what the JavaScript client needs to connect: public values only, no secrets."""
         return {"backend": self.alias}
+
+    def auth_response(self, socket_id: str, grant: Grant) -> dict[str, Any]:
+        """Return the auth endpoint's answer for an authorized subscription.
+
+        The default suits the rtbridge server: ``{"auth": <signed token>}`` (plus
+        ``"channel_data"`` on presence channels). Hosted backends return what their client
+        SDK expects (a Pusher signature, a PubNub or Firebase token).
+        """
+        from ..auth import sign_subscription
+
+        answer: dict[str, Any] = {"auth": sign_subscription(socket_id, grant)}
+        if grant.member is not None:
+            answer["channel_data"] = grant.member
+        return answer
 
     # Delivery with fail_silently ----------------------------------------------------------
 

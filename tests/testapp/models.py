@@ -42,3 +42,21 @@ class Bare(models.Model):
     """No publishing unless a test registers it."""
 
     value = models.IntegerField(default=0)
+
+
+def can_read_documents(user: object, values: dict[str, str]) -> bool:
+    """Only the owner may follow their documents (collection channel: nobody)."""
+    username = getattr(user, "username", None)
+    return bool(username) and values.get("owner") == username
+
+
+class Document(rtbridge.SelfPublishModel, models.Model):
+    """A model whose channels are private, authorized by its RTBridge.authorize hook."""
+
+    owner = models.CharField(max_length=50)
+    title = models.CharField(max_length=100)
+
+    class RTBridge:
+        fields = ["owner", "title"]
+        filters = ["owner"]
+        authorize = can_read_documents
