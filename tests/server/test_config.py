@@ -1,0 +1,110 @@
+"""The ``Origin`` policy and ``RTBRIDGE_SERVER`` validation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from rtbridge import conf
+from rtbridge.server.config import OriginPolicy, ServerConfig
+
+
+@pytest.mark.parametrize(
+    ("origin", "allowed"),
+    [
+        ("https://example.com", True),
+        ("http://example.com:8000", True),  # any port for an allowed host
+        ("https://api.example.org", True),  # ".example.org" covers subdomains
+        ("https://example.org", True),
+        ("https://evil.com", False),
+        ("https://example.com.evil.com", False),
+        ("ftp://example.com", False),
+        ("null", False),
+        ("", False),
+        ("https://user@example.com", False),
+    ],
+)
+def test_derived_from_allowed_hosts(origin: str, allowed: bool) -> None:
+    policy = OriginPolicy(None, ["example.com", ".example.org"], debug=False)
+    assert policy.allows(origin) is allowed
+
+
+def test_wildcard_host_counts_only_with_debug() -> None:
+    assert not OriginPolicy(None, ["*"], debug=False).allows("https://evil.com")
+    assert OriginPolicy(None, ["*"], debug=True).allows("https://evil.com")
+
+
+def test_debug_with_no_allowed_hosts_allows_localhost_only() -> None:
+    policy = OriginPolicy(None, [], debug=True)
+    assert policy.allows("http://localhost:3000")
+    assert policy.allows("http://127.0.0.1:8000")
+    assert policy.allows("http://[::1]:8000")
+    assert not policy.allows("http://example.com")
+    assert not OriginPolicy(None, [], debug=False).allows("http://localhost:3000")
+
+
+def test_explicit_origins_compare_scheme_host_and_port() -> None:
+    policy = OriginPolicy(["https://app.example.com", "http://localhost:8000"])
+    assert policy.allows("https://app.example.com")
+    assert policy.allows("https://app.example.com:443")
+    assert policy.allows("HTTPS://APP.EXAMPLE.COM")
+    assert not policy.allows("http://app.example.com")
+    assert not policy.allows("https://app.example.com:8443")
+    assert policy.allows("http://localhost:8000")
+    assert not policy.allows("http://localhost:8001")
+    assert OriginPolicy("*").allows("null")
+
+
+def test_same_origin_is_always_allowed() -> None:
+    policy = OriginPolicy(["https://other.example"])
+    assert policy.allows("http://node1.internal:9000", host="node1.internal:9000")
+    assert policy.allows("https://rt.example.com", host="rt.example.com")
+    assert not policy.allows("http://node1.internal:9001", host="node1.internal:9000")
+    assert not policy.allows("https://rt.example.com", host="rt.example.com:8443")
+
+
+def test_bad_origin_setting_names_the_entry() -> None:
+    with pytest.raises(ImproperlyConfigured, match="'example.com'"):
+        OriginPolicy(["example.com"])
+
+
+def test_from_settings(settings: Any) -> None:
+    settings.RTBRIDGE_ALLOWED_ORIGINS = ["https://a.example"]
+    assert OriginPolicy.from_settings().allows("https://a.example")
+    settings.RTBRIDGE_ALLOWED_ORIGINS = None
+    settings.ALLOWED_HOSTS = ["b.example"]
+    assert OriginPolicy.from_settings().allows("http://b.example:1234")
+
+
+def test_server_settings_defaults_and_overrides(settings: Any) -> None:
+    settings.RTBRIDGE_SERVER = {"heartbeat": 10}
+    config = ServerConfig.load({"max_subscriptions": 3})
+    assert (config.heartbeat, config.max_subscriptions) == (10.0, 3)
+    assert config.path == "/rtbridge/ws"
+    assert config.max_buffer_bytes == 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    ("value", "match"),
+    [
+        ({"heartbeet": 1}, "unknown key 'heartbeet'"),
+        ({"heartbeat": "25"}, "'heartbeat'"),
+        ({"max_connections": 0}, "'max_connections'"),
+        ({"max_frame_bytes": True}, "'max_frame_bytes'"),
+        ({"path": "ws"}, "'path'"),
+        ({"public_url": "http://x"}, "wss://"),
+        ({"serve_static": "yes"}, "'serve_static'"),
+    ],
+)
+def test_server_settings_errors_name_the_key(settings: Any, value: Any, match: str) -> None:
+    settings.RTBRIDGE_SERVER = value
+    with pytest.raises(ImproperlyConfigured, match=match):
+        conf.server_settings()
+
+
+def test_server_settings_must_be_a_dict(settings: Any) -> None:
+    settings.RTBRIDGE_SERVER = [("path", "/ws")]
+    with pytest.raises(ImproperlyConfigured, match="must be a dict"):
+        conf.server_settings()
