@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -121,7 +122,9 @@ class PusherBackend(DispatchingBackend):
 
         for message in messages:
             channels = [encode_for_pusher(name) for name in message.channels]
-            if len(channels) < MAX_EVENTS_PER_BATCH:
+            # The SDK's trigger() refuses data whose sys.getsizeof() (not its UTF-8 size)
+            # exceeds 30720, which a short text with one emoji in it can reach; batches skip it.
+            if len(channels) < MAX_EVENTS_PER_BATCH or sys.getsizeof(message.payload) > 30720:
                 for channel in channels:
                     entry = {"channel": channel, "name": message.event, "data": message.payload}
                     if message.exclude:
@@ -137,8 +140,9 @@ class PusherBackend(DispatchingBackend):
 
     def _batch_call(self, entries: list[dict[str, str]]) -> Call:
         def send() -> object:
-            # The SDK rewrites the entries it is given; hand it copies so retries stay clean.
-            return _call_pusher(lambda: self.client.trigger_batch([dict(e) for e in entries]))
+            # already_encoded: data is JSON text and channels are validated; it also skips the
+            # SDK's size check, which measures sys.getsizeof() and refuses valid 10 KB events.
+            return _call_pusher(lambda: self.client.trigger_batch(entries, already_encoded=True))
 
         return Call(send, messages=len(entries), label=f"trigger_batch({len(entries)} events)")
 
@@ -176,35 +180,48 @@ class PusherBackend(DispatchingBackend):
             session.close()
 
 
+_HINTS = {
+    401: " Check the key and secret options.",
+    403: " Check app_id and that the app is enabled.",
+    404: " Check app_id.",
+    413: " The event is larger than the server accepts.",
+}
+
+
+def _status_error(status: int | None, detail: object) -> PublishError:
+    """Return the ``PublishError`` for an HTTP error answer (5xx and 429 are retryable)."""
+    retryable = status is None or status >= 500 or status == 429
+    hint = _HINTS.get(status or 0, "")
+    return PublishError(
+        f"Pusher API answered {status}: {detail}.{hint}", status=status, retryable=retryable
+    )
+
+
 def _call_pusher(request: Callable[[], object]) -> object:
     """Run one SDK request, mapping its errors to ``PublishError`` (5xx/timeouts retryable)."""
     pusher_errors = import_sdk("pusher.errors", "pusher", backend="pusher")
     import requests
 
     try:
-        return request()
+        result = request()
     except (requests.Timeout, requests.ConnectionError) as exc:
         raise PublishError(f"Pusher API unreachable: {exc}", retryable=True) from exc
     except pusher_errors.PusherBadRequest as exc:
-        raise PublishError(f"Pusher API answered 400 Bad Request: {exc}", status=400) from exc
+        raise _status_error(400, exc) from exc
     except pusher_errors.PusherBadAuth as exc:
-        raise PublishError(
-            f"Pusher API answered 401 Unauthorized: {exc}. Check the key and secret options.",
-            status=401,
-        ) from exc
+        raise _status_error(401, exc) from exc
     except pusher_errors.PusherForbidden as exc:
-        raise PublishError(
-            f"Pusher API answered 403 Forbidden: {exc}. Check app_id and that the app is enabled.",
-            status=403,
-        ) from exc
+        raise _status_error(403, exc) from exc
     except pusher_errors.PusherBadStatus as exc:
         # The SDK formats these as "<status>: <body>".
-        head = str(exc).split(":", 1)[0]
-        status = int(head) if head.isdigit() else None
-        retryable = status is None or status >= 500 or status == 429
-        raise PublishError(
-            f"Pusher API answered {exc}", status=status, retryable=retryable
-        ) from exc
+        head, _, body = str(exc).partition(":")
+        raise _status_error(int(head) if head.isdigit() else None, body.strip()) from exc
     except ValueError as exc:
         # The SDK validates names and sizes before sending; nothing will make them pass later.
         raise PublishError(f"Pusher SDK refused the request: {exc}") from exc
+    # soketi 1.6 sends its CORS headers first, so its errors arrive as HTTP 200 with a body of
+    # {"error": ..., "code": <status>}; read the status from there.
+    code = result.get("code") if isinstance(result, dict) else None
+    if isinstance(code, int) and code >= 400 and "error" in result:  # type: ignore[operator]
+        raise _status_error(code, result["error"])  # type: ignore[index]
+    return result
