@@ -28,6 +28,10 @@ class FakePusher {
         subscribed: false,
         bind: (event, fn) => handlers.set(event, [...(handlers.get(event) ?? []), fn]),
         bind_global: (fn) => globals.push(fn),
+        unbind_all: () => {
+          handlers.clear();
+          globals.length = 0;
+        },
         emit(event, data) {
           (handlers.get(event) ?? []).forEach((fn) => fn(data));
           globals.forEach((fn) => fn(event, data));
@@ -88,6 +92,13 @@ test("pusher: options, states, socket id, events, errors and unsubscribe", async
   sub.unsubscribe();
   await tick();
   assert.deepEqual(pusher.unsubscribed, ["todo.todoitem;todo_list_id=1"]);
+  // pusher-js may return the same Channel object to a new subscribe: bound once, not twice.
+  const again = rt.subscribe("todo.todoitem", { todo_list_id: 1 }, (event, data) => seen.push(["again", event]));
+  await tick();
+  channel.emit("pusher:subscription_succeeded", {});
+  await again.ready;
+  channel.emit("created", { id: 3 });
+  assert.deepEqual(seen.slice(2), [["again", "created"]]);
   rt.disconnect();
   assert.ok(pusher.disconnected);
 });

@@ -1,6 +1,7 @@
 // The committed classic-script bundle is current and exposes window.RTBridge.
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
+import { gzipSync } from "node:zlib";
 import { test } from "node:test";
 import vm from "node:vm";
 
@@ -28,4 +29,19 @@ test("the classic script sets window.RTBridge with the whole API", async () => {
   await rt.ready();
   assert.equal(rt.state, "connected");
   rt.disconnect();
+});
+
+test("core + selfhosted stays within 6 KB min+gzip", async () => {
+  const result = await build({
+    stdin: {
+      contents: 'export { Client } from "./client.js"; export { selfhosted } from "./transports/selfhosted.js";',
+      resolveDir: new URL("../src/", import.meta.url).pathname,
+    },
+    bundle: true,
+    format: "esm",
+    minify: true,
+    write: false,
+  });
+  const size = gzipSync(result.outputFiles[0].contents, { level: 9 }).length;
+  assert.ok(size <= 6 * 1024, `${size} bytes`);
 });

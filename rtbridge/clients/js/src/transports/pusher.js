@@ -86,7 +86,13 @@ export function pusher(config, hooks) {
     },
     unsubscribe(logical) {
       const name = encodeForPusher(logical);
-      if (channels.delete(name)) client.unsubscribe(name);
+      const entry = channels.get(name);
+      if (!entry) return;
+      channels.delete(name);
+      // pusher-js may hand the same Channel object back to a later subscribe (while a
+      // subscription is pending), so drop our bindings or they would fire twice.
+      entry.channel.unbind_all?.();
+      client.unsubscribe(name);
     },
   };
 }
