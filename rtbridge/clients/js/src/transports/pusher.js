@@ -70,7 +70,7 @@ export function pusher(config, hooks) {
           const status = error?.status;
           reject(
             new RTBridgeError(`rtbridge: Pusher refused ${logical}: ${status ?? ""} ${error?.error ?? error?.type ?? ""}`.trim(), {
-              code: status ?? "subscription_error",
+              code: status || "subscription_error",
               reason: String(error?.error ?? error?.type ?? ""),
               channel: logical,
             }),
