@@ -24,6 +24,8 @@ class Fault:
     methods: tuple[str, ...] = ("GET", "POST", "PUT", "PATCH", "DELETE")
     path_prefix: str = "/"
     body: str = '{"error": "injected fault"}'
+    #: Matching requests to let through before the fault starts.
+    after: int = 0
 
 
 @dataclass
@@ -106,6 +108,9 @@ class LoopbackServer:
         with self._lock:
             for fault in self.faults:
                 if method in fault.methods and path.startswith(fault.path_prefix):
+                    if fault.after > 0:
+                        fault.after -= 1
+                        continue
                     fault.times -= 1
                     if fault.times <= 0:
                         self.faults.remove(fault)

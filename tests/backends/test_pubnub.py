@@ -1,0 +1,216 @@
+"""PubNubBackend: the message envelope, per-channel order, concurrency, limits and faults on the wire."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from rtbridge.backends.pubnub import PubNubBackend
+from rtbridge.channel_names import encode_for_pubnub
+from rtbridge.exceptions import PayloadTooLarge, PublishError
+from rtbridge.messages import Message
+from tests.services import free_port
+from tests.wire.fakes.base import Fault
+from tests.wire.fakes.pubnub import MAX_MESSAGE_BYTES, FakePubNub
+from tests.wire.fixtures import fake_pubnub
+from tests.wire.servers import NodeListener
+
+__all__ = ["fake_pubnub"]
+
+
+@pytest.fixture
+def make_backend(fake_pubnub: FakePubNub) -> Iterator[Any]:
+    created: list[PubNubBackend] = []
+
+    def make(**options: Any) -> PubNubBackend:
+        options = {
+            "publish_key": fake_pubnub.publish_key,
+            "subscribe_key": fake_pubnub.subscribe_key,
+            "origin": fake_pubnub.host,
+            "ssl": False,
+            "retry_backoff": 0.01,
+            **options,
+        }
+        backend = PubNubBackend(**options)
+        created.append(backend)
+        return backend
+
+    yield make
+    for backend in created:
+        backend.close()
+
+
+def publishes(server: FakePubNub) -> list[Any]:
+    return server.matching("POST", "/publish/") + server.matching("GET", "/publish/")
+
+
+# Configuration -----------------------------------------------------------------------------
+
+
+def test_missing_and_invalid_options_are_named() -> None:
+    with pytest.raises(ImproperlyConfigured, match="subscribe_key"):
+        PubNubBackend(publish_key="p")
+    with pytest.raises(ImproperlyConfigured, match="user_id=''"):
+        PubNubBackend(publish_key="p", subscribe_key="s", user_id="")
+    with pytest.raises(ImproperlyConfigured, match="concurrency=0"):
+        PubNubBackend(publish_key="p", subscribe_key="s", concurrency=0)
+
+
+def test_client_config_has_no_publish_or_secret_key() -> None:
+    backend = PubNubBackend(publish_key="pub-1", subscribe_key="sub-1", secret_key="sec-1")
+    assert backend.client_config() == {"backend": "pubnub", "subscribeKey": "sub-1"}
+    local = PubNubBackend(publish_key="p", subscribe_key="s", origin="127.0.0.1:9", ssl=False)
+    assert local.client_config() == {
+        "backend": "pubnub",
+        "subscribeKey": "s",
+        "origin": "127.0.0.1:9",
+        "ssl": False,
+    }
+
+
+def test_the_sdk_is_imported_only_when_sending() -> None:
+    code = (
+        "import django, os; os.environ['DJANGO_SETTINGS_MODULE'] = 'tests.settings'; "
+        "django.setup(); import sys, rtbridge; "
+        "from rtbridge.backends.pubnub import PubNubBackend; "
+        "PubNubBackend(publish_key='p', subscribe_key='s').client_config(); "
+        "print('pubnub' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+# On the wire ---------------------------------------------------------------------------------
+
+
+def test_the_js_sdk_receives_the_envelope_in_order(
+    fake_pubnub: FakePubNub, make_backend: Any
+) -> None:
+    backend = make_backend()
+    name = "todo.item;list_id=7"
+    config = {
+        "subscribeKey": fake_pubnub.subscribe_key,
+        "origin": fake_pubnub.host,
+        "channels": [[name, encode_for_pubnub(name)]],
+    }
+    listener = NodeListener("listen_pubnub.mjs", config)
+    try:
+        backend.publish(Message(name, "created", {"id": 1, "title": "é"}))
+        backend.publish_many([Message(name, "n", i) for i in range(20)])
+        backend.flush(5)
+        got = listener.received(21)
+    finally:
+        listener.close()
+    assert got[0].event == "created" and got[0].data == {"id": 1, "title": "é"}
+    assert [d.data for d in got[1:]] == list(range(20))
+
+
+def test_each_message_is_one_post_per_channel_with_the_documented_body(
+    fake_pubnub: FakePubNub, make_backend: Any
+) -> None:
+    backend = make_backend(mode="sync")
+    before = len(publishes(fake_pubnub))
+    backend.publish(Message(["env.a", "env.b"], "updated", {"id": 2}, exclude="sock-1"))
+    sent = publishes(fake_pubnub)[before:]
+    assert [r.method for r in sent] == ["POST", "POST"]
+    assert sorted(r.path.split("/")[5] for r in sent) == ["env~a", "env~b"]
+    expected = {"event": "updated", "data": {"id": 2}, "exclude": "sock-1"}
+    assert fake_pubnub.received("env~a") == [expected]
+    assert fake_pubnub.received("env~b") == [expected]
+    assert json.loads(sent[0].body) == expected
+
+
+def test_channels_are_published_concurrently(fake_pubnub: FakePubNub, make_backend: Any) -> None:
+    fake_pubnub.inject(Fault(delay=0.2, times=16, path_prefix="/publish/"))
+    backend = make_backend(mode="sync", concurrency=8)
+    start = time.monotonic()
+    backend.publish(Message([f"fan.{i}" for i in range(16)], "e", 1))
+    elapsed = time.monotonic() - start
+    assert elapsed < 16 * 0.2 / 3, elapsed  # about 2 rounds of 8, not 16 in a row
+    assert all(fake_pubnub.received(f"fan~{i}") for i in range(16))
+
+
+def test_a_retry_resumes_after_the_last_publish_that_succeeded(
+    fake_pubnub: FakePubNub, make_backend: Any
+) -> None:
+    fake_pubnub.inject(Fault(status=503, times=1, after=1, path_prefix="/publish/"))
+    backend = make_backend(batch_window=0.05)
+    backend.publish_many([Message("resume", "n", i) for i in range(3)])
+    backend.flush(5)
+    assert [m["data"] for m in fake_pubnub.received("resume")] == [0, 1, 2]
+    assert backend.failed_count == 0
+
+
+def test_the_size_limit_leaves_room_for_the_envelope(
+    fake_pubnub: FakePubNub, make_backend: Any
+) -> None:
+    backend = make_backend(mode="sync")
+    limit = backend.max_payload_bytes
+    assert limit is not None and limit < MAX_MESSAGE_BYTES
+    longest = "x" * (limit - 2)
+    # The longest event name and socket id still fit into PubNub's 32 KiB.
+    backend.publish(Message("size", "e" * 64, longest, exclude="s" * 100))
+    assert fake_pubnub.received("size")[-1]["data"] == longest
+    with pytest.raises(PayloadTooLarge):
+        backend.publish(Message("size", "e", longest + "x"))
+
+
+# Faults --------------------------------------------------------------------------------------
+
+
+def test_wrong_publish_key_is_a_400_without_retry(
+    fake_pubnub: FakePubNub, make_backend: Any
+) -> None:
+    backend = make_backend(publish_key="wrong", mode="sync")
+    before = len(publishes(fake_pubnub))
+    with pytest.raises(PublishError) as info:
+        backend.publish(Message("c", "e", 1))
+    assert info.value.status == 400 and "400" in str(info.value)
+    assert len(publishes(fake_pubnub)) == before + 1
+
+
+def test_5xx_is_retried_then_counted(fake_pubnub: FakePubNub, make_backend: Any) -> None:
+    fake_pubnub.inject(Fault(status=502, times=2, path_prefix="/publish/"))
+    backend = make_backend()
+    backend.publish(Message("retry", "e", 1))
+    backend.flush(5)
+    assert fake_pubnub.received("retry") == [{"event": "e", "data": 1, "exclude": None}]
+    fake_pubnub.inject(Fault(status=500, times=3, path_prefix="/publish/"))
+    failing = make_backend(max_attempts=3)
+    failing.publish(Message("retry", "e", 2))
+    failing.flush(5)
+    assert failing.failed_count == 1
+    assert failing.dispatcher.last_error is not None
+    assert failing.dispatcher.last_error.status == 500
+
+
+def test_a_hanging_server_is_cut_off_by_the_timeout(
+    fake_pubnub: FakePubNub, make_backend: Any
+) -> None:
+    fake_pubnub.inject(Fault(delay=3.0, times=2, path_prefix="/publish/"))
+    backend = make_backend(mode="sync", timeout=1, max_attempts=2)
+    start = time.monotonic()
+    with pytest.raises(PublishError, match="unreachable") as info:
+        backend.publish(Message("c", "e", 1))
+    assert info.value.retryable
+    assert time.monotonic() - start < 2 * 1 + 0.8
+
+
+def test_server_down_never_blocks_the_request(make_backend: Any) -> None:
+    down = f"127.0.0.1:{free_port()}"
+    background = make_backend(origin=down, max_attempts=2)
+    start = time.perf_counter()
+    background.publish(Message("c", "e", 1))
+    assert time.perf_counter() - start < 0.005
+    background.flush(10)
+    assert background.failed_count == 1
+    sync = make_backend(origin=down, mode="sync", max_attempts=2, timeout=1)
+    with pytest.raises(PublishError, match="unreachable"):
+        sync.publish(Message("c", "e", 1))
