@@ -81,11 +81,15 @@ class RedisBroker(Broker):
         *,
         reconnect_max_delay: float = 5.0,
         socket_connect_timeout: float = 2.0,
+        ping_interval: float = 15.0,
     ) -> None:
         self.url = url
         self.prefix = prefix
         self.reconnect_max_delay = max(0.05, reconnect_max_delay)
         self.socket_connect_timeout = socket_connect_timeout
+        # A silent connection is PINGed after this long and given up after twice as long,
+        # so a frozen Redis or a half-open TCP connection is noticed (closed ones at once).
+        self.ping_interval = ping_interval
         # A name no logical channel can have (':' and '!' are outside the alphabet), so the
         # pub/sub connection exists even while no client wants anything.
         self._control = f"{prefix}!node".encode()
@@ -245,13 +249,21 @@ class RedisBroker(Broker):
     async def _read(self, pubsub: Any, writer: asyncio.Task[None]) -> None:
         hub = self.hub
         prefix_length = len(self._prefix_bytes)
+        awaiting_pong = False
         while True:
             if writer.done():
                 # Its command failed: the connection is broken even if reads still work.
                 raise ConnectionError("a SUBSCRIBE/UNSUBSCRIBE command failed")
-            item = await pubsub.get_message(timeout=None)
+            item = await pubsub.get_message(timeout=self.ping_interval)
             if item is None:
+                if awaiting_pong:
+                    raise ConnectionError(
+                        f"Redis did not answer a PING within {self.ping_interval:g}s"
+                    )
+                await pubsub.ping()
+                awaiting_pong = True
                 continue
+            awaiting_pong = False
             kind = item["type"]
             if kind == "message":
                 try:

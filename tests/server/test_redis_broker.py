@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import signal
 from collections.abc import Callable
 
 import pytest
@@ -12,7 +13,7 @@ import redis
 from rtbridge.backends.redis import RedisBackend
 from rtbridge.exceptions import PublishError
 from rtbridge.messages import Message
-from rtbridge.server import Server
+from rtbridge.server import RedisBroker, Server
 from tests.server.helpers import Client, eventually
 from tests.services import RedisServer
 
@@ -154,4 +155,23 @@ async def test_node_starts_while_redis_is_down(make_server: MakeServer) -> None:
     client = await Client.open(node.url)
     assert (await client.subscribe("room"))["seq"] == 0
     assert not node.broker.connected
+    await client.close()
+
+
+async def test_frozen_redis_is_noticed_by_ping(
+    make_server: MakeServer, fresh_redis: RedisServer
+) -> None:
+    broker = RedisBroker(fresh_redis.url, reconnect_max_delay=0.2, ping_interval=0.3)
+    node = make_server(broker=broker)
+    client = await Client.open(node.url)
+    await client.subscribe("room")
+    assert fresh_redis.process is not None
+    fresh_redis.process.send_signal(signal.SIGSTOP)  # the TCP connection stays open, silent
+    try:
+        await eventually(lambda: not broker.connected, timeout=5)
+    finally:
+        fresh_redis.process.send_signal(signal.SIGCONT)
+    assert (await client.recv_op("gap", timeout=10))["channel"] == "room"
+    RedisBackend(url=fresh_redis.url).publish(Message("room", "back", 1))
+    assert (await client.messages(1))[0]["event"] == "back"
     await client.close()
