@@ -15,13 +15,13 @@ from django.core.files.storage import FileSystemStorage
 
 __all__ = ["FINDER_PATH", "JS_DIR", "STATIC_PREFIX", "RTBridgeJSFinder", "check_finder"]
 
-#: The JS client's package directory (``src/`` holds the ES modules, ``dist/`` the classic build).
+#: The JS client (``src/``: the ES modules; ``classic/``: the classic-script build).
 JS_DIR = Path(__file__).resolve().parent / "clients" / "js"
 #: Static paths the finder answers: ``rtbridge/rtbridge.js`` → ``clients/js/src/rtbridge.js``.
 STATIC_PREFIX = "rtbridge"
 FINDER_PATH = "rtbridge.staticfiles.RTBridgeJSFinder"
 # Only what a browser loads; tests, scripts and node_modules stay out of STATIC_ROOT.
-_SOURCES = ("src", "dist")
+_SOURCES = ("src", "classic")
 _SUFFIXES = (".js",)
 
 
@@ -32,7 +32,7 @@ class _PrefixedStorage(FileSystemStorage):
 
 
 class RTBridgeJSFinder(finders.BaseFinder):
-    """Find ``rtbridge/<path>`` in the JS client's ``src/`` and then ``dist/`` directories.
+    """Find ``rtbridge/<path>`` in the JS client's ``src/`` and then ``classic/`` directories.
 
     The client's source stays in one place (``rtbridge/clients/js/``, which is also the npm
     package) and Django serves and collects it as ``{% static 'rtbridge/rtbridge.js' %}``.
@@ -51,7 +51,7 @@ class RTBridgeJSFinder(finders.BaseFinder):
                     "rtbridge's JS client is incomplete: "
                     f"{', '.join(str(JS_DIR / name) for name in missing)} missing.",
                     hint="Reinstall rtbridge; its wheel must include rtbridge/clients/js/src and "
-                    "rtbridge/clients/js/dist.",
+                    "rtbridge/clients/js/classic.",
                     id="rtbridge.E101",
                 )
             ]

@@ -87,13 +87,13 @@ def test_js_follows_static_url() -> None:
     assert 'src="https://cdn.example.test/s/rtbridge/global.js"' in render("{% rtbridge_js %}")
 
 
-def test_finder_maps_rtbridge_paths_to_src_and_dist() -> None:
+def test_finder_maps_rtbridge_paths_to_src_and_classic() -> None:
     finder = RTBridgeJSFinder()
     assert finder.find("rtbridge/rtbridge.js") == str(JS_DIR / "src" / "rtbridge.js")
     assert finder.find("rtbridge/transports/selfhosted.js") == str(
         JS_DIR / "src" / "transports" / "selfhosted.js"
     )
-    assert finder.find("rtbridge/rtbridge.iife.js") == str(JS_DIR / "dist" / "rtbridge.iife.js")
+    assert finder.find("rtbridge/rtbridge.iife.js") == str(JS_DIR / "classic" / "rtbridge.iife.js")
     assert finder.find("rtbridge/rtbridge.js", find_all=True) == [
         str(JS_DIR / "src" / "rtbridge.js")
     ]
@@ -152,11 +152,11 @@ def test_check_warns_when_the_finder_is_not_listed() -> None:
         assert check_finder() == []
 
 
-@pytest.mark.parametrize("missing", ["src", "dist"])
+@pytest.mark.parametrize("missing", ["src", "classic"])
 def test_finder_check_reports_a_missing_directory(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, missing: str
 ) -> None:
-    for name in ("src", "dist"):
+    for name in ("src", "classic"):
         if name != missing:
             (tmp_path / name).mkdir()
     monkeypatch.setattr("rtbridge.staticfiles.JS_DIR", tmp_path)

@@ -1,8 +1,8 @@
 // The esbuild options of the classic-script bundle, shared by `npm run build` and the test
-// that checks the committed dist/ file is up to date.
+// that checks the committed classic/ file is up to date.
 export const iifeOptions = {
   entryPoints: [new URL("../src/rtbridge.js", import.meta.url).pathname],
-  outfile: new URL("../dist/rtbridge.iife.js", import.meta.url).pathname,
+  outfile: new URL("../classic/rtbridge.iife.js", import.meta.url).pathname,
   bundle: true,
   format: "iife",
   globalName: "RTBridge",

@@ -11,7 +11,7 @@ import { iifeOptions } from "../scripts/build-options.js";
 
 const committed = readFileSync(iifeOptions.outfile, "utf8");
 
-test("dist/rtbridge.iife.js matches the source (run `npm run build` after editing src/)", async () => {
+test("classic/rtbridge.iife.js matches the source (run `npm run build` after editing src/)", async () => {
   const result = await build({ ...iifeOptions, write: false });
   assert.equal(committed, result.outputFiles[0].text);
 });
