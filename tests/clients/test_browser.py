@@ -83,7 +83,12 @@ def test_page_receives_a_message_published_from_python(
     page = browser.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
-    page.on("console", lambda msg: msg.type == "error" and errors.append(msg.text))
+
+    def on_console(message: Any) -> None:
+        if message.type == "error":
+            errors.append(message.text)
+
+    page.on("console", on_console)
     try:
         page.goto(site.http_url + page_path)
         page.wait_for_function("document.body.dataset.subscribed === 'yes'", timeout=10_000)
