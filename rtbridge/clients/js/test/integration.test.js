@@ -123,3 +123,23 @@ test("after the server restarts: reconnect, resubscribe, resubscribed hook, no d
   assert.ok(states.includes("reconnecting"));
   assert.equal(states.at(-1), "connected");
 });
+
+test("heartbeats are answered, so an idle client outlives the server's idle timeout", async (t) => {
+  if (skip) return t.skip(skip);
+  // A server of its own: heartbeat every 0.2 s, silent clients closed after 1 s.
+  const strict = await RealServer.start(["--heartbeat", "0.2", "--idle-timeout", "1"]);
+  t.after(() => strict.close());
+  const rt = connect({ backend: "local", url: strict.url, WebSocket, reconnect: false });
+  t.after(() => rt.disconnect());
+  const states = [];
+  rt.onState((state) => states.push(state));
+  const box = inbox();
+  const sub = rt.subscribe("chat.idle", box.handler());
+  await sub.ready;
+  const socketId = rt.socketId();
+  await new Promise((resolve) => setTimeout(resolve, 2500));
+  await strict.publish("chat.idle", "said", { n: 1 });
+  await box.wait(1);
+  assert.equal(rt.socketId(), socketId, "the same connection");
+  assert.deepEqual(states, ["connecting", "connected"]);
+});

@@ -1,6 +1,7 @@
 """A real rtbridge server (``local`` backend, in-memory hub) driven by JSON lines on stdin.
 
-Used by the JS client's integration tests: ``python server.py [--port P]``. It prints
+Used by the JS client's integration tests:
+``python server.py [--port P] [--heartbeat S] [--idle-timeout S]``. It prints
 ``{"ok": true, "port": P, "url": ...}`` once it listens, then answers each command line with
 one JSON line:
 
@@ -23,7 +24,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[5]))
 
 
-def configure() -> None:
+def configure(heartbeat: float, idle_timeout: float) -> None:
     """Set up Django with the ``local`` backend and every origin allowed (loopback tests)."""
     import django
     from django.conf import settings
@@ -34,7 +35,11 @@ def configure() -> None:
         INSTALLED_APPS=["rtbridge"],
         RTBRIDGE_BACKEND="local",
         RTBRIDGE_ALLOWED_ORIGINS="*",
-        RTBRIDGE_SERVER={"heartbeat": 5, "stats_interval": 0},
+        RTBRIDGE_SERVER={
+            "heartbeat": heartbeat,
+            "idle_timeout": idle_timeout,
+            "stats_interval": 0,
+        },
     )
     django.setup()
 
@@ -49,8 +54,12 @@ def main() -> int:
     """Run the server and obey commands until ``quit`` or end of input."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--heartbeat", type=float, default=5.0, help="seconds between heartbeats")
+    parser.add_argument(
+        "--idle-timeout", type=float, default=60.0, help="seconds of client silence"
+    )
     args = parser.parse_args()
-    configure()
+    configure(args.heartbeat, args.idle_timeout)
     import rtbridge
     from rtbridge.server import Server
 

@@ -12,16 +12,17 @@ export const pythonAvailable = () => existsSync(PYTHON);
 
 /** A running harness: `send(command)` resolves with its answer; `close()` stops it. */
 export class RealServer {
-  static async start() {
-    const server = new RealServer();
+  /** Start the harness; `args` are its command-line options, e.g. ["--heartbeat", "0.2"]. */
+  static async start(args = []) {
+    const server = new RealServer(args);
     const hello = await server._next();
     if (!hello.ok) throw new Error(`the rtbridge harness failed to start: ${JSON.stringify(hello)}`);
     Object.assign(server, { port: hello.port, url: hello.url });
     return server;
   }
 
-  constructor() {
-    this.process = spawn(PYTHON, [HARNESS], { cwd: JS_DIR, stdio: ["pipe", "pipe", "pipe"] });
+  constructor(args) {
+    this.process = spawn(PYTHON, [HARNESS, ...args], { cwd: JS_DIR, stdio: ["pipe", "pipe", "pipe"] });
     this.stderr = "";
     this.process.stderr.on("data", (chunk) => (this.stderr += chunk));
     this._waiting = [];
