@@ -193,3 +193,12 @@ test("backoff is exponential, capped, with full jitter", () => {
   assert.equal(backoffDelay(10, options, () => 0), 0);
   assert.equal(backoffDelay(1, {}, () => 0.5), 500);
 });
+
+test("global.js exposes the module as window.RTBridge", async () => {
+  delete globalThis.RTBridge;
+  const module = await import("../src/global.js");
+  assert.equal(typeof globalThis.RTBridge.connect, "function");
+  assert.equal(globalThis.RTBridge.connect, connect, "the same instance as the module");
+  assert.ok(module);
+  delete globalThis.RTBridge;
+});

@@ -265,3 +265,22 @@ test("no WebSocket implementation: the error says how to pass one", () => {
     if (saved) globalThis.WebSocket = saved;
   }
 });
+
+test("a refused subscription nobody awaits causes no unhandled rejection", async () => {
+  const unhandled = [];
+  const onUnhandled = (reason) => unhandled.push(reason);
+  process.on("unhandledRejection", onUnhandled);
+  try {
+    const rt = start();
+    FakeWebSocket.last.accept();
+    rt.onError(() => {});
+    rt.subscribe("private-x", () => {});
+    await tick();
+    const { id } = FakeWebSocket.last.lastSent("subscribe");
+    FakeWebSocket.last.push({ op: "error", id, code: 4403, reason: "no token" });
+    await tick(20);
+    assert.deepEqual(unhandled, []);
+  } finally {
+    process.off("unhandledRejection", onUnhandled);
+  }
+});
