@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
@@ -138,7 +139,13 @@ class FakeHandler(tornado.web.RequestHandler):
         if fault is None:
             return
         if fault.delay:
-            await asyncio.sleep(fault.delay)
+            # Hang, but notice when the client gives up, so no handler outlives its test.
+            deadline = time.monotonic() + fault.delay
+            while time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+                stream = getattr(request.connection, "stream", None)
+                if stream is not None and stream.closed():
+                    raise tornado.web.Finish()
         if fault.status is not None:
             self.set_status(fault.status)
             self.set_header("Content-Type", "application/json")
