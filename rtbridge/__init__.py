@@ -16,6 +16,7 @@ from .publishers import (
     suppress,
     unregister,
 )
+from .routers import BaseRouter, LoginRequired, ModelRouter, Permission, verb
 from .serializers import ModelSerializer
 
 __version__ = "0.1.0.dev0"
@@ -24,9 +25,13 @@ __version__ = "0.1.0.dev0"
 outbox: list[Message] = []
 
 __all__ = [
+    "BaseRouter",
     "InvalidMessage",
+    "LoginRequired",
     "Message",
+    "ModelRouter",
     "ModelSerializer",
+    "Permission",
     "PublishError",
     "SelfPublishModel",
     "__version__",
@@ -40,4 +45,5 @@ __all__ = [
     "register",
     "suppress",
     "unregister",
+    "verb",
 ]

@@ -12,6 +12,7 @@ class RTBridgeConfig(AppConfig):
     verbose_name = "rtbridge"
 
     def ready(self) -> None:
-        from . import auth, checks  # noqa: F401  (checks registers the system checks)
+        from . import auth, checks, routers  # noqa: F401  (checks registers the system checks)
 
         auth.autodiscover()
+        routers.autodiscover()

@@ -8,7 +8,8 @@
         class Meta:
             model = TodoItem
             fields = ["text", "done", "todo_list_id"]   # default "__all__"
-            update_fields = ["text", "done"]            # what clients may write (routers)
+            update_fields = ["text", "done"]            # what clients may change (routers)
+            create_fields = ["todo_list_id", "text"]    # what clients may set on create
 
         def serialize_label(self, obj):                  # computed field "label"
             return obj.text.upper()
@@ -65,6 +66,7 @@ class ModelSerializer:
         fields: Any = "__all__"
         exclude: Iterable[str] = ()
         update_fields: Iterable[str] = ()
+        create_fields: Iterable[str] | None = None
 
     _related: ClassVar[dict[str, ModelSerializer]]
     _computed: ClassVar[dict[str, str]]
@@ -95,7 +97,7 @@ class ModelSerializer:
                     f"{cls.__name__}.Meta.fields = {fields!r} is a string; give a list such as "
                     f"[{fields!r}] or '__all__'."
                 )
-            for option in ("exclude", "update_fields"):
+            for option in ("exclude", "update_fields", "create_fields"):
                 value = getattr(meta, option, ())
                 if isinstance(value, str):
                     raise ImproperlyConfigured(
@@ -122,6 +124,13 @@ class ModelSerializer:
     def update_fields(self) -> tuple[str, ...]:
         """Return the fields clients may write (``Meta.update_fields``)."""
         return tuple(getattr(self.Meta, "update_fields", ()))
+
+    @property
+    def create_fields(self) -> tuple[str, ...]:
+        """Return the fields clients may set on create (``Meta.create_fields``, default
+        ``update_fields``)."""
+        fields = getattr(self.Meta, "create_fields", None)
+        return self.update_fields if fields is None else tuple(fields)
 
     def _build_plan(self) -> list[tuple[str, Callable[[models.Model, int], Any]]]:
         model = self.model
@@ -198,12 +207,17 @@ class ModelSerializer:
         for name, method in self._computed.items():
             if name not in exclude:
                 plan.append((name, _computed_getter(getattr(self, method))))
-        for name in self.update_fields:
-            if name not in self._attnames:
-                raise ImproperlyConfigured(
-                    f"{type(self).__name__}.Meta.update_fields names {name!r}, which is not a "
-                    "serialized field."
-                )
+        many_to_many = {f.name for f in concrete if f.many_to_many}
+        for option, names in (
+            ("update_fields", self.update_fields),
+            ("create_fields", self.create_fields),
+        ):
+            for name in names:
+                if name not in self._attnames or name in many_to_many:
+                    raise ImproperlyConfigured(
+                        f"{type(self).__name__}.Meta.{option} names {name!r}, which is not a "
+                        "serialized field stored in a column."
+                    )
         return plan
 
     def _get_plan(self) -> list[tuple[str, Callable[[models.Model, int], Any]]]:
@@ -235,13 +249,20 @@ class ModelSerializer:
 
     # Client writes ---------------------------------------------------------------------------
 
-    def apply(self, instance: models.Model, data: Mapping[str, Any]) -> list[str]:
-        """Set the whitelisted fields of ``instance`` from ``data``; return the attributes set.
+    def apply(
+        self,
+        instance: models.Model,
+        data: Mapping[str, Any],
+        *,
+        fields: Iterable[str] | None = None,
+    ) -> list[str]:
+        """Set the writable fields of ``instance`` from ``data``; return the attributes set.
 
-        Raises ``ValidationError`` with one entry per bad field: fields outside
-        ``Meta.update_fields``, and values the model field refuses (``clean()``).
+        ``fields`` defaults to ``Meta.update_fields`` (routers pass ``create_fields`` for a
+        create). Raises ``ValidationError`` with one entry per bad field: fields that are not
+        writable, and values the model field refuses (``clean()``). Nothing is set then.
         """
-        allowed = set(self.update_fields)
+        allowed = set(self.update_fields if fields is None else fields)
         sources = self.field_sources()
         errors: dict[str, list[str]] = {}
         updates: dict[str, Any] = {}

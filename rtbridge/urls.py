@@ -1,4 +1,4 @@
-"""URLs for ``path("rtbridge/", include("rtbridge.urls"))``: the channel auth endpoint."""
+"""URLs for ``path("rtbridge/", include("rtbridge.urls"))``: channel auth and data routers."""
 
 from __future__ import annotations
 
@@ -10,4 +10,5 @@ app_name = "rtbridge"
 
 urlpatterns = [
     path("auth", views.auth_view, name="auth"),
+    path("data/<str:route>/<str:verb>", views.data_view, name="data"),
 ]

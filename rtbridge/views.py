@@ -1,4 +1,4 @@
-"""HTTP endpoints under ``include("rtbridge.urls")``: the channel auth endpoint."""
+"""HTTP endpoints under ``include("rtbridge.urls")``: channel auth and the data routers."""
 
 from __future__ import annotations
 
@@ -7,14 +7,19 @@ import logging
 import re
 from typing import Any
 
+from django.core.serializers.json import DjangoJSONEncoder
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_POST
 
-from . import auth
+from . import auth, routers
 from .exceptions import InvalidChannelName
+from .middleware import sender_socket_id
 from .publishers import get_backend
 
-__all__ = ["auth_view", "error_response"]
+__all__ = ["auth_view", "data_view", "error_response"]
+
+#: Verbs that read only; they may also be called with GET and query parameters.
+READ_VERBS = frozenset({"get_list", "get_single", "subscribe"})
 
 logger = logging.getLogger("rtbridge.auth")
 _SOCKET_ID_RE = re.compile(r"[A-Za-z0-9_\-.:]{1,100}")
@@ -73,3 +78,36 @@ def auth_view(request: HttpRequest) -> JsonResponse:
 
 def _who(user: Any) -> str:
     return str(user.pk) if getattr(user, "is_authenticated", False) else "anonymous"
+
+
+def data_view(request: HttpRequest, route: str, verb: str) -> JsonResponse:
+    """Call ``verb`` on the router ``route``: POST a JSON object of arguments.
+
+    Read verbs (``get_list``, ``get_single``, ``subscribe``) also answer GET with the
+    arguments as query parameters. Replies are ``{"data": ..., ...}`` or rtbridge's JSON error
+    shape; the status follows the error (400, 401, 403, 404, 422). The same call over the
+    rtbridge server's socket gives the same replies.
+    """
+    if request.method == "GET" and verb in READ_VERBS:
+        args: dict[str, Any] = {key: request.GET.get(key) for key in request.GET}
+    elif request.method == "POST":
+        try:
+            args = _read(request) if request.body else {}
+        except ValueError as exc:
+            return error_response(400, "bad_request", str(exc))
+    else:
+        allowed = "GET, POST" if verb in READ_VERBS else "POST"
+        response = error_response(
+            405, "method_not_allowed", f"{request.method} is not allowed; use {allowed}."
+        )
+        response["Allow"] = allowed
+        return response
+    status, body = routers.call(
+        route,
+        verb,
+        args,
+        user=getattr(request, "user", None),
+        request=request,
+        socket_id=sender_socket_id(),
+    )
+    return JsonResponse(body, status=status, encoder=DjangoJSONEncoder)

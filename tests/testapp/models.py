@@ -10,6 +10,9 @@ import rtbridge
 class TodoList(rtbridge.SelfPublishModel, models.Model):
     name = models.CharField(max_length=100)
     description = models.TextField(blank=True)
+    owner = models.ForeignKey(
+        "auth.User", null=True, blank=True, on_delete=models.CASCADE, related_name="todo_lists"
+    )
 
     class RTBridge:
         serializer = "tests.testapp.serializers.TodoListSerializer"

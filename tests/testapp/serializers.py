@@ -30,3 +30,13 @@ class NestedItemSerializer(rtbridge.ModelSerializer):
     class Meta:
         model = "testapp.TodoItem"
         fields = ["todo_list", "text"]
+
+
+class ItemRouterSerializer(TodoItemSerializer):
+    """What the todo-item router lets clients write: move between lists too."""
+
+    class Meta:
+        model = "testapp.TodoItem"
+        fields = ["todo_list_id", "text", "done", "tags", "due"]
+        update_fields = ["text", "done", "todo_list_id"]
+        create_fields = ["todo_list_id", "text", "done"]
