@@ -1,0 +1,142 @@
+"""Request-path cost of ``rtbridge.publish()`` on the Pusher backend, and HTTP calls per burst.
+
+Run: ``python -m benchmarks.bench_hosted`` (needs ``cd tests/wire && npm ci`` for soketi and
+pusher-js). Everything runs against a real soketi on 127.0.0.1 started here.
+Targets (issue 5): ``publish()`` with the dispatcher ≤ 50 µs on the request path; ≥ 8 events
+per Pusher HTTP call on average for bursty publishing.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import statistics
+import time
+from typing import Any
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "benchmarks.settings")
+
+import django
+
+django.setup()
+
+from django.test import override_settings
+
+import rtbridge
+from benchmarks.common import print_table, write_results
+from rtbridge.channel_names import encode_for_pusher
+from rtbridge.publishers import get_backend
+from tests.wire.servers import NodeListener, Soketi
+
+DATA = {"id": 123, "text": "buy oat milk", "done": False, "todo_list_id": 7}
+MODEL_CHANNELS = ["todo.todoitem", "todo.todoitem.123", "todo.todoitem;todo_list_id=7"]
+
+
+class CountingHTTP:
+    """Wrap the pusher SDK's HTTP backend and count the requests it really sends."""
+
+    def __init__(self, backend: Any) -> None:
+        http = backend.client._pusher_client.http
+        self.calls = 0
+        self._send = http.send_request
+
+        def send_request(request: Any) -> Any:
+            self.calls += 1
+            return self._send(request)
+
+        http.send_request = send_request
+
+
+def timings_us(count: int, channels: list[str]) -> list[float]:
+    out = []
+    for i in range(count):
+        start = time.perf_counter()
+        rtbridge.publish(channels, "updated", {**DATA, "n": i})
+        out.append((time.perf_counter() - start) * 1e6)
+    return out
+
+
+def request_path(soketi: Soketi) -> list[dict[str, Any]]:
+    rows = []
+    for mode, count in (("background", 5000), ("sync", 500)):
+        options = {**soketi.options, "mode": mode}
+        with override_settings(RTBRIDGE_BACKEND="pusher", RTBRIDGE_OPTIONS=options):
+            timings_us(50, MODEL_CHANNELS)  # warm up: client, session, thread
+            rtbridge.flush(10)
+            costs = timings_us(count, MODEL_CHANNELS)
+            rtbridge.flush(30)
+            backend = get_backend()
+            failed = backend.failed_count
+        costs.sort()
+        rows.append(
+            {
+                "what": f"rtbridge.publish() to pusher, mode={mode}, 3 channels",
+                "calls": count,
+                "p50_us": statistics.median(costs),
+                "p99_us": costs[int(len(costs) * 0.99)],
+                "failed": failed,
+            }
+        )
+    return rows
+
+
+def bursts(soketi: Soketi, channels_per_message: int) -> dict[str, Any]:
+    """Publish 1,000 messages in random bursts of 1-50 with 0-20 ms pauses; count HTTP calls."""
+    rng = random.Random(5)
+    channels = MODEL_CHANNELS[:channels_per_message]
+    listener = NodeListener(
+        "listen_pusher.mjs",
+        {
+            "key": soketi.options["key"],
+            "wsHost": "127.0.0.1",
+            "wsPort": soketi.port,
+            "channels": [[channels[0], encode_for_pusher(channels[0])]],
+        },
+    )
+    try:
+        with override_settings(RTBRIDGE_BACKEND="pusher", RTBRIDGE_OPTIONS=soketi.options):
+            backend = get_backend()
+            counter = CountingHTTP(backend)
+            sent = 0
+            start = time.perf_counter()
+            while sent < 1000:
+                burst = min(rng.randint(1, 50), 1000 - sent)
+                for _ in range(burst):
+                    rtbridge.publish(channels, "updated", {**DATA, "n": sent})
+                    sent += 1
+                time.sleep(rng.uniform(0, 0.02))
+            rtbridge.flush(30)
+            elapsed = time.perf_counter() - start
+            received = listener.received(1000, timeout=15)
+            failed = backend.failed_count
+    finally:
+        listener.close()
+    in_order = [d.data["n"] for d in received] == list(range(1000))
+    events = 1000 * channels_per_message
+    return {
+        "what": f"1,000 bursty publishes, {channels_per_message} channel(s) each",
+        "http_calls": counter.calls,
+        "events_per_call": events / counter.calls,
+        "messages_per_call": 1000 / counter.calls,
+        "received_in_order": f"{len(received)}/1000 {'yes' if in_order else 'NO'}",
+        "seconds": elapsed,
+        "failed": failed,
+    }
+
+
+def main() -> None:
+    soketi = Soketi()
+    soketi.start()
+    try:
+        cost_rows = request_path(soketi)
+        burst_rows = [bursts(soketi, 1), bursts(soketi, 3)]
+    finally:
+        soketi.stop()
+    print_table("Request-path cost of publish() (Pusher backend → soketi on loopback)", cost_rows)
+    print_table("HTTP calls to the Pusher API per 1,000 bursty publishes", burst_rows)
+    path = write_results("hosted", "python -m benchmarks.bench_hosted", [*cost_rows, *burst_rows])
+    print(f"\nwrote {path}")
+
+
+if __name__ == "__main__":
+    main()
