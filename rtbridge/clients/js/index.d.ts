@@ -170,6 +170,8 @@ export class Client {
   readonly state: State;
   readonly transport: Transport & Record<string, any>;
   socketId(): string | null;
+  /** `{"X-RTBridge-Socket-Id": socketId()}` for fetch() calls to Django (empty before connecting). */
+  headers(): Record<string, string>;
   onState(fn: (state: State) => void): Remove;
   ready(fn?: (client: Client) => void): Promise<Client>;
   subscribe(name: string, handler: Handler): Subscription;

@@ -70,6 +70,16 @@ export class Client {
   }
 
   /**
+   * Return headers for your HTTP calls to Django: `X-RTBridge-Socket-Id` lets
+   * `rtbridge.middleware.SocketIdMiddleware` keep this tab from getting its own change back.
+   * @returns {Record<string, string>}
+   */
+  headers() {
+    const id = this.socketId();
+    return id ? { "X-RTBridge-Socket-Id": id } : {};
+  }
+
+  /**
    * Call `fn` with the current state now and on every change; return a function that stops it.
    * @param {(state: string) => void} fn
    */

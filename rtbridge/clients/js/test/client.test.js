@@ -22,7 +22,9 @@ test("connect() reports states, ready() and socketId()", async () => {
   await tick();
   assert.equal(readyCalls, 1);
   assert.equal(rt.socketId(), "null.1");
+  assert.deepEqual(rt.headers(), { "X-RTBridge-Socket-Id": "null.1" });
   rt.disconnect();
+  assert.deepEqual(rt.headers(), {});
   assert.deepEqual(states, ["connecting", "connected", "disconnected"]);
   rt.ready(() => readyCalls++); // already connected once: called at once
   await tick();
