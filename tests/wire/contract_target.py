@@ -1,10 +1,13 @@
-"""Contract targets for the hosted backends: each publishes for real and receives with the JS SDK."""
+"""Contract targets for the hosted backends: real publishes, received by the rtbridge JS client.
+
+The JS client runs in Node with the vendor's own SDK, configured from the backend's
+``client_config()``, so the Python and JS halves are checked against each other on the wire.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import pytest
 
@@ -12,7 +15,6 @@ from rtbridge.backends.base import BaseBackend
 from rtbridge.backends.firebase import FirebaseBackend
 from rtbridge.backends.pubnub import PubNubBackend
 from rtbridge.backends.pusher import PusherBackend
-from rtbridge.channel_names import encode_for_firebase, encode_for_pubnub, encode_for_pusher
 from tests.wire.servers import (
     NodeListener,
     shared_fake_firebase,
@@ -23,47 +25,34 @@ from tests.wire.servers import (
 
 @dataclass
 class NodeTarget:
-    """A backend plus a way to start a Node listener on some channels."""
+    """A backend plus a way to start an rtbridge JS client listening on some channels."""
 
     backend: BaseBackend
-    script: str
-    config: dict[str, Any]
-    encode: Callable[[str], str]
 
     def listen(self, channels: list[str]) -> NodeListener:
-        pairs = [[name, self.encode(name)] for name in channels]
-        return NodeListener(self.script, {**self.config, "channels": pairs})
+        config = {"config": self.backend.client_config(), "channels": channels}
+        return NodeListener("listen_rtbridge.mjs", config)
 
 
 def pusher_target(request: pytest.FixtureRequest) -> Iterator[NodeTarget]:
-    """PusherBackend → soketi → pusher-js."""
-    server = shared_soketi(request.config)
-    backend = PusherBackend(**server.options)
-    config = {"key": server.options["key"], "wsHost": "127.0.0.1", "wsPort": server.port}
-    yield NodeTarget(backend, "listen_pusher.mjs", config, encode_for_pusher)
+    """PusherBackend → soketi → pusher-js → the rtbridge JS client."""
+    yield NodeTarget(PusherBackend(**shared_soketi(request.config).options))
 
 
 def pubnub_target(request: pytest.FixtureRequest) -> Iterator[NodeTarget]:
-    """PubNubBackend → fake PubNub → the pubnub JS SDK."""
+    """PubNubBackend → fake PubNub → the pubnub JS SDK → the rtbridge JS client."""
     server = shared_fake_pubnub(request.config)
-    backend = PubNubBackend(
-        publish_key=server.publish_key,
-        subscribe_key=server.subscribe_key,
-        origin=server.host,
-        ssl=False,
+    yield NodeTarget(
+        PubNubBackend(
+            publish_key=server.publish_key,
+            subscribe_key=server.subscribe_key,
+            origin=server.host,
+            ssl=False,
+        )
     )
-    config = {"subscribeKey": server.subscribe_key, "origin": server.host}
-    yield NodeTarget(backend, "listen_pubnub.mjs", config, encode_for_pubnub)
 
 
 def firebase_target(request: pytest.FixtureRequest) -> Iterator[NodeTarget]:
-    """FirebaseBackend → fake Realtime Database → the firebase JS SDK (emulator mode)."""
+    """FirebaseBackend → fake Realtime Database → the firebase JS SDK → the rtbridge JS client."""
     server = shared_fake_firebase(request.config)
-    backend = FirebaseBackend(database_url=server.database_url, emulator_host=server.host)
-    config = {
-        "databaseURL": server.database_url,
-        "host": "127.0.0.1",
-        "port": server.port,
-        "root": backend.root,
-    }
-    yield NodeTarget(backend, "listen_firebase.mjs", config, encode_for_firebase)
+    yield NodeTarget(FirebaseBackend(database_url=server.database_url, emulator_host=server.host))

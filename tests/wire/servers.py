@@ -24,6 +24,7 @@ from tests.wire.fakes.pubnub import FakePubNub
 
 WIRE_DIR = Path(__file__).resolve().parent
 NODE_MODULES = WIRE_DIR / "node_modules"
+JS_CLIENT = WIRE_DIR.parents[1] / "rtbridge" / "clients" / "js" / "src" / "rtbridge.js"
 
 PUSHER_APP = {"app_id": "123456", "key": "app-key", "secret": "app-secret"}
 
@@ -144,11 +145,10 @@ class NodeListener:
     """
 
     def __init__(self, script: str, config: dict[str, Any], timeout: float = 20.0) -> None:
-        node = node_or_skip(
-            {"listen_pusher.mjs": "pusher-js", "listen_pubnub.mjs": "pubnub"}.get(
-                script, "firebase"
-            )
-        )
+        packages = {"listen_pusher.mjs": "pusher-js", "listen_pubnub.mjs": "pubnub"}
+        node = node_or_skip(packages.get(script, "firebase"))
+        if script == "listen_rtbridge.mjs" and not JS_CLIENT.exists():
+            missing_service(f"the rtbridge JS client is missing ({JS_CLIENT})")
         self.lines: queue.Queue[dict[str, Any]] = queue.Queue()
         self.deliveries: list[Delivery] = []
         self.errors: list[str] = []
