@@ -25,6 +25,9 @@ __all__ = ["Connection", "Transport"]
 
 logger = logging.getLogger("rtbridge.server")
 
+#: Queued bytes that make a connection write at once instead of at the end of the turn.
+FLUSH_BYTES = 64 * 1024
+
 PROTECTED_REASON = (
     "private and presence channels need the auth endpoint, which is not available yet; "
     "subscribe to a public channel"
@@ -54,6 +57,8 @@ class Connection:
         "hub",
         "last_activity",
         "opened_at",
+        "pending",
+        "pending_size",
         "remote",
         "socket_id",
         "transport",
@@ -69,31 +74,54 @@ class Connection:
         #: Bad frames in a row; at ``abuse_threshold`` the socket is closed with 4001.
         self.abuse = 0
         self.closed = False
+        # Frames queued during this turn of the event loop; the hub flushes them together at
+        # the end of the turn, so a burst of messages costs one socket write, not one each.
+        self.pending: list[bytes] | None = None
+        self.pending_size = 0
 
     def send(self, frame: bytes) -> bool:
-        """Write ``frame`` unless the outbound buffer would pass its limit (then close 4002)."""
+        """Queue ``frame`` unless the outbound buffer would pass its limit (then close 4002)."""
         if self.closed:
             return False
-        transport = self.transport
-        if transport.pending_bytes() + len(frame) > self.hub.config.max_buffer_bytes:
+        size = self.pending_size + len(frame)
+        if size + self.transport.pending_bytes() > self.hub.config.max_buffer_bytes:
             self.hub.stats.slow_consumers += 1
             self.close(
                 CloseCode.SLOW_CONSUMER,
                 f"slow consumer: more than {self.hub.config.max_buffer_bytes} bytes unsent",
             )
             return False
-        try:
-            transport.write_frame(frame)
-        except Exception:  # the stream closed under us; on_close will clean up
-            self.closed = True
-            return False
+        self.pending_size = size
+        if self.pending is None:
+            self.pending = [frame]
+            self.hub.schedule_flush(self)
+        else:
+            self.pending.append(frame)
+        if size >= FLUSH_BYTES:
+            # Big bursts go to the kernel now rather than wait in the queue; otherwise one
+            # burst larger than max_buffer_bytes would look like a slow consumer.
+            self.flush()
         return True
 
+    def flush(self) -> None:
+        """Write the queued frames in one go."""
+        frames, self.pending, self.pending_size = self.pending, None, 0
+        if not frames or self.closed:
+            return
+        try:
+            self.transport.write_frame(frames[0] if len(frames) == 1 else b"".join(frames))
+        except Exception:  # the stream closed under us; on_close will clean up
+            self.closed = True
+
     def close(self, code: int, reason: str) -> None:
-        """Close the socket with ``code``; later sends are dropped."""
+        """Close the socket with ``code`` after the queued frames; later sends are dropped."""
         if self.closed:
             return
         logger.debug("rtbridge: closing %s (%s): %d %s", self.socket_id, self.remote, code, reason)
+        if code == CloseCode.SLOW_CONSUMER:
+            self.pending, self.pending_size = None, 0
+        else:
+            self.flush()  # e.g. the error frame that explains a 4001 goes out first
         # Leave the hub now: the closing handshake may take seconds (a stalled client never
         # answers), and meanwhile nothing must be routed or buffered for this socket.
         self.hub.remove(self)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+import tornado.iostream
 import tornado.websocket
 
 from .connection import Connection
@@ -82,6 +83,17 @@ class SocketHandler(tornado.websocket.WebSocketHandler):
         stream = protocol.stream if protocol is not None else None
         if protocol is None or stream is None or protocol.is_closing():
             raise tornado.websocket.WebSocketClosedError()
+        # Fast path: with nothing queued in Tornado, hand the bytes to the kernel directly
+        # and skip the Future Tornado makes per write. Anything unsent, and every error,
+        # goes through Tornado's own path, which buffers it or closes the stream.
+        if type(stream) is tornado.iostream.IOStream and not stream._write_buffer:
+            try:
+                sent = stream.socket.send(frame)
+            except OSError:
+                sent = 0
+            if sent == len(frame):
+                return
+            frame = frame[sent:]
         stream.write(frame)
 
     def pending_bytes(self) -> int:

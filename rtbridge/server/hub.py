@@ -61,6 +61,7 @@ class Hub:
         self._ready: dict[str, asyncio.Future[None]] = {}
         self._event_json: dict[str, bytes] = {}
         self._last_heartbeat = time.monotonic()
+        self._dirty: list[Connection] = []
         #: Sockets whose closing handshake has not finished (a superset of ``connections``).
         self.open_sockets = 0
         self._all_closed: asyncio.Event | None = None
@@ -204,6 +205,17 @@ class Hub:
             self.stats.gaps += 1
             for connection in tuple(subscribers):
                 connection.send(frame)
+
+    def schedule_flush(self, connection: Connection) -> None:
+        """Write ``connection``'s queued frames at the end of this turn of the event loop."""
+        if not self._dirty:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._dirty.append(connection)
+
+    def _flush(self) -> None:
+        dirty, self._dirty = self._dirty, []
+        for connection in dirty:
+            connection.flush()
 
     # Housekeeping -------------------------------------------------------------------------
 
