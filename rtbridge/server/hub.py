@@ -153,9 +153,9 @@ class Hub:
             del self._channels[channel]
             del self._channel_json[channel]
             del self._seq[channel]
-            ready = self._ready.pop(channel, None)
-            if ready is not None:
-                ready.cancel()
+            # A pending confirmation is left to finish on its own: other coroutines may
+            # still await it, and _settle never raises.
+            self._ready.pop(channel, None)
             self.broker.unsubscribe(channel)
 
     def channels(self) -> list[str]:
