@@ -326,3 +326,47 @@ def test_a_flapping_vendor_does_not_flood_the_log(
     assert b.failed_count == 20
     # One burst logged (start and end); the 19 bursts after it, within a minute, only counted.
     assert len(caplog.records) == 2
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+def test_a_forked_child_gets_its_own_sender_thread(tmp_path: Any) -> None:
+    out = tmp_path / "out.txt"
+    script = textwrap.dedent(
+        f"""
+        import django, os, time
+        os.environ["DJANGO_SETTINGS_MODULE"] = "tests.settings"
+        django.setup()
+        from rtbridge.backends.dispatch import Call, DispatchingBackend
+        from rtbridge.messages import Message
+
+        class ToFile(DispatchingBackend):
+            def build_calls(self, messages):
+                def send():
+                    with open({str(out)!r}, "a") as f:
+                        f.write("".join(f"{{os.getpid()}}:{{m.data}} " for m in messages))
+                return [Call(send, messages=len(messages), label="file")]
+
+        backend = ToFile(batch_window=0.3)
+        backend.publish(Message("c", "e", "parent"))  # the parent's thread holds it 0.3 s
+        pid = os.fork()
+        if pid == 0:
+            backend.publish(Message("c", "e", "child"))
+            backend.flush(5)
+            os._exit(0)
+        os.waitpid(pid, 0)
+        backend.flush(5)
+        print(os.getpid(), pid)
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        check=True,
+        timeout=30,
+        cwd=_repo_root(),
+        text=True,
+        capture_output=True,
+    )
+    parent, child = done.stdout.split()
+    written = sorted(out.read_text().split())
+    # The child sent only its own message (not a copy of the parent's queue); the parent its own.
+    assert written == sorted([f"{parent}:parent", f"{child}:child"])
