@@ -137,6 +137,12 @@ def server_settings(overrides: Mapping[str, Any] | None = None) -> dict[str, Any
             raise ImproperlyConfigured(
                 f"RTBRIDGE_SERVER[{key!r}]={value!r} is not valid; give an integer >= 1."
             )
+    if merged["heartbeat"] <= 0 or merged["idle_timeout"] <= merged["heartbeat"]:
+        raise ImproperlyConfigured(
+            f"RTBRIDGE_SERVER heartbeat={merged['heartbeat']!r} and idle_timeout="
+            f"{merged['idle_timeout']!r} are not valid; clients answer each heartbeat, so "
+            "idle_timeout must be longer than heartbeat (defaults: 25 and 60), and both > 0."
+        )
     path = merged["path"]
     if not isinstance(path, str) or not path.startswith("/"):
         raise ImproperlyConfigured(

@@ -96,6 +96,8 @@ def test_server_settings_defaults_and_overrides(settings: Any) -> None:
         ({"path": "ws"}, "'path'"),
         ({"public_url": "http://x"}, "wss://"),
         ({"serve_static": "yes"}, "'serve_static'"),
+        ({"heartbeat": 30, "idle_timeout": 30}, "idle_timeout must be longer than heartbeat"),
+        ({"heartbeat": 0}, "both > 0"),
     ],
 )
 def test_server_settings_errors_name_the_key(settings: Any, value: Any, match: str) -> None:
