@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -81,33 +82,38 @@ class PubNubBackend(DispatchingBackend):
         self.timeout = timeout
         self.dispatcher.concurrency = concurrency
         self._client: Any = None
+        self._client_lock = threading.Lock()
 
     @property
     def client(self) -> Any:
         """Return the ``pubnub.pubnub.PubNub`` client, built on first use (no I/O)."""
-        if self._client is None:
-            import_sdk("pubnub", "pubnub", backend=self.alias)
-            from pubnub.pnconfiguration import PNConfiguration
-            from pubnub.pubnub import PubNub
-
-            config = PNConfiguration()
-            config.publish_key = self.publish_key
-            config.subscribe_key = self.subscribe_key
-            if self.secret_key:
-                config.secret_key = self.secret_key
-            config.user_id = self.user_id
-            if self.origin:
-                config.origin = self.origin
-            config.ssl = self.ssl
-            # The SDK insists on whole seconds.
-            config.connect_timeout = math.ceil(self.timeout)
-            config.non_subscribe_request_timeout = math.ceil(self.timeout)
-            # The server only publishes; without this the SDK starts a subscribe worker thread.
-            config.enable_subscribe = False
-            # Lock the configuration (the SDK warns that mutable configs are deprecated).
-            config.disable_config_locking = False
-            self._client = PubNub(config)
+        with self._client_lock:  # the sender pool's threads all ask at once
+            if self._client is None:
+                self._client = self._make_client()
         return self._client
+
+    def _make_client(self) -> Any:
+        import_sdk("pubnub", "pubnub", backend=self.alias)
+        from pubnub.pnconfiguration import PNConfiguration
+        from pubnub.pubnub import PubNub
+
+        config = PNConfiguration()
+        config.publish_key = self.publish_key
+        config.subscribe_key = self.subscribe_key
+        if self.secret_key:
+            config.secret_key = self.secret_key
+        config.user_id = self.user_id
+        if self.origin:
+            config.origin = self.origin
+        config.ssl = self.ssl
+        # The SDK insists on whole seconds.
+        config.connect_timeout = math.ceil(self.timeout)
+        config.non_subscribe_request_timeout = math.ceil(self.timeout)
+        # The server only publishes; without this the SDK starts a subscribe worker thread.
+        config.enable_subscribe = False
+        # Lock the configuration (the SDK warns that mutable configs are deprecated).
+        config.disable_config_locking = False
+        return PubNub(config)
 
     def build_calls(self, messages: list[Message]) -> list[Call]:
         """Return one call per channel that publishes that channel's messages in order.

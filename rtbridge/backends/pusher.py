@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -82,23 +83,28 @@ class PusherBackend(DispatchingBackend):
         self.ws_host = ws_host
         self.ws_port = ws_port
         self._client: Any = None
+        self._client_lock = threading.Lock()
 
     @property
     def client(self) -> Any:
         """Return the ``pusher.Pusher`` client, built on first use (no I/O)."""
-        if self._client is None:
-            pusher = import_sdk("pusher", "pusher", backend=self.alias)
-            self._client = pusher.Pusher(
-                app_id=self.app_id,
-                key=self.key,
-                secret=self.secret,
-                cluster=self.cluster,
-                host=self.host,
-                port=self.port,
-                ssl=self.ssl,
-                timeout=self.timeout,
-            )
+        with self._client_lock:
+            if self._client is None:
+                self._client = self._make_client()
         return self._client
+
+    def _make_client(self) -> Any:
+        pusher = import_sdk("pusher", "pusher", backend=self.alias)
+        return pusher.Pusher(
+            app_id=self.app_id,
+            key=self.key,
+            secret=self.secret,
+            cluster=self.cluster,
+            host=self.host,
+            port=self.port,
+            ssl=self.ssl,
+            timeout=self.timeout,
+        )
 
     def check_message(self, message: Message) -> None:
         """Check the size and that ``exclude`` is a Pusher socket id (``123.456``)."""
@@ -112,15 +118,16 @@ class PusherBackend(DispatchingBackend):
     def build_calls(self, messages: list[Message]) -> list[Call]:
         """Chunk ``messages`` into ``trigger``/``trigger_batch`` requests, in publish order."""
         calls: list[Call] = []
-        entries: list[dict[str, str]] = []
+        entries: list[tuple[int, dict[str, str]]] = []  # (message index, batch entry)
 
         def close_batch() -> None:
             for start in range(0, len(entries), MAX_EVENTS_PER_BATCH):
                 chunk = entries[start : start + MAX_EVENTS_PER_BATCH]
-                calls.append(self._batch_call(chunk))
+                carried = len({index for index, _ in chunk})
+                calls.append(self._batch_call([entry for _, entry in chunk], carried))
             entries.clear()
 
-        for message in messages:
+        for index, message in enumerate(messages):
             channels = [encode_for_pusher(name) for name in message.channels]
             # The SDK's trigger() refuses data whose sys.getsizeof() (not its UTF-8 size)
             # exceeds 30720, which a short text with one emoji in it can reach; batches skip it.
@@ -129,7 +136,7 @@ class PusherBackend(DispatchingBackend):
                     entry = {"channel": channel, "name": message.event, "data": message.payload}
                     if message.exclude:
                         entry["socket_id"] = message.exclude
-                    entries.append(entry)
+                    entries.append((index, entry))
                 continue
             close_batch()
             for start in range(0, len(channels), MAX_CHANNELS_PER_TRIGGER):
@@ -138,13 +145,14 @@ class PusherBackend(DispatchingBackend):
         close_batch()
         return calls
 
-    def _batch_call(self, entries: list[dict[str, str]]) -> Call:
+    def _batch_call(self, entries: list[dict[str, str]], messages: int) -> Call:
         def send() -> object:
             # already_encoded: data is JSON text and channels are validated; it also skips the
             # SDK's size check, which measures sys.getsizeof() and refuses valid 10 KB events.
             return _call_pusher(lambda: self.client.trigger_batch(entries, already_encoded=True))
 
-        return Call(send, messages=len(entries), label=f"trigger_batch({len(entries)} events)")
+        # A message split over two batches counts in both: either part failing loses it.
+        return Call(send, messages=messages, label=f"trigger_batch({len(entries)} events)")
 
     def _trigger_call(self, channels: list[str], message: Message) -> Call:
         def send() -> object:
