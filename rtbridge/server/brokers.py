@@ -101,7 +101,8 @@ class RedisBroker(Broker):
         self._task: asyncio.Task[None] | None = None
         self._connected = False
         self._ever_connected = asyncio.Event()
-        self._gap_task: asyncio.Task[None] | None = None
+        # Strong references: the loop keeps only weak ones to running tasks.
+        self._gap_tasks: set[asyncio.Task[None]] = set()
         self.reconnects = 0
         self.dropped = 0
 
@@ -192,11 +193,14 @@ class RedisBroker(Broker):
                         safe_url(self.url),
                         len(names),
                     )
-                    if channels:
-                        self._gap_task = asyncio.create_task(self._gap_after(confirmed, channels))
                 else:
                     logger.info("rtbridge: connected to Redis at %s", safe_url(self.url))
                     self._ever_connected.set()
+                if channels:
+                    # Clients subscribed while Redis was away may have missed messages.
+                    task = asyncio.create_task(self._gap_after(confirmed, channels))
+                    self._gap_tasks.add(task)
+                    task.add_done_callback(self._gap_tasks.discard)
                 delay = 0.1
                 await self._read(pubsub, writer)
             except asyncio.CancelledError:

@@ -149,12 +149,18 @@ async def test_redis_restart_mid_stream(
     await watcher.close()
 
 
-async def test_node_starts_while_redis_is_down(make_server: MakeServer) -> None:
-    down = RedisServer(binary="unused")  # a free port with nothing on it
-    node = make_server(redis_url=down.url, options={"reconnect_max_delay": 0.2})
+async def test_node_starts_while_redis_is_down(
+    make_server: MakeServer, fresh_redis: RedisServer
+) -> None:
+    fresh_redis.stop()
+    node = make_server(redis_url=fresh_redis.url, options={"reconnect_max_delay": 0.2})
     client = await Client.open(node.url)
     assert (await client.subscribe("room"))["seq"] == 0
     assert not node.broker.connected
+    fresh_redis.start()
+    assert (await client.recv_op("gap", timeout=10))["channel"] == "room"
+    RedisBackend(url=fresh_redis.url).publish(Message("room", "first", 1))
+    assert (await client.messages(1))[0]["event"] == "first"
     await client.close()
 
 
