@@ -133,6 +133,8 @@ class Connection:
 
     async def handle(self, raw: str | bytes) -> None:
         """Serve one frame from the client; never raises."""
+        if self.closed:
+            return  # frames that arrive during the closing handshake are ignored
         self.last_activity = time.monotonic()
         try:
             request = parse_request(raw, self.hub.config.max_frame_bytes)

@@ -140,6 +140,9 @@ class Hub:
                 )
         if waiting is not None and waiting.done() and self._ready.get(channel) is waiting:
             del self._ready[channel]
+        if connection.closed:
+            # It closed while waiting for the broker; do not leave it behind as a subscriber.
+            self.unsubscribe(connection, channel)
         return self._seq.get(channel, 0)
 
     def unsubscribe(self, connection: Connection, channel: str) -> None:

@@ -365,3 +365,18 @@ async def test_stop_closes_clients_with_1001(make_server: MakeServer) -> None:
         code, reason = await client.closed()
         assert code == 1001
         assert "shutting down" in reason
+
+
+async def test_frames_after_an_abuse_close_leave_no_subscription_behind(
+    make_server: MakeServer,
+) -> None:
+    server = make_server(options={"abuse_threshold": 2})
+    client = await Client.open(server.url)
+    # Two bad frames close the socket; the subscribe right behind them must not register.
+    await client.send("junk")
+    await client.send("junk")
+    await client.send({"op": "subscribe", "id": 1, "channel": "late"})
+    assert (await client.closed())[0] == 4001
+    await eventually(lambda: server.hub.open_sockets == 0)
+    assert server.hub.channels() == []
+    assert server.hub.connections == {}
