@@ -40,19 +40,23 @@ SETTINGS: dict[str, Any] = {
 }
 
 
+def clear_finders() -> None:
+    finders.get_finder.cache_clear()  # type: ignore[attr-defined]
+
+
 @pytest.fixture
 def site() -> Iterator[Any]:
     """The Django site and the rtbridge socket in one in-process server on a free port."""
     from rtbridge.server import Server
 
     with override_settings(**SETTINGS):
-        finders.get_finder.cache_clear()  # type: ignore[attr-defined]
+        clear_finders()
         server = Server(port=0, wsgi_app=StaticFilesHandler(get_wsgi_application())).start()
         try:
             yield server
         finally:
             server.stop()
-            finders.get_finder.cache_clear()  # type: ignore[attr-defined]
+            clear_finders()
 
 
 @pytest.fixture(scope="module")
@@ -123,3 +127,38 @@ def test_sender_is_excluded_by_socket_id(site: Any, browser: Any) -> None:
         assert page.text_content("#log") == "created: theirs"
     finally:
         page.close()
+
+
+def test_page_reconnects_and_resubscribes_after_the_server_restarts(browser: Any) -> None:
+    from rtbridge.server import Server
+
+    with override_settings(**SETTINGS):
+        clear_finders()
+        app = StaticFilesHandler(get_wsgi_application())
+        server = Server(port=0, wsgi_app=app).start()
+        page = browser.new_page()
+        try:
+            page.goto(server.http_url + "/module/")
+            page.wait_for_function("document.body.dataset.subscribed === 'yes'", timeout=10_000)
+            # "void": Playwright would call a function the expression returns (the remover).
+            page.evaluate(
+                "window.resubscribed = []; void rt.onResubscribed(c => resubscribed.push(c))"
+            )
+            port = server.port
+            server.stop()  # the page's socket gets close code 1001
+            page.wait_for_function(
+                "document.getElementById('state').textContent === 'reconnecting'", timeout=10_000
+            )
+            server = Server(port=port, wsgi_app=app).start()
+            page.wait_for_function(
+                "window.resubscribed.includes('todo.todoitem;todo_list_id=1')", timeout=20_000
+            )
+            assert page.text_content("#state") == "connected"
+            rtbridge.publish("todo.todoitem;todo_list_id=1", "created", {"id": 1, "text": "back"})
+            page.wait_for_function("window.received.length >= 1", timeout=10_000)
+            page.wait_for_timeout(100)
+            assert page.evaluate("window.received") == [["created", {"id": 1, "text": "back"}]]
+        finally:
+            page.close()
+            server.stop()
+            clear_finders()
