@@ -121,7 +121,7 @@ def test_close_then_publish_reconnects(
 
 def test_options_are_checked() -> None:
     with pytest.raises(ImproperlyConfigured, match="'bogus'"):
-        RedisBackend(bogus=1)  # type: ignore[call-arg]
+        RedisBackend(bogus=1)
     with pytest.raises(ImproperlyConfigured, match="not a Redis URL"):
         RedisBackend(url="http://127.0.0.1:6379")
     backend = RedisBackend(connection_options={"health_check_interval": 30}, max_connections=3)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 DEFAULT_TIMEOUT = 5.0
 
@@ -41,7 +43,7 @@ class Client:
         """Return the next frame, decoded."""
         if self._backlog:
             return self._backlog.popleft()
-        return json.loads(await asyncio.wait_for(self.socket.recv(), timeout))  # type: ignore[no-any-return]
+        return json.loads(await asyncio.wait_for(self.socket.recv(), timeout))
 
     async def recv_op(self, op: str, timeout: float = DEFAULT_TIMEOUT) -> dict[str, Any]:
         """Return the next frame whose op is ``op``, skipping heartbeats and others."""
@@ -77,12 +79,14 @@ class Client:
 
     async def closed(self, timeout: float = DEFAULT_TIMEOUT) -> tuple[int | None, str]:
         """Read until the server closes; return ``(code, reason)``."""
-        try:
-            async with asyncio.timeout(timeout):
-                async for _ in self.socket:
-                    pass
-        except Exception:  # ConnectionClosedError carries the code too
-            pass
+
+        async def drain() -> None:
+            async for _ in self.socket:
+                pass
+
+        # Frames still in flight are read and dropped; the close code is what matters.
+        with contextlib.suppress(ConnectionClosed):
+            await asyncio.wait_for(drain(), timeout)
         await asyncio.wait_for(self.socket.wait_closed(), timeout)
         return self.socket.close_code, self.socket.close_reason or ""
 
