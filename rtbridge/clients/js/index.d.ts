@@ -56,6 +56,8 @@ export interface SelfHostedConfig extends CommonOptions {
   WebSocket?: unknown;
   /** Extra ms allowed after two missed server heartbeats before the socket counts as dead (default 5000). */
   heartbeatGrace?: number;
+  /** ms to wait for the server's welcome before giving a connection attempt up (default 10000). */
+  connectTimeout?: number;
 }
 
 export interface PusherConfig extends CommonOptions {

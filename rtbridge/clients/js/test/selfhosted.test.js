@@ -284,3 +284,13 @@ test("a refused subscription nobody awaits causes no unhandled rejection", async
     process.off("unhandledRejection", onUnhandled);
   }
 });
+
+test("a connection that never sends the welcome is given up after connectTimeout", async () => {
+  const rt = start({ connectTimeout: 20 });
+  const first = FakeWebSocket.last;
+  await until(() => FakeWebSocket.all.length === 2, 1000, "a second attempt");
+  assert.ok(first.closedByClient);
+  assert.equal(rt.state, "reconnecting");
+  FakeWebSocket.last.accept();
+  assert.equal(rt.state, "connected");
+});

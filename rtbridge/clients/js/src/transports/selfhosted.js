@@ -24,7 +24,8 @@ export function socketUrl(config) {
 
 /**
  * Create the transport (called by the client with its hooks).
- * @param {{url?: string|null, path?: string, WebSocket?: typeof WebSocket, reconnect?: object|false}} config
+ * @param {{url?: string|null, path?: string, WebSocket?: typeof WebSocket, reconnect?: object|false,
+ *   connectTimeout?: number, heartbeatGrace?: number}} config
  * @param {object} hooks
  */
 export function selfhosted(config, hooks) {
@@ -51,6 +52,9 @@ export function selfhosted(config, hooks) {
   function open() {
     clearTimeout(retryTimer);
     const ws = (socket = new WebSocketClass(url));
+    // Until the welcome, a socket that hangs (e.g. a black-holed SYN) is given up after this.
+    idleMs = config.connectTimeout ?? 10000;
+    watchIdle();
     ws.onmessage = (event) => ws === socket && receive(event.data);
     ws.onclose = (event) => ws === socket && closed(event.code, event.reason);
     ws.onerror = () => {}; // a close event always follows
@@ -75,7 +79,7 @@ export function selfhosted(config, hooks) {
     // The server sends a heartbeat every `heartbeat` seconds; two missed mean a dead link
     // that the browser may take minutes to notice on its own.
     clearTimeout(idleTimer);
-    if (idleMs) idleTimer = setTimeout(() => drop(4408, "no heartbeat from the server"), idleMs);
+    if (idleMs) idleTimer = setTimeout(() => drop(4408, "the server went silent"), idleMs);
   }
 
   function receive(text) {
