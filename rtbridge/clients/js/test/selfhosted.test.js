@@ -294,3 +294,28 @@ test("a connection that never sends the welcome is given up after connectTimeout
   FakeWebSocket.last.accept();
   assert.equal(rt.state, "connected");
 });
+
+test("the browser's online event retries at once instead of waiting for the backoff", async () => {
+  const target = new EventTarget();
+  globalThis.addEventListener = target.addEventListener.bind(target);
+  globalThis.removeEventListener = target.removeEventListener.bind(target);
+  try {
+    const rt = start({ reconnect: { initialDelay: 60000, maxDelay: 60000 } });
+    FakeWebSocket.last.accept();
+    FakeWebSocket.last.drop(1006);
+    assert.equal(rt.state, "reconnecting");
+    assert.equal(FakeWebSocket.all.length, 1);
+    target.dispatchEvent(new Event("online"));
+    assert.equal(FakeWebSocket.all.length, 2);
+    target.dispatchEvent(new Event("online")); // a socket is open: nothing more
+    assert.equal(FakeWebSocket.all.length, 2);
+    FakeWebSocket.last.accept();
+    assert.equal(rt.state, "connected");
+    rt.disconnect();
+    target.dispatchEvent(new Event("online"));
+    assert.equal(FakeWebSocket.all.length, 2, "not after disconnect()");
+  } finally {
+    delete globalThis.addEventListener;
+    delete globalThis.removeEventListener;
+  }
+});

@@ -149,13 +149,18 @@ export function selfhosted(config, hooks) {
     retryTimer = setTimeout(open, backoffDelay(attempt++, reconnect));
   }
 
+  // When the browser says the network is back, retry now instead of at the end of the backoff.
+  const online = () => !stopped && !socket && open();
+
   return {
     connect() {
       stopped = false;
+      globalThis.addEventListener?.("online", online);
       open();
     },
     disconnect() {
       stopped = true;
+      globalThis.removeEventListener?.("online", online);
       clearTimeout(retryTimer);
       if (socket) drop(1000, "disconnect()");
     },
