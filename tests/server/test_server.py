@@ -325,14 +325,15 @@ def _stalled_socket(port: int, path: str) -> socket.socket:
     return sock
 
 
+@pytest.mark.parametrize("stalled_count", [1, 5])
 async def test_stalled_client_is_disconnected_4002_while_others_receive(
-    make_server: MakeServer,
+    make_server: MakeServer, stalled_count: int
 ) -> None:
     server = make_server(options={"max_buffer_bytes": 256 * 1024})
     reader = await Client.open(server.url)
     await reader.subscribe("firehose")
-    stalled = _stalled_socket(server.port, server.config.path)
-    await eventually(lambda: server.hub.subscribers("firehose") == 2)
+    stalled = [_stalled_socket(server.port, server.config.path) for _ in range(stalled_count)]
+    await eventually(lambda: server.hub.subscribers("firehose") == 1 + stalled_count)
     chunk = "x" * 100_000
     count = 200  # 20 MB: far more than the kernel buffers and the 256 KiB limit together
     received = 0
@@ -351,9 +352,10 @@ async def test_stalled_client_is_disconnected_4002_while_others_receive(
             await asyncio.sleep(0.01)
     await asyncio.wait_for(reading, 30)
     assert received == count
-    assert server.hub.stats.slow_consumers == 1
+    assert server.hub.stats.slow_consumers == stalled_count
     assert server.hub.subscribers("firehose") == 1
-    stalled.close()
+    for sock in stalled:
+        sock.close()
     await reader.close()
 
 
