@@ -345,13 +345,16 @@ async def test_stalled_client_is_disconnected_4002_while_others_receive(
             assert frame["seq"] == received + 1
             received += 1
 
+    def caught_up(target: int) -> Callable[[], bool]:
+        return lambda: received >= target
+
     reading = asyncio.create_task(read_all())
     for number in range(count):
         server.publish(Message("firehose", "chunk", {"n": number, "pad": chunk}))
         if number % 10 == 9:
             # A healthy reader lags by at most ~2 MB, which the kernel buffers absorb even on
             # a slow machine; the stalled sockets fall behind by everything.
-            await eventually(lambda n=number: received >= n - 20, timeout=20)
+            await eventually(caught_up(number - 20), timeout=20)
     await asyncio.wait_for(reading, 30)
     assert received == count
     assert server.hub.stats.slow_consumers == stalled_count
