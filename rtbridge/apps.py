@@ -12,7 +12,11 @@ class RTBridgeConfig(AppConfig):
     verbose_name = "rtbridge"
 
     def ready(self) -> None:
-        from . import auth, checks, routers  # noqa: F401  (checks registers the system checks)
+        from django.core import checks as django_checks
 
+        from . import auth, checks, routers  # noqa: F401  (checks registers the system checks)
+        from .staticfiles import check_finder
+
+        django_checks.register(check_finder, "rtbridge")
         auth.autodiscover()
         routers.autodiscover()
