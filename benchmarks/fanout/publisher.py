@@ -1,0 +1,134 @@
+"""Publisher of the fan-out benchmark: what a Django process does, in its own process.
+
+``python -m benchmarks.fanout.publisher --system rtbridge|channels --count M [--rate R]``
+(``BENCH_REDIS_URL`` names Redis; Channels also reads ``BENCH_CHANNELS_CAPACITY``). It sets
+up, prints ``{"ready": true}``, waits for a line on stdin, publishes ``count`` messages of
+about 100 bytes of JSON (``rate`` per second, or as fast as it can with ``--rate 0``) and
+prints ``{"published", "errors", "start_ns", "end_ns", "cpu"}``.
+
+rtbridge: ``RedisBackend.publish(Message(...))`` (one ``PUBLISH``), or ``publish_many`` of
+``--batch`` messages per round trip, so that one publisher process can outrun the server
+(as several Django processes would). Channels:
+``async_to_sync(channel_layer.group_send)(...)``, as a Django view would call it.
+Each payload is ``{"t": time.time_ns() at publish, "i": n, "p": padding}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+CHANNEL = "bench"
+PADDING = "x" * 58  # brings the JSON payload to 100 bytes
+last_index = 0  # the batching sender flushes at the last message
+
+
+def payload(index: int) -> dict[str, Any]:
+    """Return the data of message ``index``, stamped with the current wall clock."""
+    return {"t": time.time_ns(), "i": index, "p": PADDING}
+
+
+def rtbridge_sender(batch: int) -> Callable[[int], None]:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "benchmarks.fanout.rtbridge_settings")
+    import django
+
+    django.setup()
+    from rtbridge.backends.redis import RedisBackend
+    from rtbridge.messages import Message
+
+    backend = RedisBackend(url=os.environ["BENCH_REDIS_URL"])
+    backend.open()
+
+    if batch <= 1:
+
+        def send(index: int) -> None:
+            backend.publish(Message(CHANNEL, "tick", payload(index)))
+
+        return send
+
+    pending: list[Message] = []
+
+    def send_batched(index: int) -> None:
+        # publish_many: the messages of a batch share one round trip (a pipeline).
+        pending.append(Message(CHANNEL, "tick", payload(index)))
+        if len(pending) >= batch or index == last_index:
+            backend.publish_many(pending)
+            pending.clear()
+
+    return send_batched
+
+
+def channels_sender() -> Callable[[int], None]:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "benchmarks.fanout.channels_settings")
+    import django
+
+    django.setup()
+    from asgiref.sync import async_to_sync
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer()
+    assert layer is not None
+    group_send = async_to_sync(layer.group_send)
+
+    def send(index: int) -> None:
+        text = json.dumps(payload(index), separators=(",", ":"))
+        group_send(CHANNEL, {"type": "bench.message", "text": text})
+
+    return send
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--system", choices=["rtbridge", "channels"], required=True)
+    parser.add_argument("--count", type=int, required=True)
+    parser.add_argument("--rate", type=float, default=0.0, help="messages/s; 0 = flat out")
+    parser.add_argument(
+        "--batch", type=int, default=1, help="rtbridge: messages per publish_many() round trip"
+    )
+    args = parser.parse_args()
+    global last_index
+    last_index = args.count - 1
+    send = rtbridge_sender(args.batch) if args.system == "rtbridge" else channels_sender()
+    print(json.dumps({"ready": True}), flush=True)
+    sys.stdin.readline()
+    errors = 0
+    first_error = None
+    interval = 1.0 / args.rate if args.rate > 0 else 0.0
+    start = time.perf_counter()
+    start_ns = time.time_ns()
+    for index in range(args.count):
+        if interval:
+            # Paced: message i leaves at start + i * interval, whatever the previous ones cost.
+            delay = start + index * interval - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+        try:
+            send(index)
+        except Exception as exc:
+            errors += 1
+            first_error = first_error or f"{type(exc).__name__}: {exc}"
+    end_ns = time.time_ns()
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    print(
+        json.dumps(
+            {
+                "published": args.count - errors,
+                "errors": errors,
+                "error": first_error,
+                "start_ns": start_ns,
+                "end_ns": end_ns,
+                "cpu": usage.ru_utime + usage.ru_stime,
+            }
+        ),
+        flush=True,
+    )
+
+
+if __name__ == "__main__":
+    main()

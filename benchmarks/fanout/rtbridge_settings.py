@@ -1,0 +1,14 @@
+"""Django settings of the fan-out benchmark's rtbridge server and publisher (Redis broker)."""
+
+import os
+
+SECRET_KEY = "rtbridge-bench-fanout"
+USE_TZ = True
+INSTALLED_APPS = ["rtbridge"]
+ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
+DATABASES: dict[str, dict[str, str]] = {}
+RTBRIDGE_BACKEND = "redis"
+RTBRIDGE_OPTIONS = {"url": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")}
+# Defaults everywhere (heartbeat 25 s, idle timeout 60 s, 1 MiB outbound buffer per socket)
+# except the stats line, which would only add noise to the benchmark's output.
+RTBRIDGE_SERVER = {"stats_interval": 0}
