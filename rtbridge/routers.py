@@ -434,12 +434,15 @@ class ModelRouter(BaseRouter):
     def subscribe(self, **filters: Any) -> Reply:
         """Return the channel for ``filters`` (checked like ``get_list``) and the initial list.
 
-        Reply: ``{"data": [...], "channels": [name], "auth": {name: token}?, "page"?}`` —
-        the client subscribes to ``channels`` before it applies ``data``. For a private model
-        the reply carries the tokens the rtbridge server needs (when a socket id was sent).
+        Reply: ``{"data": [...], "channels": [name], "auth": {name: answer}?, "page"?}``.
+        For a private model the reply carries the auth endpoint's answer for each channel
+        (when a socket id was sent). ``include_data=false`` skips the list (``data`` is
+        null): race-free clients subscribe first, then call ``get_list``, then apply the
+        events that arrived meanwhile.
         """
         page = filters.pop("page", None)
         page_size = filters.pop("page_size", None)
+        include_data = filters.pop("include_data", True)
         cleaned = self.clean_filters(filters)
         config = get_config(self.get_model())
         if config is None:
@@ -466,6 +469,8 @@ class ModelRouter(BaseRouter):
                 raise RouterError(403, exc.code, str(exc)) from None
             if self.socket_id:
                 extra["auth"] = {name: get_backend().auth_response(self.socket_id, grant)}
+        if include_data in (False, "false", "0"):
+            return Reply(None, extra)
         initial = self.get_list(page=page, page_size=page_size, **cleaned)
         extra.update(initial.extra)
         return Reply(initial.data, extra)

@@ -336,3 +336,9 @@ def test_writes_publish_and_exclude_the_caller(
         )
     message = rtbridge_outbox[-1]
     assert (message.event, message.exclude) == ("created", "9.9")
+
+
+def test_subscribe_without_data(as_ann, lists):
+    items(lists["ann"], 1)
+    body = call(as_ann, "todo-item", "subscribe", {"todo_list_id": lists["ann"].pk, "include_data": False}).json()
+    assert body == {"data": None, "channels": [f"testapp.todoitem;todo_list_id={lists['ann'].pk}"]}
