@@ -59,16 +59,20 @@ def main(argv: list[str] | None = None) -> int:
     import django
 
     django.setup()
-    from .server.runner import build_server, configure_logging, run
+    from .server.runner import StartupError, build_server, configure_logging, run
 
     configure_logging(args.verbosity)
-    server = build_server(
-        address=args.address,
-        port=args.port,
-        with_django=args.with_django,
-        redis_url=args.redis_url,
-    )
-    return run(server)
+    try:
+        server = build_server(
+            address=args.address,
+            port=args.port,
+            with_django=args.with_django,
+            redis_url=args.redis_url,
+        )
+        return run(server)
+    except StartupError as exc:
+        print(f"rtbridge: error: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -153,13 +153,13 @@ class Server:
         if self.running:
             raise RuntimeError("this Server is already running")
         self._loop = asyncio.get_running_loop()
+        sockets = tornado.netutil.bind_sockets(self.port, self.address)
+        self.port = sockets[0].getsockname()[1]
         if self.wsgi_app is not None:
             self._executor = ThreadPoolExecutor(
                 self.config.wsgi_threads, thread_name_prefix="rtbridge-wsgi"
             )
         app = make_app(self, self.wsgi_app, self._executor)
-        sockets = tornado.netutil.bind_sockets(self.port, self.address)
-        self.port = sockets[0].getsockname()[1]
         self._http = tornado.httpserver.HTTPServer(app)
         self._http.add_sockets(sockets)
         await self.broker.start()

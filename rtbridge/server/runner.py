@@ -10,6 +10,7 @@ import sys
 from typing import Any
 
 from django.apps import apps
+from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
 from .. import conf
@@ -18,9 +19,13 @@ from .app import Server
 from .brokers import Broker, MemoryBroker, RedisBroker
 from .config import ServerConfig
 
-__all__ = ["add_arguments", "build_server", "configure_logging", "run"]
+__all__ = ["StartupError", "add_arguments", "build_server", "configure_logging", "run"]
 
 logger = logging.getLogger("rtbridge.server")
+
+
+class StartupError(Exception):
+    """The server cannot start (bad settings, or the port cannot be bound); the text says why."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,7 +48,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _broker(redis_url: str | None, config: ServerConfig) -> Broker:
-    backend_class = import_string(conf.resolve_backend_path())
+    path = conf.resolve_backend_path()
+    try:
+        backend_class = import_string(path)
+    except ImportError as exc:
+        raise StartupError(
+            f"RTBRIDGE_BACKEND names {path!r}, which cannot be imported: {exc}"
+        ) from exc
     uses_redis = isinstance(backend_class, type) and issubclass(backend_class, RedisBackend)
     if not uses_redis and redis_url is None:
         alias = conf.get_setting("RTBRIDGE_BACKEND")
@@ -70,8 +81,11 @@ def build_server(
     redis_url: str | None = None,
 ) -> Server:
     """Build a server from the Django settings (broker, limits, origins, the WSGI app)."""
-    config = ServerConfig.load()
-    broker = _broker(redis_url, config)
+    try:
+        config = ServerConfig.load()
+        broker = _broker(redis_url, config)
+    except ImproperlyConfigured as exc:
+        raise StartupError(str(exc)) from exc
     if isinstance(broker, MemoryBroker) and not with_django:
         logger.warning(
             "rtbridge: in-memory broker without --with-django: Django processes elsewhere cannot "
@@ -89,7 +103,10 @@ def build_server(
             from django.contrib.staticfiles.handlers import StaticFilesHandler
 
             wsgi_app = StaticFilesHandler(wsgi_app)
-    return Server(address=address, port=port, broker=broker, wsgi_app=wsgi_app)
+    try:
+        return Server(address=address, port=port, broker=broker, wsgi_app=wsgi_app)
+    except ImproperlyConfigured as exc:
+        raise StartupError(str(exc)) from exc
 
 
 def configure_logging(verbosity: int) -> None:
@@ -113,7 +130,13 @@ def run(server: Server) -> int:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-        await server.astart()
+        try:
+            await server.astart()
+        except OSError as exc:
+            raise StartupError(
+                f"cannot listen on {server.address}:{server.port}: {exc.strerror or exc}; "
+                "choose another --port or stop what uses it."
+            ) from exc
         print(
             f"rtbridge server on {server.url} (broker: {_describe(server.broker)})"
             + (f", Django at {server.http_url}/" if server.wsgi_app is not None else "")

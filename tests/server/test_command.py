@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -202,8 +203,21 @@ def test_bad_server_setting_fails_fast() -> None:
         [*serve(), "--port", str(free_port())],
         env={"RTBRIDGE_TEST_SERVER": json.dumps({"max_buffer_bytes": "big"})},
     )
-    assert result.returncode != 0
+    assert result.returncode == 1
     assert "max_buffer_bytes" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", [serve, manage])
+def test_port_in_use_is_a_clear_error(command: Callable[..., list[str]]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run([*command(), "--port", str(port)])
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_idle_server_exits_0_on_sigterm(spawn: Callable[..., Process]) -> None:

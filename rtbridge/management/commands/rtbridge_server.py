@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from ...server.runner import add_arguments, build_server, configure_logging, run
+from ...server.runner import StartupError, add_arguments, build_server, configure_logging, run
 
 
 class Command(BaseCommand):
@@ -22,10 +22,13 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         configure_logging(int(options.get("verbosity", 1)))
-        server = build_server(
-            address=options["address"],
-            port=options["port"],
-            with_django=options["with_django"],
-            redis_url=options["redis_url"],
-        )
-        run(server)
+        try:
+            server = build_server(
+                address=options["address"],
+                port=options["port"],
+                with_django=options["with_django"],
+                redis_url=options["redis_url"],
+            )
+            run(server)
+        except StartupError as exc:
+            raise CommandError(str(exc)) from exc
