@@ -22,11 +22,11 @@ NO_SERVER = (
 
 
 class LocalBackend(BaseBackend):
-    """Hand each message to the in-process server's hub; safe from any thread, never blocks.
+    """Hand each message to the hub of every server running in this process.
 
-    The hand-off goes through the server's event loop (``call_soon_threadsafe``), so Django
-    request threads never touch the sockets. No server in this process raises
-    ``PublishError`` saying what to run instead.
+    Safe from any thread and never blocks: the hand-off goes through each server's event
+    loop (``call_soon_threadsafe``), so Django request threads never touch the sockets. With
+    no server in this process, ``publish`` raises ``PublishError`` saying what to run instead.
     """
 
     alias = "local"
