@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .auth import channel
+from .auth import channel, revoke
 from .exceptions import InvalidMessage, PublishError
 from .messages import Message
 from .publishers import (
@@ -43,6 +43,7 @@ __all__ = [
     "publish",
     "publish_instances",
     "register",
+    "revoke",
     "suppress",
     "unregister",
     "verb",

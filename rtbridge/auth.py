@@ -42,6 +42,7 @@ __all__ = [
     "Refused",
     "authorize",
     "autodiscover",
+    "revoke",
     "channel",
     "rules",
     "sign_subscription",
@@ -316,3 +317,18 @@ def verify_subscription(
             f"The token for {channel_name!r} carries no member info.", "wrong_channel"
         )
     return Grant(channel_name, payload.get("u"), member)
+
+
+def revoke(user: Any, channel_name: str) -> None:
+    """End ``user``'s live subscriptions to ``channel_name`` and refuse tokens issued before now.
+
+    ``user`` is a user object or a user id. Works on the rtbridge server transports; hosted
+    backends raise ``NotImplementedError`` (their grants expire by themselves).
+    """
+    from .publishers import get_backend
+
+    channel_names.validate_channel(channel_name)
+    user_id = _user_id(user) if hasattr(user, "is_authenticated") else str(user)
+    if user_id is None:
+        raise ValueError("Cannot revoke for an anonymous user; give a user or a user id.")
+    get_backend().revoke(user_id, channel_name)

@@ -280,3 +280,13 @@ async def test_middleware_in_async_stacks():
         AsyncRequestFactory().get("/", headers={"X-RTBridge-Socket-Id": "1.1"})
     )
     assert response.content == b"1.1"
+
+
+def test_revoke_needs_a_backend_that_can(ann, settings):
+    settings.RTBRIDGE_BACKEND = "dummy"
+    with pytest.raises(NotImplementedError, match="expire by themselves"):
+        rtbridge.revoke(ann, "private-x")
+    with pytest.raises(ValueError, match="anonymous"):
+        rtbridge.revoke(AnonymousUser(), "private-x")
+    with pytest.raises(InvalidChannelName):
+        rtbridge.revoke(ann, "bad name")

@@ -340,5 +340,7 @@ def test_writes_publish_and_exclude_the_caller(
 
 def test_subscribe_without_data(as_ann, lists):
     items(lists["ann"], 1)
-    body = call(as_ann, "todo-item", "subscribe", {"todo_list_id": lists["ann"].pk, "include_data": False}).json()
+    body = call(
+        as_ann, "todo-item", "subscribe", {"todo_list_id": lists["ann"].pk, "include_data": False}
+    ).json()
     assert body == {"data": None, "channels": [f"testapp.todoitem;todo_list_id={lists['ann'].pk}"]}

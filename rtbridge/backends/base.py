@@ -129,6 +129,18 @@ class BaseBackend:
             answer["channel_data"] = grant.member
         return answer
 
+    def revoke(self, user_id: str, channel: str) -> None:
+        """End ``user_id``'s live subscriptions to ``channel`` and refuse its older tokens.
+
+        The rtbridge server backends (``local``, ``redis``) implement this; hosted transports
+        cannot end a single subscription, so their grants simply expire (docs/auth.md).
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} cannot revoke a live subscription; its authorizations "
+            "expire by themselves (see docs/auth.md). Revocation needs the rtbridge server "
+            "('local' or 'redis' backend)."
+        )
+
     # Delivery with fail_silently ----------------------------------------------------------
 
     def send(self, messages: list[Message]) -> None:
