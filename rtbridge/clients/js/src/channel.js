@@ -2,7 +2,8 @@
  * Channels and subscriptions: who listens to what, and their ready/gap/resubscribed hooks.
  * @module rtbridge/channel
  */
-import { addHook } from "./client.js";
+import { isProtected } from "./channel-names.js";
+import { RTBridgeError, addHook } from "./client.js";
 
 const noop = () => {};
 
@@ -19,6 +20,7 @@ export class Channel {
     this.subscribed = false;
     this._subscriptions = new Set();
     this._listeners = new Map();
+    this._whispers = new Map();
     this._hooks = { gap: new Set(), resubscribed: new Set(), error: new Set() };
     this._explicit = false;
     /** Resolves with the channel once subscribed; rejects with the server's error. */
@@ -44,10 +46,52 @@ export class Channel {
 
   /** Remove `fn` (or every listener) for `event`; return the channel. */
   stopListening(event, fn) {
-    const set = this._listeners.get(event);
-    if (set && fn) set.delete(fn);
-    if (set && (!fn || !set.size)) this._listeners.delete(event);
+    return unlisten(this._listeners, event, fn, this);
+  }
+
+  /**
+   * Send a client event ("whisper") to the others on this private or presence channel; it does
+   * not pass through Django. Throws at once on a public channel. Resolves once sent (the
+   * self-hosted server acknowledges it); a failure also reaches `onError`.
+   * @param {string} event 1-64 characters of `A-Z a-z 0-9 _ - .`
+   * @param {any} [data] JSON, at most 4 KiB on the self-hosted server
+   * @returns {Promise<void>}
+   */
+  whisper(event, data = {}) {
+    const { client, name } = this;
+    if (!isProtected(name)) {
+      throw new RTBridgeError(
+        `rtbridge: whisper() needs a private- or presence- channel; ${JSON.stringify(name)} is public, so anyone ` +
+          "could read or forge its client events. Use rt.private(name) or rt.join(name).",
+        { code: "not_protected", channel: name },
+      );
+    }
+    if (typeof event !== "string" || !event) throw new TypeError(`whisper() needs an event name, got ${JSON.stringify(event)}.`);
+    const send = client.transport.whisper;
+    if (!send) {
+      throw new RTBridgeError(`rtbridge: the ${client.config.backend} transport cannot send client events.`, { code: "unsupported", channel: name });
+    }
+    const sent = this.ready.then(() => send(name, event, data)).then(noop);
+    sent.catch((error) => client._error(error, this));
+    return sent;
+  }
+
+  /**
+   * Call `fn(data, meta)` for each whisper `event` from the others (`meta.user_id` names the
+   * sender where the transport knows it); return the channel.
+   * @param {string} event
+   * @param {(data: any, meta: object) => void} fn
+   */
+  listenForWhisper(event, fn) {
+    let set = this._whispers.get(event);
+    if (!set) this._whispers.set(event, (set = new Set()));
+    addHook(set, fn);
     return this;
+  }
+
+  /** Remove `fn` (or every listener) for the whisper `event`; return the channel. */
+  stopListeningForWhisper(event, fn) {
+    return unlisten(this._whispers, event, fn, this);
   }
 
   /** Call `fn(channel, info)` when messages may have been missed here; return a remover. */
@@ -69,6 +113,7 @@ export class Channel {
   leave() {
     this._subscriptions.clear();
     this._listeners.clear();
+    this._whispers.clear();
     this._explicit = false;
     this.client._release(this);
   }
@@ -81,7 +126,7 @@ export class Channel {
 
   _remove(subscription) {
     if (!this._subscriptions.delete(subscription)) return;
-    if (!this._subscriptions.size && !this._listeners.size && !this._explicit) this.client._release(this);
+    if (!this._subscriptions.size && !this._listeners.size && !this._whispers.size && !this._explicit) this.client._release(this);
   }
 
   _live() {
@@ -115,6 +160,17 @@ export class Channel {
     for (const fn of [...(this._listeners.get(event) ?? [])]) client._call(fn, [data, meta], this);
   }
 
+  _whisper(event, data, meta) {
+    for (const fn of [...(this._whispers.get(event) ?? [])]) this.client._call(fn, [data, meta], this);
+  }
+
+  _revoked(error) {
+    // The server ended this subscription for good: never resubscribed, the app is told.
+    this.subscribed = false;
+    this.client._channels.delete(this.name);
+    this.client._error(error, this);
+  }
+
   _gap(info) {
     this._emit("gap", [this.name, info]);
   }
@@ -122,6 +178,13 @@ export class Channel {
   _emit(hook, args) {
     for (const fn of [...this._hooks[hook], ...this.client._hooks[hook]]) this.client._call(fn, args, this);
   }
+}
+
+function unlisten(map, event, fn, channel) {
+  const set = map.get(event);
+  if (set && fn) set.delete(fn);
+  if (set && (!fn || !set.size)) map.delete(event);
+  return channel;
 }
 
 /** What `client.subscribe()` returns: one handler on one channel. */

@@ -8,12 +8,14 @@
  */
 import { filterChannel, validateChannel } from "./channel-names.js";
 import { Channel } from "./channel.js";
+import { post } from "./http.js";
 
 /** An error from the server, a transport or a handler; `code` is the server's code when it has one. */
 export class RTBridgeError extends Error {
   /**
    * @param {string} message
-   * @param {{code?: number|string, reason?: string, channel?: string, cause?: unknown, retry?: boolean}} [details]
+   * @param {{code?: number|string, reason?: string, channel?: string, cause?: unknown, retry?: boolean,
+   *   status?: number, fields?: Record<string, string[]>, detail?: string}} [details]
    */
   constructor(message, details = {}) {
     super(message);
@@ -41,6 +43,15 @@ export function addHook(set, fn) {
   return () => set.delete(fn);
 }
 
+/** Return `name` with `prefix`, added when missing (`private("orders")` is `private-orders`). */
+export function prefixed(prefix, name) {
+  if (typeof name !== "string" || name.startsWith(prefix)) return name;
+  if (/^(private|presence)-/.test(name)) {
+    throw new RTBridgeError(`rtbridge: ${JSON.stringify(name)} is not a ${prefix} channel; use ${prefix === "private-" ? "join()" : "private()"}.`, { code: "invalid_channel" });
+  }
+  return prefix + name;
+}
+
 /** One connection to one transport, shared by every channel of a page. */
 export class Client {
   /**
@@ -54,12 +65,18 @@ export class Client {
     this._channels = new Map();
     this._hooks = { state: new Set(), ready: new Set(), error: new Set(), gap: new Set(), resubscribed: new Set() };
     this._everConnected = false;
+    this._presetAuth = new Map(); // channel → {socketId, answer}: an auth answer already in hand
+    const on = (channel) => this._channels.get(channel);
     this.transport = transportFactory(config, {
       open: () => this._opened(),
       state: (state) => this._setState(state),
-      message: (channel, event, data, meta) => this._channels.get(channel)?._dispatch(event, data, meta),
-      gap: (channel, info) => this._channels.get(channel)?._gap(info),
-      error: (error) => this._error(error, this._channels.get(error.channel)),
+      message: (channel, event, data, meta) => on(channel)?._dispatch(event, data, meta),
+      gap: (channel, info) => on(channel)?._gap(info),
+      error: (error) => this._error(error, on(error.channel)),
+      authorize: (channel, socketId) => this._authorize(channel, socketId),
+      presence: (channel, action, members) => on(channel)?._presence?.(action, members),
+      whisper: (channel, event, data, meta) => on(channel)?._whisper(event, data, meta),
+      revoked: (channel, error) => on(channel)?._revoked(error),
     });
     this.transport.connect();
   }
@@ -130,6 +147,17 @@ export class Client {
     return channel;
   }
 
+  /**
+   * Return the private channel `name` (`private-` is added when missing), subscribed until
+   * `leave`. Django's auth endpoint is asked first; a refusal rejects `ready` and reaches
+   * `onError` with the endpoint's code (e.g. `forbidden`, `login_required`).
+   * @param {string} name
+   * @returns {Channel}
+   */
+  private(name) {
+    return this.channel(prefixed("private-", name));
+  }
+
   /** Drop the channel `name` with all its listeners and subscriptions. */
   leave(name) {
     this._channels.get(name)?.leave();
@@ -158,14 +186,42 @@ export class Client {
 
   // Internals, used by Channel and the transport hooks. ------------------------------------
 
-  _channel(name) {
+  _channel(name, Kind) {
     let channel = this._channels.get(name);
     if (!channel) {
-      channel = new Channel(this, name);
+      channel = Kind ? new Kind(this, name) : this._newChannel(name);
       this._channels.set(name, channel);
       if (this.state === "connected") channel._subscribe(false);
     }
     return channel;
+  }
+
+  _newChannel(name) {
+    return new Channel(this, name);
+  }
+
+  /**
+   * Return the auth endpoint's answer for `channel` (what transports call through
+   * `hooks.authorize`): an answer already in hand for this socket (from a router's `subscribe`
+   * reply) is used once; otherwise `POST {authEndpoint}` with `{socket_id, channel_name}`.
+   */
+  _authorize(channel, socketId = this.socketId()) {
+    const preset = this._presetAuth.get(channel);
+    this._presetAuth.delete(channel);
+    if (preset && preset.socketId === socketId) return Promise.resolve(preset.answer);
+    const url = this.config.authEndpoint ?? "/rtbridge/auth";
+    return post(this, url, { socket_id: socketId, channel_name: channel }, `authorizing ${channel}`).then(
+      (answer) => answer,
+      (error) => {
+        error.channel = channel;
+        throw error;
+      },
+    );
+  }
+
+  /** Keep an auth answer for `channel` (bound to this socket id) for the next subscribe. */
+  _preauthorize(channel, answer, socketId = this.socketId()) {
+    if (answer && socketId) this._presetAuth.set(channel, { socketId, answer });
   }
 
   _release(channel) {

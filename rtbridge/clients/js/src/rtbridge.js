@@ -3,15 +3,21 @@
  * Firebase. `connect()` reads the page's `{% rtbridge_config %}` and picks the transport.
  * @module rtbridge
  */
-import { Client, RTBridgeError } from "./client.js";
+import { Client as CoreClient, RTBridgeError } from "./client.js";
+import * as data from "./data.js";
+import { LiveList, LiveObject } from "./live.js";
+import { PresenceChannel, join } from "./presence.js";
 import { firebase } from "./transports/firebase.js";
 import { nullTransport } from "./transports/null.js";
 import { pubnub } from "./transports/pubnub.js";
 import { pusher } from "./transports/pusher.js";
 import { selfhosted } from "./transports/selfhosted.js";
 
-export { Client, RTBridgeError, backoffDelay } from "./client.js";
+export { RTBridgeError, backoffDelay } from "./client.js";
 export { Channel, Subscription } from "./channel.js";
+export { PresenceChannel } from "./presence.js";
+export { LiveList, LiveObject, comparator } from "./live.js";
+export { csrfToken } from "./http.js";
 export {
   InvalidChannelName,
   filterChannel,
@@ -21,6 +27,84 @@ export {
   validateChannel,
 } from "./channel-names.js";
 export { encodeForFirebase, encodeForPubnub, encodeForPusher } from "./encodings.js";
+
+/**
+ * The client with everything: the core (connection, channels, private channels) plus presence
+ * (`join`), data calls (`getList`, `getSingle`, `create`, `update`, `delete`, `call`) and live
+ * collections (`liveList`, `liveObject`). `connect()` returns one. The pieces are separate
+ * modules, so a bundle of `rtbridge/core` alone stays small.
+ */
+export class Client extends CoreClient {
+  /**
+   * Return the presence channel `name` (`presence-` is added when missing): `here`,
+   * `joining`, `leaving`, `members()`, `whisper`, `listenForWhisper`, `leave()`.
+   * @param {string} name
+   * @returns {PresenceChannel}
+   */
+  join(name) {
+    return join(this, name);
+  }
+
+  /** Load one page of a router's list: resolves with `{data, page}`. */
+  getList(route, filters, options) {
+    return data.getList(this, route, filters, options);
+  }
+
+  /** Load one object, e.g. `getSingle("todo-item", {id: 5})`. */
+  getSingle(route, args) {
+    return data.getSingle(this, route, args);
+  }
+
+  /** Create an object; resolves with it as saved. */
+  create(route, values) {
+    return data.create(this, route, values);
+  }
+
+  /** Update an object (`{id, ...fields}`); resolves with `id` + the changed fields. */
+  update(route, values) {
+    return data.update(this, route, values);
+  }
+
+  /** Delete an object (`{id}`); resolves with `{id}`. */
+  delete(route, args) {
+    return data.remove(this, route, args);
+  }
+
+  /** Call any verb (custom ones included); resolves with the whole reply body (`{data, ...}`). */
+  call(route, verb, args) {
+    return data.call(this, route, verb, args);
+  }
+
+  /** SwampDragon's name: `callRouter(verb, route, args)` (promise, no callbacks). */
+  callRouter(verb, route, args) {
+    return data.call(this, route, verb, args);
+  }
+
+  /** SwampDragon's name: `getPagedList(route, filters, page)`. */
+  getPagedList(route, filters, page) {
+    return data.getList(this, route, filters, { page });
+  }
+
+  /**
+   * Keep a router's filtered list current: `liveList("todo-item", {todo_list_id: 1}, {order: "id"})`.
+   * @returns {LiveList}
+   */
+  liveList(route, filters, options) {
+    return new LiveList(this, route, filters, options);
+  }
+
+  /**
+   * Keep one object current: `liveObject("todo-item", {id: 5})`.
+   * @returns {LiveObject}
+   */
+  liveObject(route, lookup, options) {
+    return new LiveObject(this, route, lookup, options);
+  }
+
+  _newChannel(name) {
+    return name.startsWith("presence-") ? new PresenceChannel(this, name) : super._newChannel(name);
+  }
+}
 
 /** The transport for each `RTBRIDGE_BACKEND` alias (`client_config().backend`). */
 export const transports = {

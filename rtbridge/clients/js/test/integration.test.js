@@ -5,7 +5,7 @@ import { after, before, test } from "node:test";
 import WebSocket from "ws";
 
 import { connect, filterChannel } from "../src/rtbridge.js";
-import { until } from "./helpers/fakes.js";
+import { grantingFetch, until } from "./helpers/fakes.js";
 import { RealServer, pythonAvailable, PYTHON } from "./helpers/server.js";
 
 const IN_CI = ["1", "true", "yes"].includes((process.env.CI ?? "").toLowerCase());
@@ -87,7 +87,10 @@ test("unsubscribe stops delivery; the server's refusal reaches ready with its co
   await new Promise((resolve) => setTimeout(resolve, 100));
   assert.deepEqual(box.items.map((item) => item[0]), ["chat.b"]);
 
-  const refused = rt.subscribe("private-todo.todolist.1", () => {});
+  // A forged token (a fetch() stand-in plays the auth endpoint) is refused by the server.
+  const forged = client(t, { fetch: grantingFetch() });
+  forged.onError(() => {});
+  const refused = forged.subscribe("private-todo.todolist.1", () => {});
   await assert.rejects(refused.ready, (error) => {
     assert.equal(error.code, 4403);
     assert.ok(error.reason, "the server's reason is kept");

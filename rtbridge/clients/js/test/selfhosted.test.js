@@ -4,7 +4,7 @@ import { afterEach, test } from "node:test";
 
 import { connect } from "../src/rtbridge.js";
 import { socketUrl } from "../src/transports/selfhosted.js";
-import { FakeWebSocket, captureConsole, tick, until } from "./helpers/fakes.js";
+import { FakeWebSocket, captureConsole, grantingFetch, tick, until } from "./helpers/fakes.js";
 
 const clients = [];
 afterEach(() => {
@@ -60,7 +60,7 @@ test("subscribe sends a request with an id; the ack resolves ready; unsubscribe 
 });
 
 test("an error frame rejects ready with the server's code and reason and reaches onError", async () => {
-  const rt = start();
+  const rt = start({ fetch: grantingFetch() });
   const ws = FakeWebSocket.last;
   ws.accept();
   const errors = [];
@@ -68,7 +68,7 @@ test("an error frame rejects ready with the server's code and reason and reaches
   const sub = rt.subscribe("private-todo.todolist.1", () => {});
   const subErrors = [];
   sub.onError((error) => subErrors.push(error));
-  await tick();
+  await until(() => ws.lastSent("subscribe"));
   const { id } = ws.lastSent("subscribe");
   ws.push({ op: "error", id, code: 4403, reason: "a private channel needs a token" });
   await assert.rejects(sub.ready, (error) => {
@@ -271,11 +271,11 @@ test("a refused subscription nobody awaits causes no unhandled rejection", async
   const onUnhandled = (reason) => unhandled.push(reason);
   process.on("unhandledRejection", onUnhandled);
   try {
-    const rt = start();
+    const rt = start({ fetch: grantingFetch() });
     FakeWebSocket.last.accept();
     rt.onError(() => {});
     rt.subscribe("private-x", () => {});
-    await tick();
+    await until(() => FakeWebSocket.last.lastSent("subscribe"));
     const { id } = FakeWebSocket.last.lastSent("subscribe");
     FakeWebSocket.last.push({ op: "error", id, code: 4403, reason: "no token" });
     await tick(20);

@@ -50,5 +50,18 @@ export function nullTransport(config, hooks) {
     gap(channel, info = { reason: "server" }) {
       hooks.gap(channel, info);
     },
+    /** Whispers sent by the page, as `[channel, event, data]`. */
+    whispers: [],
+    whisper(channel, event, data) {
+      this.whispers.push([channel, event, data]);
+    },
+    /** Report presence (`here`/`sync` with a list, `join`/`leave` with one member) on `channel`. */
+    presence(channel, action, members) {
+      hooks.presence(channel, action, [].concat(members));
+    },
+    /** Deliver a whisper from another member. */
+    deliverWhisper(channel, event, data, meta = {}) {
+      hooks.whisper(channel, event, data, { channel, ...meta });
+    },
   };
 }

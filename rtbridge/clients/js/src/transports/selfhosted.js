@@ -4,6 +4,7 @@
  * reconnect with backoff.
  * @module rtbridge/transports/selfhosted
  */
+import { isProtected } from "../channel-names.js";
 import { RTBridgeError, backoffDelay } from "../client.js";
 
 // Close codes after which the client stays away (protocol v1: normal close, abuse).
@@ -42,6 +43,7 @@ export function selfhosted(config, hooks) {
   const seqs = new Map(); // channel → last seq seen
   let socket = null;
   let socketId = null;
+  let features = [];
   let nextId = 1;
   let attempt = 0;
   let stopped = false;
@@ -64,8 +66,9 @@ export function selfhosted(config, hooks) {
     socket.send(JSON.stringify(frame));
   }
 
-  function request(frame) {
-    if (!socket || socket.readyState !== 1 || socketId === null) {
+  function request(frame, onSocket = socketId) {
+    // `onSocket`: the socket id a token was issued for; a reconnect since then makes it useless.
+    if (!socket || socket.readyState !== 1 || socketId === null || onSocket !== socketId) {
       return Promise.reject(new RTBridgeError("rtbridge: not connected", { code: "closed", retry: true }));
     }
     const id = nextId++;
@@ -93,6 +96,7 @@ export function selfhosted(config, hooks) {
     const { op, channel } = frame;
     if (op === "welcome") {
       socketId = frame.socket_id;
+      features = Array.isArray(frame.features) ? frame.features : [];
       attempt = 0;
       seqs.clear();
       idleMs = frame.heartbeat > 0 ? frame.heartbeat * 2000 + (config.heartbeatGrace ?? 5000) : 0;
@@ -105,16 +109,25 @@ export function selfhosted(config, hooks) {
         seqs.set(channel, frame.seq);
       }
       hooks.message(channel, frame.event, frame.data, { channel, seq: frame.seq });
-    } else if (op === "ack" || op === "pong" || op === "error") {
+    } else if (op === "ack" || op === "pong" || op === "reply" || op === "error") {
       const request = pending.get(frame.id);
       pending.delete(frame.id);
       if (op !== "error") return request?.resolve(frame);
-      const error = new RTBridgeError(`rtbridge: the server refused the request: ${frame.code} ${frame.reason}`, {
-        code: frame.code,
-        reason: frame.reason,
+      const { code, reason, detail } = frame;
+      const error = new RTBridgeError(`rtbridge: the server refused the request: ${code} ${reason}${detail ? ` (${detail})` : ""}`, {
+        code,
+        reason,
+        detail,
         channel: request?.channel,
       });
       request ? request.reject(error) : hooks.error(error);
+    } else if (op === "presence") {
+      hooks.presence(channel, frame.action, [frame.member]);
+    } else if (op === "whisper") {
+      hooks.whisper(channel, frame.event, frame.data, { channel, user_id: frame.user_id });
+    } else if (op === "revoked") {
+      seqs.delete(channel);
+      hooks.revoked(channel, new RTBridgeError(`rtbridge: the server ended ${channel}: ${frame.reason}`, { code: "revoked", reason: frame.reason, channel }));
     } else if (op === "gap") {
       hooks.gap(channel, { reason: "server" });
     } else if (op === "heartbeat") {
@@ -136,6 +149,7 @@ export function selfhosted(config, hooks) {
     clearTimeout(idleTimer);
     socket = null;
     socketId = null;
+    features = [];
     for (const { reject } of pending.values()) reject(new RTBridgeError("rtbridge: connection lost", { code: "closed", retry: true }));
     pending.clear();
     const max = reconnect.maxAttempts ?? Infinity;
@@ -166,14 +180,39 @@ export function selfhosted(config, hooks) {
     },
     socketId: () => socketId,
     subscribe(channel) {
-      return request({ op: "subscribe", channel }).then((ack) => {
-        if (typeof ack.seq === "number") seqs.set(channel, ack.seq);
-        return ack;
-      });
+      // A protected channel needs a token from Django's auth endpoint, for this very socket.
+      const attempt = async (retried) => {
+        const onSocket = socketId;
+        const answer = isProtected(channel) ? await hooks.authorize(channel, onSocket) : null;
+        return request({ op: "subscribe", channel, ...(answer && { auth: answer.auth }) }, onSocket).then(
+          (ack) => {
+            if (typeof ack.seq === "number") seqs.set(channel, ack.seq);
+            if (ack.members) hooks.presence(channel, "here", ack.members);
+            return ack;
+          },
+          (error) => {
+            // An expired token (a cached one, or a slow page) is renewed once.
+            if (error.code === 4403 && error.detail === "expired" && !retried) return attempt(true);
+            throw error;
+          },
+        );
+      };
+      return attempt(false);
     },
     unsubscribe(channel) {
       seqs.delete(channel);
       return request({ op: "unsubscribe", channel });
+    },
+    whisper(channel, event, data) {
+      if (!features.includes("whisper")) {
+        return Promise.reject(new RTBridgeError("rtbridge: this rtbridge server does not relay whispers (no \"whisper\" in its features).", { code: "unsupported", channel }));
+      }
+      return request({ op: "whisper", channel, event, data });
+    },
+    /** Say whether data calls can go over the socket (connected, and the server offers `call`). */
+    canCall: () => socketId !== null && features.includes("call"),
+    call(route, verb, args) {
+      return request({ op: "call", route, verb, args });
     },
   };
 }

@@ -83,3 +83,23 @@ export async function captureConsole(fn) {
   }
   return seen;
 }
+
+/**
+ * A fetch() stand-in playing Django: `respond(request)` returns `{status, body}` (or a promise
+ * of it); every request is kept in `fetch.calls` as `{url, method, headers, credentials, body}`
+ * with the JSON body decoded.
+ */
+export function fakeFetch(respond = () => ({ body: {} })) {
+  const calls = [];
+  const fetch = async (url, init) => {
+    const request = { url, ...init, body: JSON.parse(init.body) };
+    calls.push(request);
+    const { status = 200, body = {} } = await respond(request);
+    return { status, text: async () => (typeof body === "string" ? body : JSON.stringify(body)) };
+  };
+  fetch.calls = calls;
+  return fetch;
+}
+
+/** A fetch() that grants every channel with the token `token-<channel>`. */
+export const grantingFetch = () => fakeFetch(({ body }) => ({ body: { auth: `token-${body.channel_name}` } }));
