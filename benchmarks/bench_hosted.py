@@ -1,7 +1,9 @@
-"""Request-path cost of ``rtbridge.publish()`` on the Pusher backend, and HTTP calls per burst.
+"""Request-path cost of ``rtbridge.publish()`` on the hosted backends, and HTTP calls per burst.
 
 Run: ``python -m benchmarks.bench_hosted`` (needs ``cd tests/wire && npm ci`` for soketi and
-pusher-js). Everything runs against a real soketi on 127.0.0.1 started here.
+pusher-js). Pusher runs against a real soketi on 127.0.0.1 started here; PubNub and Firebase
+against the loopback fakes of the wire tests (their sync numbers say little about the real
+services, whose round trips are 10-100 ms).
 Targets (issue 5): ``publish()`` with the dispatcher ≤ 50 µs on the request path; ≥ 8 events
 per Pusher HTTP call on average for bursty publishing.
 """
@@ -26,6 +28,8 @@ import rtbridge
 from benchmarks.common import print_table, write_results
 from rtbridge.channel_names import encode_for_pusher
 from rtbridge.publishers import get_backend
+from tests.wire.fakes.firebase import FakeFirebase
+from tests.wire.fakes.pubnub import FakePubNub
 from tests.wire.servers import NodeListener, Soketi
 
 DATA = {"id": 123, "text": "buy oat milk", "done": False, "todo_list_id": 7}
@@ -56,11 +60,11 @@ def timings_us(count: int, channels: list[str]) -> list[float]:
     return out
 
 
-def request_path(soketi: Soketi) -> list[dict[str, Any]]:
+def request_path(alias: str, server_options: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for mode, count in (("background", 5000), ("sync", 500)):
-        options = {**soketi.options, "mode": mode}
-        with override_settings(RTBRIDGE_BACKEND="pusher", RTBRIDGE_OPTIONS=options):
+        options = {**server_options, "mode": mode}
+        with override_settings(RTBRIDGE_BACKEND=alias, RTBRIDGE_OPTIONS=options):
             timings_us(50, MODEL_CHANNELS)  # warm up: client, session, thread
             rtbridge.flush(10)
             costs = timings_us(count, MODEL_CHANNELS)
@@ -70,7 +74,7 @@ def request_path(soketi: Soketi) -> list[dict[str, Any]]:
         costs.sort()
         rows.append(
             {
-                "what": f"rtbridge.publish() to pusher, mode={mode}, 3 channels",
+                "what": f"rtbridge.publish() to {alias}, mode={mode}, 3 channels",
                 "calls": count,
                 "p50_us": statistics.median(costs),
                 "p99_us": costs[int(len(costs) * 0.99)],
@@ -125,14 +129,28 @@ def bursts(soketi: Soketi, channels_per_message: int) -> dict[str, Any]:
 
 
 def main() -> None:
-    soketi = Soketi()
-    soketi.start()
+    soketi, pubnub, firebase = Soketi(), FakePubNub(), FakeFirebase()
+    for server in (soketi, pubnub, firebase):
+        server.start()
     try:
-        cost_rows = request_path(soketi)
+        cost_rows = request_path("pusher", soketi.options)
         burst_rows = [bursts(soketi, 1), bursts(soketi, 3)]
+        pubnub_options = {
+            "publish_key": pubnub.publish_key,
+            "subscribe_key": pubnub.subscribe_key,
+            "origin": pubnub.host,
+            "ssl": False,
+        }
+        cost_rows += request_path("pubnub", pubnub_options)
+        firebase_options = {"database_url": firebase.database_url, "emulator_host": firebase.host}
+        cost_rows += request_path("firebase", firebase_options)
     finally:
-        soketi.stop()
-    print_table("Request-path cost of publish() (Pusher backend → soketi on loopback)", cost_rows)
+        for server in (soketi, pubnub, firebase):
+            server.stop()
+    print_table(
+        "Request-path cost of publish() (soketi; loopback fakes for PubNub and Firebase)",
+        cost_rows,
+    )
     print_table("HTTP calls to the Pusher API per 1,000 bursty publishes", burst_rows)
     path = write_results("hosted", "python -m benchmarks.bench_hosted", [*cost_rows, *burst_rows])
     print(f"\nwrote {path}")

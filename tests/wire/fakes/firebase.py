@@ -239,17 +239,22 @@ class FakeFirebase(LoopbackServer):
         else:
             root = self.trees.get(ns)
             root = root if isinstance(root, dict) else {}
-            node = root
+            trail = [root]
             for part in parts[:-1]:
-                child = node.get(part)
+                child = trail[-1].get(part)
                 if not isinstance(child, dict):
-                    child = node[part] = {}
-                node = child
+                    child = trail[-1][part] = {}
+                trail.append(child)
             if value is None:
-                node.pop(parts[-1], None)
+                trail[-1].pop(parts[-1], None)
             else:
-                node[parts[-1]] = value
-            self.trees[ns] = _prune(root)
+                trail[-1][parts[-1]] = value
+            # Only the written path can have become empty: drop empty parents, as the database.
+            for depth in range(len(trail) - 1, 0, -1):
+                if trail[depth]:
+                    break
+                trail[depth - 1].pop(parts[depth - 1], None)
+            self.trees[ns] = root or None
         if notify:
             self.changed(path, ns)
 
