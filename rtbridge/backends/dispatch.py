@@ -131,6 +131,7 @@ class Dispatcher:
         self._pool: ThreadPoolExecutor | None = None
         self._dropping = _Burst()  # queue overflows
         self._failing = _Burst()  # delivery failures
+        self._housekeeping_failing = _Burst()
         self._next_housekeeping = time.monotonic() + self.housekeeping_interval
 
     def set_housekeeping(self, task: Callable[[], None] | None, interval: float) -> None:
@@ -314,9 +315,18 @@ class Dispatcher:
         self._next_housekeeping = time.monotonic() + self.housekeeping_interval
         try:
             self.housekeeping()
-        except Exception:
+        except Exception as exc:
             # Housekeeping (pruning) must never stop delivery; it runs again next interval.
-            logger.warning("rtbridge: %s housekeeping failed", self.name, exc_info=True)
+            # Logged once per run of failures; a traceback only for what is not a PublishError.
+            if self._housekeeping_failing.hit(1):
+                logger.warning(
+                    "rtbridge: %s housekeeping failed: %s (logged again only after it worked)",
+                    self.name,
+                    exc,
+                    exc_info=not isinstance(exc, PublishError),
+                )
+        else:
+            self._housekeeping_failing.end()
 
     def deliver(self, messages: list[Message], *, count_failures: bool) -> PublishError | None:
         """Send ``messages`` now (retrying as configured); return the first error, if any."""

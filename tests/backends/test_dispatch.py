@@ -370,3 +370,23 @@ def test_a_forked_child_gets_its_own_sender_thread(tmp_path: Any) -> None:
     written = sorted(out.read_text().split())
     # The child sent only its own message (not a copy of the parent's queue); the parent its own.
     assert written == sorted([f"{parent}:parent", f"{child}:child"])
+
+
+def test_housekeeping_runs_in_the_thread_and_its_failures_log_once(
+    backend: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    b = backend()
+    runs: list[str] = []
+
+    def task() -> None:
+        runs.append(threading.current_thread().name)
+        raise PublishError("database unreachable", retryable=True)
+
+    b.dispatcher.set_housekeeping(task, 0.02)
+    with caplog.at_level(logging.WARNING, logger="rtbridge.backends"):
+        b.publish(Message("c", "e", 1))  # starts the thread
+        time.sleep(0.3)
+    assert len(runs) >= 5
+    assert all(name.endswith("-dispatcher") for name in runs)
+    failures = [r for r in caplog.records if "housekeeping failed" in r.getMessage()]
+    assert len(failures) == 1 and not failures[0].exc_info
