@@ -161,7 +161,8 @@ class Dispatcher:
         if self._pid != os.getpid():
             self._reset_state()
         with self._lock:
-            if len(self._queue) + len(messages) > self.queue_size:
+            # An empty queue takes any batch, so a publish_many() over queue_size still goes.
+            if self._queue and len(self._queue) + len(messages) > self.queue_size:
                 if self.when_full == "block":
                     return False
                 self._drop(messages)
@@ -172,7 +173,7 @@ class Dispatcher:
     def _submit_blocking(self, messages: list[Message]) -> None:
         deadline = time.monotonic() + self.block_timeout
         with self._lock:
-            while len(self._queue) + len(messages) > self.queue_size:
+            while self._queue and len(self._queue) + len(messages) > self.queue_size:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or self._stopping:
                     self._drop(messages)
