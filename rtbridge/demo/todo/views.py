@@ -1,0 +1,49 @@
+"""The board page and the login page (with one-click buttons for the demo users)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.views.decorators.csrf import ensure_csrf_cookie
+
+from .demo_data import DEMO_USERS
+
+
+@login_required
+@ensure_csrf_cookie  # the JS client sends the cookie's token with its data calls
+def board(request: HttpRequest) -> HttpResponse:
+    """Render the board; the lists and items are loaded and kept current by the page."""
+    user: Any = request.user  # login_required: never anonymous here
+    me = {"id": str(user.pk), "name": user.get_full_name() or user.get_username()}
+    others = [u for u in DEMO_USERS if u.username != user.get_username()]
+    return render(
+        request,
+        "todo/board.html",
+        {
+            "me": me,
+            "sdk_scripts": getattr(settings, "RTBRIDGE_DEMO_SDK", []),
+            "backend": settings.RTBRIDGE_BACKEND,
+            "other_user": others[0] if others else None,
+        },
+    )
+
+
+class DemoLoginView(auth_views.LoginView):
+    """Django's login view, listing the demo users and their passwords."""
+
+    template_name = "registration/login.html"
+    redirect_authenticated_user = True
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        context["demo_users"] = DEMO_USERS
+        return context
+
+
+class DemoLogoutView(auth_views.LogoutView):
+    """Django's logout view (POST)."""
