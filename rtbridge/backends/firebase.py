@@ -102,7 +102,7 @@ class FirebaseBackend(DispatchingBackend):
         self,
         *,
         database_url: str = "",
-        credentials: str | Mapping[str, Any] | None = None,
+        credentials: str | os.PathLike[str] | Mapping[str, Any] | None = None,
         root: str = "rtbridge",
         keep_last: int | None = 100,
         max_age: float | None = 3600.0,
@@ -138,6 +138,11 @@ class FirebaseBackend(DispatchingBackend):
                 raise ImproperlyConfigured(
                     f"FirebaseBackend option {option}={value!r} is not valid; give seconds > 0."
                 )
+        if credentials is not None and not isinstance(credentials, (str, os.PathLike, Mapping)):
+            raise ImproperlyConfigured(
+                f"FirebaseBackend option credentials={type(credentials).__name__} is not valid; "
+                "give the path of a service-account JSON file or its contents as a dict."
+            )
         emulator_host = emulator_host or os.environ.get(EMULATOR_ENV) or None
         if emulator_host and "//" in emulator_host:
             raise ImproperlyConfigured(
@@ -192,7 +197,7 @@ class FirebaseBackend(DispatchingBackend):
 
             source = self.credentials
             credential = credentials.Certificate(
-                dict(source) if isinstance(source, Mapping) else source
+                dict(source) if isinstance(source, Mapping) else os.fspath(source)
             )
         options = {"databaseURL": url, "httpTimeout": self.timeout}
         return firebase_admin.initialize_app(credential, options, name=self.app_name)

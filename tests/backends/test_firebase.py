@@ -293,3 +293,40 @@ def test_the_rtbridge_js_client_drops_only_its_own_excluded_messages(
     finally:
         sender.close()
         other.close()
+
+
+def test_service_account_credentials_from_a_path_or_a_dict(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    monkeypatch.delenv("FIREBASE_DATABASE_EMULATOR_HOST", raising=False)
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    account = {
+        "type": "service_account",
+        "project_id": "demo-rtbridge",
+        "private_key_id": "k1",
+        "private_key": pem,
+        "client_email": "rtbridge@demo-rtbridge.iam.gserviceaccount.com",
+        "client_id": "1",
+        "token_uri": "https://oauth2.googleapis.com/token",
+    }
+    path = tmp_path / "service-account.json"
+    path.write_text(json.dumps(account))
+    for source in (path, str(path), account):
+        backend = FirebaseBackend(
+            database_url="https://demo-rtbridge-default-rtdb.firebaseio.com", credentials=source
+        )
+        try:
+            assert backend.app.credential.project_id == "demo-rtbridge"  # no network needed
+            assert "PRIVATE" not in json.dumps(backend.client_config())
+        finally:
+            backend.close()
+    with pytest.raises(ImproperlyConfigured, match="credentials=int"):
+        FirebaseBackend(database_url="https://x.firebaseio.com", credentials=5)  # type: ignore[arg-type]
