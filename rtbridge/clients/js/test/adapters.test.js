@@ -4,56 +4,19 @@ import { test } from "node:test";
 
 import { connect, encodeForFirebase } from "../src/rtbridge.js";
 import { pushIdPrefix } from "../src/transports/firebase.js";
-import { tick } from "./helpers/fakes.js";
+import { fakeFetch, grantingFetch, tick, until } from "./helpers/fakes.js";
+import { FakePubNub, FakePusher, fakeFirebase } from "./helpers/sdks.js";
 
 // pusher-js ----------------------------------------------------------------------------------
 
-class FakePusher {
-  static last;
-  constructor(key, options) {
-    Object.assign(this, { key, options, channels: new Map(), unsubscribed: [], disconnected: false });
-    this.stateHandlers = [];
-    this.connection = { socket_id: null, bind: (name, fn) => name === "state_change" && this.stateHandlers.push(fn) };
-    FakePusher.last = this;
-  }
-  setState(current, socketId) {
-    if (socketId) this.connection.socket_id = socketId;
-    this.stateHandlers.forEach((fn) => fn({ previous: "x", current }));
-  }
-  subscribe(name) {
-    if (!this.channels.has(name)) {
-      const handlers = new Map();
-      const globals = [];
-      this.channels.set(name, {
-        subscribed: false,
-        bind: (event, fn) => handlers.set(event, [...(handlers.get(event) ?? []), fn]),
-        bind_global: (fn) => globals.push(fn),
-        unbind_all: () => {
-          handlers.clear();
-          globals.length = 0;
-        },
-        emit(event, data) {
-          (handlers.get(event) ?? []).forEach((fn) => fn(data));
-          globals.forEach((fn) => fn(event, data));
-        },
-      });
-    }
-    return this.channels.get(name);
-  }
-  unsubscribe(name) {
-    this.unsubscribed.push(name);
-  }
-  disconnect() {
-    this.disconnected = true;
-  }
-}
-
 test("pusher: options, states, socket id, events, errors and unsubscribe", async () => {
-  const rt = connect({ backend: "pusher", key: "app-key", wsHost: "127.0.0.1", wsPort: 6001, forceTLS: false, Pusher: FakePusher });
+  const rt = connect({ backend: "pusher", key: "app-key", wsHost: "127.0.0.1", wsPort: 6001, forceTLS: false, Pusher: FakePusher, fetch: grantingFetch() });
   const pusher = FakePusher.last;
   assert.equal(pusher.key, "app-key");
+  const { channelAuthorization, ...options } = pusher.options;
+  assert.equal(typeof channelAuthorization.customHandler, "function");
   assert.deepEqual(
-    { ...pusher.options },
+    options,
     { cluster: "mt1", wsHost: "127.0.0.1", wsPort: 6001, wssPort: 6001, forceTLS: false, enabledTransports: ["ws", "wss"], disableStats: true },
   );
   const states = [];
@@ -105,7 +68,8 @@ test("pusher: options, states, socket id, events, errors and unsubscribe", async
 
 test("pusher: cluster config without wsHost", () => {
   const rt = connect({ backend: "pusher", key: "k", cluster: "eu", Pusher: FakePusher });
-  assert.deepEqual(FakePusher.last.options, { cluster: "eu" });
+  const { channelAuthorization, ...options } = FakePusher.last.options;
+  assert.deepEqual(options, { cluster: "eu" });
   rt.disconnect();
 });
 
@@ -125,35 +89,9 @@ test("pusher: a missing SDK says how to supply it; the global one is found", () 
 
 // PubNub -------------------------------------------------------------------------------------
 
-class FakePubNub {
-  static last;
-  constructor(config) {
-    Object.assign(this, { config, listeners: [], subscribed: [], unsubscribed: [] });
-    FakePubNub.last = this;
-  }
-  addListener(listener) {
-    this.listeners.push(listener);
-  }
-  removeListener(listener) {
-    this.listeners = this.listeners.filter((item) => item !== listener);
-  }
-  subscribe({ channels }) {
-    this.subscribed.push(...channels);
-  }
-  unsubscribe({ channels }) {
-    this.unsubscribed.push(...channels);
-  }
-  unsubscribeAll() {}
-  status(status) {
-    this.listeners.forEach((listener) => listener.status(status));
-  }
-  message(message) {
-    this.listeners.forEach((listener) => listener.message(message));
-  }
-}
-
 test("pubnub: config, encoded channels, messages, exclude, reconnect and access denied", async () => {
-  const rt = connect({ backend: "pubnub", subscribeKey: "sub-c-1", origin: "127.0.0.1:9", ssl: false, userId: "me", PubNub: FakePubNub });
+  const fetch = fakeFetch(({ body }) => ({ body: { token: `token-${body.channel_name}` } }));
+  const rt = connect({ backend: "pubnub", subscribeKey: "sub-c-1", origin: "127.0.0.1:9", ssl: false, userId: "me", PubNub: FakePubNub, fetch });
   const pubnub = FakePubNub.last;
   assert.deepEqual(pubnub.config, { subscribeKey: "sub-c-1", userId: "me", origin: "127.0.0.1:9", ssl: false });
   await rt.ready();
@@ -180,7 +118,8 @@ test("pubnub: config, encoded channels, messages, exclude, reconnect and access 
   assert.deepEqual(pubnub.subscribed, ["todo~todoitem;todo_list_id=1"], "the SDK resubscribes, not us");
 
   const refused = rt.subscribe("private-x", () => {});
-  await tick();
+  await until(() => pubnub.subscribed.includes("private-x"));
+  assert.deepEqual(pubnub.tokens, ["token-private-x"], "the auth answer's token is given to the SDK");
   pubnub.status({ category: "PNConnectionErrorCategory", error: "PNAccessDeniedCategory" });
   await assert.rejects(refused.ready, (error) => error.code === 403 && error.channel === "private-x");
 
@@ -196,35 +135,6 @@ test("pubnub: a missing SDK says how to supply it", () => {
 });
 
 // Firebase -----------------------------------------------------------------------------------
-
-function fakeFirebase() {
-  const calls = [];
-  const values = new Map(); // path → callback
-  const children = new Map(); // path → {callback, cancel, since}
-  const sdk = {
-    calls,
-    initializeApp: (options, name) => (calls.push(["initializeApp", options, name]), { name }),
-    getDatabase: (app, url) => (calls.push(["getDatabase", app.name, url]), { db: true }),
-    connectDatabaseEmulator: (db, host, port) => calls.push(["emulator", host, port]),
-    ref: (db, path) => ({ path }),
-    orderByKey: () => ({ orderByKey: true }),
-    startAfter: (value) => ({ startAfter: value }),
-    query: (ref, ...constraints) => ({ path: ref.path, constraints }),
-    onValue(ref, callback) {
-      values.set(ref.path, callback);
-      return () => values.delete(ref.path);
-    },
-    onChildAdded(query, callback, cancel) {
-      children.set(query.path, { callback, cancel, since: query.constraints[1].startAfter });
-      return () => children.delete(query.path);
-    },
-    goOffline: () => calls.push(["goOffline"]),
-    setValue: (path, value) => values.get(path)?.({ val: () => value }),
-    add: (path, key, value) => children.get(path)?.callback({ key, val: () => value }),
-    children,
-  };
-  return sdk;
-}
 
 test("firebase: listens under <root>/<encoded channel> for children added after subscribe", async () => {
   const firebase = fakeFirebase();

@@ -6,11 +6,19 @@
  * from the moment it was made. Push ids start with the publishing Django process's clock and
  * `ts` is the database's, so the query starts `clockSkew` ms early (default 10 s, for a
  * Django clock behind the database's) and `ts` decides exactly.
+ *
+ * Protected channels: the auth endpoint answers `{token}` (a custom token whose claims the
+ * generated database rules check), used with `signInWithCustomToken` (pass the `firebase/auth`
+ * functions too). Presence: each tab writes `{id, info}` at
+ * `<root>/presence/<channel>/<member id>/<socket id>` with `onDisconnect().remove()`; a member
+ * is present while any of its tabs is. Whispers are pushed into the channel's path with the
+ * event `client-<event>`.
  * @module rtbridge/transports/firebase
  */
+import { isProtected } from "../channel-names.js";
 import { RTBridgeError } from "../client.js";
 import { encodeForFirebase } from "../encodings.js";
-import { findSdk, randomId } from "./sdk.js";
+import { findSdk, memberOf, randomId } from "./sdk.js";
 
 const PUSH_CHARS = "-0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz";
 
@@ -51,13 +59,39 @@ export function firebase(config, hooks) {
   const root = config.root ?? "rtbridge";
   const socketId = randomId();
   const listeners = new Map(); // logical name → unsubscribe function
+  const present = new Map(); // logical presence channel → {me, mine (ref), stop}
+  let app = null;
   let db = null;
   let offset = 0; // server clock minus ours, from .info/serverTimeOffset
   let everConnected = false;
   const stops = [];
 
+  /** Return `sdk[name]` for a feature, or throw saying which functions to pass. */
+  function need(names, feature, from) {
+    for (const name of names) {
+      if (typeof sdk[name] !== "function") {
+        throw new RTBridgeError(
+          `rtbridge: ${feature} on Firebase needs config.firebase.${name}; pass the functions of "${from}" too: ` +
+            `connect({..., firebase: {...database, ...auth, app}}).`,
+          { code: "missing_sdk" },
+        );
+      }
+    }
+  }
+
+  // A member id as a database key (no . $ # [ ] /).
+  const memberKey = (id) => String(id).replace(/[.$#[\]/%]/g, (ch) => `%${ch.charCodeAt(0).toString(16).toUpperCase()}`);
+  const presencePath = (logical) => `${root}/presence/${encodeForFirebase(logical)}`;
+
+  function announce(entry) {
+    // Register the removal first: if this tab vanishes right after, the server still cleans up.
+    return Promise.resolve(sdk.onDisconnect(entry.mine).remove()).then(() =>
+      sdk.set(entry.mine, { id: entry.me.id, info: entry.me.info, ts: sdk.serverTimestamp() }),
+    );
+  }
+
   function database() {
-    const app = sdk.app ?? sdk.initializeApp?.({ databaseURL: config.databaseURL }, `rtbridge-${socketId}`);
+    app = sdk.app ?? sdk.initializeApp?.({ databaseURL: config.databaseURL }, `rtbridge-${socketId}`);
     const instance = sdk.database ?? sdk.getDatabase(app, config.databaseURL);
     if (config.emulatorHost && !sdk.database && sdk.connectDatabaseEmulator) {
       const [host, port] = config.emulatorHost.split(":");
@@ -73,6 +107,12 @@ export function firebase(config, hooks) {
         sdk.onValue(sdk.ref(db, ".info/serverTimeOffset"), (snapshot) => (offset = Number(snapshot.val()) || 0)),
         sdk.onValue(sdk.ref(db, ".info/connected"), (snapshot) => {
           if (snapshot.val() === true) {
+            // onDisconnect ran when the link dropped: write this tab's presence again.
+            // The next member list is this subscription's `here` again.
+            for (const entry of present.values()) {
+              entry.first = everConnected;
+              announce(entry).catch(() => {});
+            }
             everConnected = true;
             hooks.open(socketId);
           } else {
@@ -85,13 +125,28 @@ export function firebase(config, hooks) {
       stops.splice(0).forEach((stop) => stop?.());
       for (const stop of listeners.values()) stop?.();
       listeners.clear();
+      for (const logical of [...present.keys()]) this.unsubscribe(logical);
       if (sdk.goOffline && db) sdk.goOffline(db);
     },
     socketId: () => socketId,
-    subscribe(logical) {
+    async subscribe(logical) {
       // The SDK keeps a listener through reconnects (and replays what it missed), so an
       // existing one is kept as it is.
       if (listeners.has(logical)) return;
+      let answer = null;
+      if (isProtected(logical)) {
+        answer = await hooks.authorize(logical, socketId);
+        if (answer?.token) {
+          need(["getAuth", "signInWithCustomToken"], "Signing in for a protected channel", "firebase/auth");
+          try {
+            await sdk.signInWithCustomToken(sdk.getAuth(app ?? undefined), answer.token);
+          } catch (cause) {
+            throw new RTBridgeError(`rtbridge: Firebase refused the token for ${logical}: ${cause?.message ?? cause}`, { code: cause?.code ?? "auth_failed", channel: logical, cause });
+          }
+        }
+        if (listeners.has(logical)) return;
+      }
+      if (logical.startsWith("presence-")) follow(logical, memberOf(answer, socketId));
       const path = `${root}/${encodeForFirebase(logical)}`;
       const since = Date.now() + offset; // the database's clock
       const start = pushIdPrefix(since - (config.clockSkew ?? 10000));
@@ -101,7 +156,12 @@ export function firebase(config, hooks) {
           const value = snapshot.val();
           if (!value || typeof value !== "object" || (value.exclude && value.exclude === socketId)) return;
           if (typeof value.ts === "number" && value.ts < since) return; // written before we subscribed
-          hooks.message(logical, value.event, value.data, { channel: logical, key: snapshot.key, ts: value.ts });
+          const meta = { channel: logical, key: snapshot.key, ts: value.ts };
+          if (typeof value.event === "string" && value.event.startsWith("client-")) {
+            if (isProtected(logical)) hooks.whisper(logical, value.event.slice(7), value.data, { ...meta, user_id: value.user_id });
+          } else {
+            hooks.message(logical, value.event, value.data, meta);
+          }
         },
         (error) => {
           listeners.delete(logical);
@@ -119,6 +179,37 @@ export function firebase(config, hooks) {
     unsubscribe(logical) {
       listeners.get(logical)?.();
       listeners.delete(logical);
+      const entry = present.get(logical);
+      if (entry) {
+        present.delete(logical);
+        entry.stop?.();
+        Promise.resolve(sdk.onDisconnect(entry.mine).cancel())
+          .then(() => sdk.remove(entry.mine))
+          .catch(() => {});
+      }
+    },
+    whisper(logical, event, data) {
+      need(["push", "serverTimestamp"], "Whispering", "firebase/database");
+      const message = { event: `client-${event}`, data, ts: sdk.serverTimestamp(), exclude: socketId, user_id: present.get(logical)?.me.id ?? null };
+      return Promise.resolve(sdk.push(sdk.ref(db, `${root}/${encodeForFirebase(logical)}`), message)).then(() => undefined);
     },
   };
+
+  function follow(logical, me) {
+    need(["set", "remove", "onDisconnect", "serverTimestamp"], "Presence", "firebase/database");
+    const path = presencePath(logical);
+    const entry = { me, mine: sdk.ref(db, `${path}/${memberKey(me.id)}/${socketId}`), first: true };
+    present.set(logical, entry);
+    announce(entry).catch((error) =>
+      hooks.error(new RTBridgeError(`rtbridge: Firebase refused this tab's presence on ${logical}: ${error?.message ?? error}`, { code: error?.code ?? "permission_denied", channel: logical })),
+    );
+    entry.stop = sdk.onValue(sdk.ref(db, path), (snapshot) => {
+      const list = [];
+      for (const [, tabs] of Object.entries(snapshot.val() ?? {})) {
+        for (const [key, value] of Object.entries(tabs ?? {})) if (value?.id != null) list.push({ id: String(value.id), info: value.info ?? null, key });
+      }
+      hooks.presence(logical, entry.first ? "here" : "sync", list);
+      entry.first = false;
+    });
+  }
 }

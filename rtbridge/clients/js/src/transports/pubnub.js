@@ -2,11 +2,17 @@
  * The PubNub adapter over the pubnub JS SDK. The SDK keeps the subscribe loop and reconnects
  * by itself; messages are `{event, data}` objects (plus `exclude`, the sender's socket id,
  * when the publisher set one) on the `encodeForPubnub(channel)` channel.
+ *
+ * Protected channels: the auth endpoint answers `{token}` (an Access Manager v3 token), given
+ * to the SDK with `setToken`. Presence: PubNub's own (`-pnpres` events, `hereNow`) with each
+ * tab's state `{id, info}` naming its member, so joins and leaves are per user. Whispers are
+ * published messages whose event is `client-<event>` (they need `publishKey`).
  * @module rtbridge/transports/pubnub
  */
+import { isProtected } from "../channel-names.js";
 import { RTBridgeError } from "../client.js";
 import { encodeForPubnub } from "../encodings.js";
-import { findSdk, randomId } from "./sdk.js";
+import { findSdk, memberOf, randomId } from "./sdk.js";
 
 const DOWN = [
   "PNNetworkDownCategory",
@@ -31,9 +37,49 @@ export function pubnub(config, hooks) {
       'rtbridge, or pass it: import PubNub from "pubnub"; connect({..., PubNub}).',
   );
   const socketId = config.userId ?? randomId();
-  const channels = new Map(); // encoded name → {logical, resolve, reject, ready, done}
+  const channels = new Map(); // encoded name → {logical, resolve, reject, ready, done, me?, tabs?}
   let client = null;
   let online = false;
+
+  // Presence ------------------------------------------------------------------------------
+  // PubNub reports tabs (uuids); each tab's state {id, info} names its member.
+  const entryOf = (uuid, state) => state && state.id != null && { id: String(state.id), info: state.info ?? null, key: uuid };
+
+  function refreshMembers(entry, action) {
+    const name = encodeForPubnub(entry.logical);
+    client.hereNow({ channels: [name], includeUUIDs: true, includeState: true }).then(
+      (answer) => {
+        entry.tabs = new Map();
+        const list = [];
+        for (const { uuid, state } of answer?.channels?.[name]?.occupants ?? []) {
+          const member = uuid === socketId ? { ...entry.me, key: uuid } : entryOf(uuid, state);
+          if (member) list.push(member) && entry.tabs.set(uuid, member.id);
+        }
+        // hereNow may not list this tab yet.
+        if (!entry.tabs.has(socketId)) list.push({ ...entry.me, key: socketId }) && entry.tabs.set(socketId, entry.me.id);
+        hooks.presence(entry.logical, action, list);
+      },
+      (error) => hooks.error(new RTBridgeError(`rtbridge: PubNub hereNow failed for ${entry.logical}: ${error?.message ?? error}`, { code: "presence_failed", channel: entry.logical })),
+    );
+  }
+
+  function presenceEvent(event) {
+    const entry = channels.get(String(event.channel ?? "").replace(/-pnpres$/, ""));
+    if (!entry?.me) return;
+    const { action, uuid } = event;
+    if (action === "interval") return refreshMembers(entry, "sync"); // many members: PubNub batches
+    if (uuid === socketId) return;
+    if (action === "join" || action === "state-change") {
+      const member = entryOf(uuid, event.state);
+      if (!member) return; // a join before its state: the state-change follows
+      entry.tabs.set(uuid, member.id);
+      hooks.presence(entry.logical, "join", [member]);
+    } else if (action === "leave" || action === "timeout") {
+      const id = entry.tabs.get(uuid);
+      entry.tabs.delete(uuid);
+      if (id !== undefined) hooks.presence(entry.logical, "leave", [{ id, key: uuid }]);
+    }
+  }
 
   function settle(names, error) {
     for (const name of names ?? []) {
@@ -52,8 +98,15 @@ export function pubnub(config, hooks) {
       const entry = channels.get(channel);
       if (!entry || !message || typeof message !== "object") return;
       if (message.exclude && message.exclude === socketId) return;
-      hooks.message(entry.logical, message.event, message.data, { channel: entry.logical, timetoken });
+      const meta = { channel: entry.logical, timetoken };
+      const { event } = message;
+      if (typeof event === "string" && event.startsWith("client-")) {
+        if (isProtected(entry.logical)) hooks.whisper(entry.logical, event.slice(7), message.data, { ...meta, user_id: message.user_id });
+      } else {
+        hooks.message(entry.logical, event, message.data, meta);
+      }
     },
+    presence: presenceEvent,
     status(status) {
       const { category } = status;
       if (category === "PNAccessDeniedCategory" || status.error === "PNAccessDeniedCategory") {
@@ -62,7 +115,12 @@ export function pubnub(config, hooks) {
         return settle(names, status.errorData?.message ?? "access denied (Access Manager)");
       }
       if (UP.includes(category)) {
-        settle(status.subscribedChannels ?? status.affectedChannels);
+        const names = status.subscribedChannels ?? status.affectedChannels ?? [];
+        const again = category === "PNReconnectedCategory";
+        for (const entry of channels.values()) {
+          if (entry.me && (again ? entry.done : !entry.done && names.includes(encodeForPubnub(entry.logical)))) announce(entry);
+        }
+        settle(names);
         if (!online || category === "PNReconnectedCategory") {
           online = true;
           hooks.open(socketId);
@@ -78,6 +136,7 @@ export function pubnub(config, hooks) {
     connect() {
       client = new PubNub({
         subscribeKey: config.subscribeKey,
+        ...(config.publishKey && { publishKey: config.publishKey }),
         userId: socketId,
         ...(config.origin && { origin: config.origin }),
         ...(config.ssl !== undefined && { ssl: config.ssl }),
@@ -97,19 +156,48 @@ export function pubnub(config, hooks) {
       channels.clear();
     },
     socketId: () => socketId,
-    subscribe(logical) {
+    async subscribe(logical) {
       const name = encodeForPubnub(logical);
       const known = channels.get(name);
       if (known) return known.ready;
       const entry = { logical, done: false };
       entry.ready = new Promise((resolve, reject) => Object.assign(entry, { resolve, reject }));
       channels.set(name, entry);
-      client.subscribe({ channels: [name] });
+      if (isProtected(logical)) {
+        let answer;
+        try {
+          answer = await hooks.authorize(logical, socketId);
+        } catch (error) {
+          channels.delete(name);
+          throw error;
+        }
+        // One token per client: the last one set is what PubNub checks (docs/js.md).
+        if (answer?.token) client.setToken(answer.token);
+        if (logical.startsWith("presence-")) Object.assign(entry, { me: memberOf(answer, socketId), tabs: new Map() });
+      }
+      if (channels.get(name) !== entry) return; // unsubscribed meanwhile
+      client.subscribe({ channels: [name], withPresence: !!entry.me });
       return entry.ready;
     },
     unsubscribe(logical) {
       const name = encodeForPubnub(logical);
       if (channels.delete(name)) client.unsubscribe({ channels: [name] });
     },
+    whisper(logical, event, data) {
+      const entry = channels.get(encodeForPubnub(logical));
+      if (!config.publishKey) {
+        return Promise.reject(new RTBridgeError("rtbridge: PubNub whispers are published by the page, which needs publishKey in the config.", { code: "unsupported", channel: logical }));
+      }
+      const message = { event: `client-${event}`, data, exclude: socketId, user_id: entry?.me?.id ?? null };
+      return client.publish({ channel: encodeForPubnub(logical), message });
+    },
   };
+
+  function announce(entry) {
+    // This tab's state names its member; then the full list (once per (re)subscribe).
+    const name = encodeForPubnub(entry.logical);
+    Promise.resolve(client.setState({ channels: [name], state: { id: entry.me.id, info: entry.me.info } }))
+      .catch(() => {}) // the list below still carries this tab
+      .then(() => channels.get(name) === entry && refreshMembers(entry, "here"));
+  }
 }

@@ -1,12 +1,17 @@
 /**
  * The Pusher adapter over pusher-js (also for Pusher-compatible servers such as Soketi).
  * pusher-js keeps the connection and resubscribes by itself; this maps its states and
- * events onto the rtbridge client.
+ * events onto the rtbridge client. Private and presence channels are authorized through the
+ * client's auth request (pusher-js's `channelAuthorization.customHandler`), so the CSRF and
+ * socket-id headers, the error codes and a router's ready auth answer work as on every
+ * transport; presence is Pusher's own (per user); whispers are `client-` events.
  * @module rtbridge/transports/pusher
  */
 import { RTBridgeError } from "../client.js";
 import { encodeForPusher } from "../encodings.js";
 import { findSdk } from "./sdk.js";
+
+const memberFrom = (member) => ({ id: String(member.id), info: member.info ?? null });
 
 const STATES = { connecting: "connecting", unavailable: "reconnecting", failed: "disconnected", disconnected: "disconnected" };
 
@@ -23,7 +28,23 @@ export function pusher(config, hooks) {
     'Load pusher-js (<script src="https://js.pusher.com/8.4/pusher.min.js">) before rtbridge, ' +
       'or pass it: import Pusher from "pusher-js"; connect({..., Pusher}).',
   );
-  const options = { cluster: config.cluster ?? "mt1", ...config.pusherOptions };
+  const channels = new Map(); // encoded name → {logical, channel, ready}
+  const authErrors = new Map(); // encoded name → the auth request's error, for subscription_error
+  const options = {
+    cluster: config.cluster ?? "mt1",
+    channelAuthorization: {
+      customHandler({ socketId, channelName }, callback) {
+        hooks.authorize(channels.get(channelName)?.logical ?? channelName, socketId).then(
+          (answer) => callback(null, answer),
+          (error) => {
+            authErrors.set(channelName, error);
+            callback(error, null);
+          },
+        );
+      },
+    },
+    ...config.pusherOptions,
+  };
   if (config.wsHost) {
     Object.assign(options, {
       wsHost: config.wsHost,
@@ -38,7 +59,6 @@ export function pusher(config, hooks) {
   }
   let client = null;
   let everConnected = false;
-  const channels = new Map(); // encoded name → {logical, channel, ready}
 
   function stateChange({ current }) {
     if (current === "connected") {
@@ -62,26 +82,41 @@ export function pusher(config, hooks) {
       const name = encodeForPusher(logical);
       const known = channels.get(name);
       if (known) return known.channel.subscribed ? Promise.resolve() : known.ready;
-      const channel = client.subscribe(name);
-      const entry = { logical, channel };
+      const entry = { logical };
+      channels.set(name, entry); // before subscribe: pusher-js may ask for auth at once
+      const channel = (entry.channel = client.subscribe(name));
       entry.ready = new Promise((resolve, reject) => {
-        channel.bind("pusher:subscription_succeeded", () => resolve());
+        channel.bind("pusher:subscription_succeeded", (members) => {
+          // Presence: pusher-js's Members (one entry per user, this user included).
+          if (members?.each) {
+            const list = [];
+            members.each((member) => list.push(memberFrom(member)));
+            hooks.presence(logical, "here", list);
+          }
+          resolve();
+        });
         channel.bind("pusher:subscription_error", (error) => {
           const status = error?.status;
+          const refused = authErrors.get(name);
+          authErrors.delete(name);
           reject(
-            new RTBridgeError(`rtbridge: Pusher refused ${logical}: ${status ?? ""} ${error?.error ?? error?.type ?? ""}`.trim(), {
-              code: status || "subscription_error",
-              reason: String(error?.error ?? error?.type ?? ""),
-              channel: logical,
-            }),
+            refused ??
+              new RTBridgeError(`rtbridge: Pusher refused ${logical}: ${status ?? ""} ${error?.error ?? error?.type ?? ""}`.trim(), {
+                code: status || "subscription_error",
+                reason: String(error?.error ?? error?.type ?? ""),
+                channel: logical,
+              }),
           );
         });
       });
+      channel.bind("pusher:member_added", (member) => hooks.presence(logical, "join", [memberFrom(member)]));
+      channel.bind("pusher:member_removed", (member) => hooks.presence(logical, "leave", [memberFrom(member)]));
       channel.bind_global((event, data) => {
         // pusher:* and pusher_internal:* are the protocol's own events, not the app's.
-        if (!/^pusher(_internal)?:/.test(event)) hooks.message(logical, event, data, { channel: logical });
+        if (/^pusher(_internal)?:/.test(event)) return;
+        if (event.startsWith("client-")) hooks.whisper(logical, event.slice(7), data, { channel: logical });
+        else hooks.message(logical, event, data, { channel: logical });
       });
-      channels.set(name, entry);
       return entry.ready;
     },
     unsubscribe(logical) {
@@ -93,6 +128,12 @@ export function pusher(config, hooks) {
       // subscription is pending), so drop our bindings or they would fire twice.
       entry.channel.unbind_all?.();
       client.unsubscribe(name);
+    },
+    whisper(logical, event, data) {
+      // Pusher relays client events to the channel's other members (not back to the sender).
+      const entry = channels.get(encodeForPusher(logical));
+      if (entry?.channel.trigger(`client-${event}`, data)) return Promise.resolve();
+      return Promise.reject(new RTBridgeError(`rtbridge: Pusher did not send the whisper on ${logical} (not subscribed).`, { code: "not_subscribed", channel: logical }));
     },
   };
 }
