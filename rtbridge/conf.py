@@ -8,7 +8,17 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-__all__ = ["BACKEND_ALIASES", "DEFAULTS", "get_setting", "resolve_backend_path"]
+__all__ = [
+    "BACKEND_ALIASES",
+    "DEFAULTS",
+    "SERVER_DEFAULTS",
+    "debug_enabled",
+    "get_setting",
+    "origin_settings",
+    "resolve_backend_path",
+    "server_settings",
+    "session_settings",
+]
 
 BACKEND_ALIASES: dict[str, str] = {
     "local": "rtbridge.backends.local.LocalBackend",
@@ -50,6 +60,11 @@ SERVER_DEFAULTS: dict[str, Any] = {
     "stats_interval": 60.0,
     "wsgi_threads": 16,
     "serve_static": None,
+    # Protected channels, presence, whispers and socket calls (docs/server.md).
+    "presence_ttl": 15.0,
+    "whisper_rate": 10,
+    "call_rate": 20,
+    "call_threads": 8,
 }
 
 
@@ -118,7 +133,13 @@ def server_settings(overrides: Mapping[str, Any] | None = None) -> dict[str, Any
                     f"{', '.join(sorted(SERVER_DEFAULTS))}."
                 )
             merged[key] = value
-    for key in ("heartbeat", "idle_timeout", "reconnect_max_delay", "stats_interval"):
+    for key in (
+        "heartbeat",
+        "idle_timeout",
+        "reconnect_max_delay",
+        "stats_interval",
+        "presence_ttl",
+    ):
         value = merged[key]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
             raise ImproperlyConfigured(
@@ -131,6 +152,9 @@ def server_settings(overrides: Mapping[str, Any] | None = None) -> dict[str, Any
         "max_buffer_bytes",
         "abuse_threshold",
         "wsgi_threads",
+        "whisper_rate",
+        "call_rate",
+        "call_threads",
     ):
         value = merged[key]
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -142,6 +166,12 @@ def server_settings(overrides: Mapping[str, Any] | None = None) -> dict[str, Any
             f"RTBRIDGE_SERVER heartbeat={merged['heartbeat']!r} and idle_timeout="
             f"{merged['idle_timeout']!r} are not valid; clients answer each heartbeat, so "
             "idle_timeout must be longer than heartbeat (defaults: 25 and 60), and both > 0."
+        )
+    if not 0 < merged["presence_ttl"] <= 20:
+        raise ImproperlyConfigured(
+            f"RTBRIDGE_SERVER['presence_ttl']={merged['presence_ttl']!r} is not valid; give "
+            "seconds > 0 and <= 20 (a dead node's members leave within 1.5 x presence_ttl, "
+            "and the documented bound is 30 s; default 15)."
         )
     path = merged["path"]
     if not isinstance(path, str) or not path.startswith("/"):
@@ -176,3 +206,19 @@ def origin_settings() -> tuple[Any, list[str], bool]:
 def debug_enabled() -> bool:
     """Return Django's ``DEBUG`` setting (the server serves static files when it is on)."""
     return bool(getattr(settings, "DEBUG", False))
+
+
+def session_settings() -> tuple[str, str | None]:
+    """Return ``(SESSION_COOKIE_NAME, SESSION_ENGINE)`` for socket calls.
+
+    The engine is ``None`` when ``django.contrib.sessions`` or ``django.contrib.auth`` is not
+    installed: socket calls then run as the anonymous user.
+    """
+    from django.apps import apps
+
+    cookie = getattr(settings, "SESSION_COOKIE_NAME", "sessionid")
+    installed = apps.is_installed("django.contrib.sessions") and apps.is_installed(
+        "django.contrib.auth"
+    )
+    engine = getattr(settings, "SESSION_ENGINE", "django.contrib.sessions.backends.db")
+    return cookie, engine if installed else None

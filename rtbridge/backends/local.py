@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -58,6 +59,19 @@ class LocalBackend(BaseBackend):
     async def apublish_many(self, messages: Iterable[Message]) -> None:
         """Deliver several messages in order, without a thread."""
         self.publish_many(messages)
+
+    def revoke(self, user_id: str, channel: str) -> None:
+        """End ``user_id``'s subscriptions to ``channel`` and refuse its older tokens.
+
+        Applies to every server running in this process (their in-memory revocation lists
+        keep it for the token lifetime). Never blocks.
+        """
+        servers = [server for server in registry.running_servers() if server.running]
+        if not servers:
+            raise PublishError(NO_SERVER, retryable=False)
+        now = time.time()
+        for server in servers:
+            server.call_soon(server.hub.revoke, user_id, channel, now)
 
     def client_config(self) -> dict[str, Any]:
         """Return ``{"backend": "local", "url": public_url or None, "path": ws path}``."""

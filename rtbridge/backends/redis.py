@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
+import time
 import weakref
 from collections.abc import Iterable
 from typing import Any
@@ -18,8 +20,11 @@ __all__ = [
     "DEFAULT_PREFIX",
     "DEFAULT_URL",
     "RedisBackend",
+    "control_channel",
     "decode_body",
+    "encode_control",
     "encode_message",
+    "revocation_key",
     "safe_url",
 ]
 
@@ -27,6 +32,26 @@ DEFAULT_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_PREFIX = "rtbridge:"
 #: First line of every message body; a server drops bodies with another version.
 BODY_VERSION = b"rtb1"
+#: First line of a control body (presence events, revocations) on ``<prefix>!node``.
+CONTROL_VERSION = b"rtc1"
+
+
+def control_channel(prefix: str) -> str:
+    """Return the Redis channel of node control events: ``<prefix>!node``.
+
+    ``!`` is outside the logical channel alphabet, so no client channel can have this name.
+    """
+    return f"{prefix}!node"
+
+
+def encode_control(event: dict[str, Any]) -> bytes:
+    """Return the body of a control event: ``rtc1\n<compact JSON>``."""
+    return CONTROL_VERSION + b"\n" + json.dumps(event, separators=(",", ":")).encode("utf-8")
+
+
+def revocation_key(prefix: str, user_id: str, channel: str) -> str:
+    """Return the Redis key holding when ``user_id`` lost access to ``channel``."""
+    return f"{prefix}revoked:{channel}|{user_id}"
 
 
 def encode_message(message: Message, prefix: str) -> list[tuple[bytes, bytes]]:
@@ -210,6 +235,29 @@ class RedisBackend(BaseBackend):
             for channel, body in pairs:
                 pipe.publish(channel, body)
             await pipe.execute()
+        except (redis.exceptions.RedisError, OSError) as exc:
+            raise self._error(exc) from exc
+
+    def revoke(self, user_id: str, channel: str) -> None:
+        """End ``user_id``'s subscriptions to ``channel`` on every node; refuse older tokens.
+
+        One round trip: ``SET <prefix>revoked:<channel>|<user id> <now>`` with the token
+        lifetime as expiry (nodes refuse tokens issued up to that second), and a ``revoke``
+        event on ``<prefix>!node`` that makes every node end the live subscriptions.
+        """
+        import redis.exceptions
+
+        from ..auth import DEFAULT_TOKEN_TTL
+
+        now = time.time()
+        try:
+            pipe = self.client.pipeline(transaction=True)
+            pipe.set(revocation_key(self.prefix, user_id, channel), repr(now), ex=DEFAULT_TOKEN_TTL)
+            pipe.publish(
+                control_channel(self.prefix),
+                encode_control({"t": "revoke", "u": user_id, "c": channel, "at": now}),
+            )
+            pipe.execute()
         except (redis.exceptions.RedisError, OSError) as exc:
             raise self._error(exc) from exc
 

@@ -22,9 +22,11 @@ from ..backends.redis import DEFAULT_PREFIX, DEFAULT_URL
 from ..messages import Message
 from . import registry
 from .brokers import Broker, MemoryBroker, RedisBroker
+from .calls import CallRunner
 from .config import OriginPolicy, ServerConfig
 from .handler import SocketHandler
 from .hub import Hub
+from .presence import RedisPresence, run_refresh
 from .protocol import CloseCode
 
 __all__ = ["Server", "make_app"]
@@ -103,6 +105,7 @@ class Server:
                 redis_url or DEFAULT_URL,
                 DEFAULT_PREFIX if prefix is None else prefix,
                 reconnect_max_delay=self.config.reconnect_max_delay,
+                presence_ttl=self.config.presence_ttl,
             )
         elif broker == "memory":
             broker = MemoryBroker()
@@ -110,11 +113,11 @@ class Server:
             raise ValueError(f"broker={broker!r} is not valid; give 'memory', 'redis' or a Broker")
         self.broker = broker
         self.hub = Hub(self.config, broker)
-        broker.attach(self.hub)
+        self.node_id = secrets.token_hex(6)
+        broker.attach(self.hub, self.node_id)
         self.address = address
         self.port = port
         self.wsgi_app = wsgi_app
-        self.node_id = secrets.token_hex(6)
         from .. import __version__
 
         self.software = f"rtbridge/{__version__}"
@@ -162,8 +165,16 @@ class Server:
         app = make_app(self, self.wsgi_app, self._executor)
         self._http = tornado.httpserver.HTTPServer(app)
         self._http.add_sockets(sockets)
+        self.hub.calls = CallRunner(self.config.call_threads)
         await self.broker.start()
         self._tasks = [asyncio.create_task(self._sweep(), name="rtbridge-sweep")]
+        if isinstance(self.broker.presence, RedisPresence):
+            self._tasks.append(
+                asyncio.create_task(
+                    run_refresh(self.broker.presence, self.hub, self.config.presence_ttl / 3),
+                    name="rtbridge-presence",
+                )
+            )
         if self.config.stats_interval > 0:
             self._tasks.append(asyncio.create_task(self._summaries(), name="rtbridge-stats"))
         self._started_at = time.monotonic()
@@ -187,6 +198,8 @@ class Server:
         self.hub.close_all(CloseCode.GOING_AWAY, "server shutting down")
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self.hub.wait_closed(), timeout)
+        # Presence leaves of the closed sockets, so the others see them go at once.
+        await self.hub.drain(timeout)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -201,6 +214,9 @@ class Server:
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
+        if self.hub.calls is not None:
+            self.hub.calls.shutdown()
+            self.hub.calls = None
         logger.info("rtbridge: stopped %s; %s", self.url, self.summary())
 
     # Running in a background thread -------------------------------------------------------
@@ -262,6 +278,13 @@ class Server:
         every node.
         """
         self.call_soon(self.hub.deliver_message, message)
+
+    def revoke(self, user_id: str, channel: str, revoked_at: float | None = None) -> None:
+        """End ``user_id``'s subscriptions to ``channel`` on this node; safe from any thread.
+
+        This bypasses the broker: use ``rtbridge.revoke()`` (the backend) to reach every node.
+        """
+        self.call_soon(self.hub.revoke, user_id, channel, revoked_at or time.time())
 
     # Housekeeping -------------------------------------------------------------------------
 

@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import random
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
-from ..backends.redis import DEFAULT_PREFIX, DEFAULT_URL, decode_body, safe_url
+from ..backends.redis import (
+    CONTROL_VERSION,
+    DEFAULT_PREFIX,
+    DEFAULT_URL,
+    control_channel,
+    decode_body,
+    revocation_key,
+    safe_url,
+)
 from ..messages import Message
+from .presence import MemoryPresence, Presence, RedisPresence
 
 if TYPE_CHECKING:
     from .hub import Hub
@@ -19,16 +29,37 @@ __all__ = ["Broker", "MemoryBroker", "RedisBroker"]
 
 logger = logging.getLogger("rtbridge.server")
 
+#: First line of a whisper body on a channel's Redis channel.
+WHISPER_VERSION = b"rtw1"
+WHISPER_PREFIX = WHISPER_VERSION + b"\n"
+
 
 class Broker:
     """Tell a hub about messages; the hub tells the broker which channels it needs."""
 
     name = "broker"
     hub: Hub | None = None
+    node_id = "local"
+    #: Where presence entries live (in memory unless a subclass shares them).
+    presence: Presence = MemoryPresence()
 
-    def attach(self, hub: Hub) -> None:
-        """Deliver to ``hub`` from now on."""
+    def attach(self, hub: Hub, node_id: str = "local") -> None:
+        """Deliver to ``hub`` from now on; ``node_id`` names this node in shared state."""
         self.hub = hub
+        self.node_id = node_id
+        self.presence = MemoryPresence()
+        self.presence.hub = hub
+
+    async def whisper(
+        self, channel: str, event: str, data_json: bytes, user_id: str | None, sender: str
+    ) -> None:
+        """Relay a whisper to the subscribers of ``channel`` (on every node)."""
+        if self.hub is not None:
+            self.hub.deliver_whisper(channel, event, data_json, user_id, sender)
+
+    async def revoked_at(self, user_id: str, channel: str) -> float | None:
+        """Return when ``user_id``'s access to ``channel`` was last revoked, if it was."""
+        return self.hub.revoked_at(user_id, channel) if self.hub is not None else None
 
     async def start(self) -> None:
         """Start listening (called on the server's loop)."""
@@ -82,8 +113,10 @@ class RedisBroker(Broker):
         reconnect_max_delay: float = 5.0,
         socket_connect_timeout: float = 2.0,
         ping_interval: float = 15.0,
+        presence_ttl: float = 15.0,
     ) -> None:
         self.url = url
+        self.presence_ttl = presence_ttl
         self.prefix = prefix
         self.reconnect_max_delay = max(0.05, reconnect_max_delay)
         self.socket_connect_timeout = socket_connect_timeout
@@ -92,7 +125,7 @@ class RedisBroker(Broker):
         self.ping_interval = ping_interval
         # A name no logical channel can have (':' and '!' are outside the alphabet), so the
         # pub/sub connection exists even while no client wants anything.
-        self._control = f"{prefix}!node".encode()
+        self._control = control_channel(prefix).encode()
         self._prefix_bytes = prefix.encode("utf-8")
         self._client: Any = None
         self._pubsub: Any = None
@@ -129,6 +162,11 @@ class RedisBroker(Broker):
             socket_connect_timeout=self.socket_connect_timeout,
             socket_keepalive=True,
         )
+        presence = RedisPresence(
+            self._client, self.prefix, self.node_id, control_channel(self.prefix), self.presence_ttl
+        )
+        presence.hub = self.hub
+        self.presence = presence
         self._task = asyncio.create_task(self._run(), name="rtbridge-redis-broker")
         try:
             await asyncio.wait_for(self._ever_connected.wait(), wait)
@@ -137,9 +175,16 @@ class RedisBroker(Broker):
                 "rtbridge: cannot reach Redis at %s yet; serving sockets and retrying",
                 safe_url(self.url),
             )
+        try:
+            await presence.start()
+        except Exception as exc:  # retried by the server's presence refresh
+            logger.warning("rtbridge: cannot announce this node's presence yet: %s", exc)
 
     async def stop(self) -> None:
         """Stop the reader and close the connection."""
+        if isinstance(self.presence, RedisPresence):
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.presence.stop(), 2.0)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -164,6 +209,55 @@ class RedisBroker(Broker):
         """Queue an UNSUBSCRIBE."""
         if self._connected and self._queue is not None:
             self._queue.put_nowait(("unsubscribe", [self._prefix_bytes + channel.encode("utf-8")]))
+
+    async def whisper(
+        self, channel: str, event: str, data_json: bytes, user_id: str | None, sender: str
+    ) -> None:
+        """PUBLISH the whisper on the channel's Redis channel (nodes with subscribers get it).
+
+        Body: ``rtw1\n<event>\n<sender socket id>\n<user id or empty>\n<data JSON>``.
+        """
+        body = b"\n".join(
+            (
+                WHISPER_VERSION,
+                event.encode("ascii"),
+                sender.encode("ascii"),
+                (user_id or "").replace("\n", " ").encode("utf-8"),
+                data_json,
+            )
+        )
+        try:
+            await self._client.publish(self._prefix_bytes + channel.encode("utf-8"), body)
+        except Exception as exc:  # whispers are ephemeral: log, do not fail the socket
+            logger.warning("rtbridge: could not relay a whisper through Redis: %s", exc)
+
+    async def revoked_at(self, user_id: str, channel: str) -> float | None:
+        """Return the revocation time from Redis (or from this node's memory if Redis fails)."""
+        seen = await super().revoked_at(user_id, channel)
+        try:
+            value = await self._client.get(revocation_key(self.prefix, user_id, channel))
+        except Exception as exc:
+            logger.warning("rtbridge: cannot check revocations in Redis: %s", exc)
+            return seen
+        stored = float(value) if value is not None else None
+        if stored is None or seen is None:
+            return stored if seen is None else seen
+        return max(stored, seen)
+
+    def _control_event(self, body: bytes) -> None:
+        hub = self.hub
+        if hub is None or not body.startswith(CONTROL_VERSION + b"\n"):
+            return
+        try:
+            event = json.loads(body[len(CONTROL_VERSION) + 1 :])
+            kind = event["t"]
+            if kind == "presence":
+                hub.presence_event(event["c"], event["a"], event["m"], int(event["v"]))
+            elif kind == "revoke":
+                hub.revoke(str(event["u"]), event["c"], float(event["at"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            self.dropped += 1
+            logger.warning("rtbridge: dropped a control event: %s", exc)
 
     async def _run(self) -> None:
         delay = 0.1
@@ -269,7 +363,20 @@ class RedisBroker(Broker):
                 continue
             awaiting_pong = False
             kind = item["type"]
-            if kind == "message":
+            if kind == "message" and item["channel"] == self._control:
+                self._control_event(item["data"])
+            elif kind == "message" and item["data"].startswith(WHISPER_PREFIX):
+                parts = item["data"].split(b"\n", 4)
+                if len(parts) == 5 and hub is not None:
+                    channel = item["channel"][prefix_length:].decode("utf-8")
+                    hub.deliver_whisper(
+                        channel,
+                        parts[1].decode("ascii"),
+                        parts[4],
+                        parts[3].decode("utf-8") or None,
+                        parts[2].decode("ascii"),
+                    )
+            elif kind == "message":
                 try:
                     event, exclude, payload = decode_body(item["data"])
                     channel = item["channel"][prefix_length:].decode("utf-8")

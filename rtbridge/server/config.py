@@ -35,6 +35,10 @@ class ServerConfig:
     stats_interval: float
     wsgi_threads: int
     serve_static: bool | None
+    presence_ttl: float = 15.0
+    whisper_rate: int = 10
+    call_rate: int = 20
+    call_threads: int = 8
 
     @classmethod
     def load(cls, overrides: Mapping[str, Any] | None = None) -> ServerConfig:
@@ -54,6 +58,10 @@ class ServerConfig:
             stats_interval=float(values["stats_interval"]),
             wsgi_threads=values["wsgi_threads"],
             serve_static=values["serve_static"],
+            presence_ttl=float(values["presence_ttl"]),
+            whisper_rate=values["whisper_rate"],
+            call_rate=values["call_rate"],
+            call_threads=values["call_threads"],
         )
 
 

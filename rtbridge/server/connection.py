@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+from django.core import signing
+
+from ..auth import Grant, InvalidToken, verify_subscription
 from ..channel_names import is_protected
 from .protocol import (
     CloseCode,
@@ -16,7 +19,9 @@ from .protocol import (
     error_frame,
     parse_request,
     pong_frame,
+    reply_frame,
 )
+from .ratelimit import TokenBucket
 
 if TYPE_CHECKING:
     from .hub import Hub
@@ -28,10 +33,17 @@ logger = logging.getLogger("rtbridge.server")
 #: Queued bytes that make a connection write at once instead of at the end of the turn.
 FLUSH_BYTES = 64 * 1024
 
-PROTECTED_REASON = (
-    "private and presence channels need the auth endpoint, which is not available yet; "
-    "subscribe to a public channel"
-)
+#: A presence entry waiting for its member list; events meanwhile are held back.
+PresenceEvent = tuple[int, str, dict[str, Any]]
+
+
+def token_issued_at(token: str) -> int:
+    """Return the Unix time (whole seconds) a verified subscription token was signed.
+
+    Tokens are ``django.core.signing`` objects: ``<payload>:<timestamp>:<signature>`` with
+    the timestamp in base 62. Only call this after ``verify_subscription`` accepted it.
+    """
+    return signing.b62_decode(token.rsplit(":", 2)[-2])
 
 
 class Transport(Protocol):
@@ -52,24 +64,51 @@ class Connection:
 
     __slots__ = (
         "abuse",
+        "call_bucket",
         "channels",
         "closed",
+        "grants",
         "hub",
         "last_activity",
         "opened_at",
         "pending",
         "pending_size",
+        "presence_backlog",
+        "presence_versions",
         "remote",
+        "session_key",
         "socket_id",
         "transport",
+        "user",
+        "whisper_bucket",
     )
 
-    def __init__(self, hub: Hub, transport: Transport, socket_id: str, remote: str = "") -> None:
+    def __init__(
+        self,
+        hub: Hub,
+        transport: Transport,
+        socket_id: str,
+        remote: str = "",
+        session_key: str | None = None,
+    ) -> None:
         self.hub = hub
         self.transport = transport
         self.socket_id = socket_id
         self.remote = remote
+        #: The Django session key from the handshake's cookie; calls run as its user.
+        self.session_key = session_key
+        #: The session's user, loaded (in a worker thread) by the first call.
+        self.user: Any = None
         self.channels: set[str] = set()
+        #: Protected channel -> the grant of the token it was subscribed with.
+        self.grants: dict[str, Grant] = {}
+        #: Presence channel -> the version of the member list this client has (None while
+        #: it is being fetched), and the events held back meanwhile.
+        self.presence_versions: dict[str, int | None] = {}
+        self.presence_backlog: dict[str, list[PresenceEvent]] = {}
+        config = hub.config
+        self.whisper_bucket = TokenBucket(config.whisper_rate)
+        self.call_bucket = TokenBucket(config.call_rate)
         self.opened_at = self.last_activity = time.monotonic()
         #: Bad frames in a row; at ``abuse_threshold`` the socket is closed with 4001.
         self.abuse = 0
@@ -155,17 +194,22 @@ class Connection:
         if op == "ping":
             self.send(pong_frame(request.id))
             return
+        if op == "call":
+            await self._call(request)
+            return
         channel = request.channel
         assert channel is not None
         if op == "unsubscribe":
             self.hub.unsubscribe(self, channel)
             self.send(ack_frame(request.id, channel))
             return
-        # subscribe
-        if is_protected(channel):
-            raise ProtocolError(
-                ErrorCode.FORBIDDEN, f"channel {channel!r}: {PROTECTED_REASON}", request.id
-            )
+        if op == "whisper":
+            await self._whisper(request, channel)
+            return
+        await self._subscribe(request, channel)
+
+    async def _subscribe(self, request: Request, channel: str) -> None:
+        grant = await self._check_token(request, channel) if is_protected(channel) else None
         if channel not in self.channels and len(self.channels) >= self.hub.config.max_subscriptions:
             raise ProtocolError(
                 ErrorCode.TOO_MANY_SUBSCRIPTIONS,
@@ -173,14 +217,107 @@ class Connection:
                 "unsubscribe from one first",
                 request.id,
             )
+        if grant is None:
+            seq = await self.hub.subscribe(self, channel)
+            self.send(ack_frame(request.id, channel, seq))
+            return
+        member = grant.member
+        again = channel in self.grants
+        self.grants[channel] = grant
+        if member is not None and not again:
+            # Events until the member list arrives are held back, then filtered by version.
+            self.presence_versions[channel] = None
         seq = await self.hub.subscribe(self, channel)
-        self.send(ack_frame(request.id, channel, seq))
+        members = None
+        if member is not None:
+            version, members = await self.hub.broker.presence.join(channel, self.socket_id, member)
+            if self.grants.get(channel) is not grant or self.closed:
+                # Unsubscribed, revoked or closed while joining: the leave may have run
+                # before the join, so make sure the entry goes.
+                self.hub.spawn(
+                    self.hub.broker.presence.leave(channel, self.socket_id, member["id"])
+                )
+                return
+        if self.grants.get(channel) is not grant:
+            return  # revoked (the client got "revoked") or unsubscribed meanwhile
+        self.send(ack_frame(request.id, channel, seq, members))
+        if members is not None:
+            previous = self.presence_versions.get(channel)
+            self.hub.presence_ready(self, channel, max(version, previous or 0))
+
+    async def _check_token(self, request: Request, channel: str) -> Grant:
+        """Verify the subscription token (no database hit) and the revocation list."""
+        try:
+            grant = verify_subscription(request.auth, self.socket_id, channel)
+        except InvalidToken as exc:
+            raise ProtocolError(ErrorCode.FORBIDDEN, str(exc), request.id, exc.code) from None
+        if grant.user_id is not None:
+            assert request.auth is not None
+            revoked_at = await self.hub.broker.revoked_at(grant.user_id, channel)
+            # Timestamps are whole seconds: a token signed in the second of the revocation
+            # is refused too (the client asks the auth endpoint again, which decides anew).
+            if revoked_at is not None and token_issued_at(request.auth) <= revoked_at:
+                raise ProtocolError(
+                    ErrorCode.FORBIDDEN,
+                    f"access to {channel!r} was revoked after this token was issued; ask the "
+                    "auth endpoint for a new one",
+                    request.id,
+                    "revoked",
+                )
+        return grant
+
+    async def _whisper(self, request: Request, channel: str) -> None:
+        grant = self.grants.get(channel)
+        if grant is None or not is_protected(channel):
+            raise ProtocolError(
+                ErrorCode.FORBIDDEN,
+                f"whispers are allowed only on private- and presence- channels this "
+                f"connection is subscribed to; {channel!r} is not one",
+                request.id,
+            )
+        if not self.whisper_bucket.take():
+            raise ProtocolError(
+                ErrorCode.RATE_LIMITED,
+                f"more than {self.hub.config.whisper_rate} whispers per second; slow down",
+                request.id,
+                "rate_limited",
+            )
+        assert request.event is not None and request.data_json is not None
+        await self.hub.broker.whisper(
+            channel, request.event, request.data_json.encode("utf-8"), grant.user_id, self.socket_id
+        )
+        self.send(ack_frame(request.id, channel))
+
+    async def _call(self, request: Request) -> None:
+        calls = self.hub.calls
+        if calls is None:
+            raise ProtocolError(
+                ErrorCode.UNKNOWN_OP, "this server does not run calls right now", request.id
+            )
+        if not self.call_bucket.take():
+            raise ProtocolError(
+                ErrorCode.RATE_LIMITED,
+                f"more than {self.hub.config.call_rate} calls per second; slow down",
+                request.id,
+                "rate_limited",
+            )
+        assert request.route is not None and request.verb is not None
+        self.hub.stats.calls += 1
+        self.user, status, body = await calls.run(
+            self.user,
+            self.session_key,
+            request.route,
+            request.verb,
+            request.args or {},
+            self.socket_id,
+        )
+        self.send(reply_frame(request.id, status, body))
 
     def _refuse(self, exc: ProtocolError) -> None:
         self.hub.stats.errors += 1
         self.abuse += 1
         logger.debug("rtbridge: %s sent a bad frame: %d %s", self.socket_id, exc.code, exc.reason)
-        self.send(error_frame(exc.request_id, exc.code, exc.reason))
+        self.send(error_frame(exc.request_id, exc.code, exc.reason, exc.detail))
         if self.abuse >= self.hub.config.abuse_threshold:
             self.hub.stats.abusers += 1
             self.close(CloseCode.ABUSE, f"{self.abuse} bad frames in a row")

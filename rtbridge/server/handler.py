@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import tornado.iostream
 import tornado.websocket
 
+from .. import conf
 from .connection import Connection
 from .protocol import CloseCode, welcome_frame
 
@@ -48,8 +49,14 @@ class SocketHandler(tornado.websocket.WebSocketHandler):
             )
             return
         self.set_nodelay(True)
+        cookie_name, _engine = conf.session_settings()
+        session = self.request.cookies.get(cookie_name)
         connection = Connection(
-            hub, self, self.server.next_socket_id(), self.request.remote_ip or ""
+            hub,
+            self,
+            self.server.next_socket_id(),
+            self.request.remote_ip or "",
+            session_key=session.value if session is not None else None,
         )
         self.connection = connection
         hub.add(connection)

@@ -5,16 +5,29 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Coroutine, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from ..auth import DEFAULT_TOKEN_TTL
+from ..channel_names import PRESENCE_PREFIX
 from ..messages import Message
 from .config import ServerConfig
-from .protocol import HEARTBEAT_FRAME, CloseCode, gap_frame, json_string, message_frame
+from .protocol import (
+    HEARTBEAT_FRAME,
+    CloseCode,
+    gap_frame,
+    json_string,
+    message_frame,
+    presence_frame,
+    revoked_frame,
+    skip_frame,
+    whisper_frame,
+)
 
 if TYPE_CHECKING:
     from .brokers import Broker
+    from .calls import CallRunner
     from .connection import Connection
 
 __all__ = ["Hub", "HubStats"]
@@ -40,6 +53,9 @@ class HubStats:
     slow_consumers: int = 0
     idle_closed: int = 0
     gaps: int = 0
+    whispers: int = 0
+    calls: int = 0
+    revoked: int = 0
 
 
 class Hub:
@@ -65,6 +81,13 @@ class Hub:
         #: Sockets whose closing handshake has not finished (a superset of ``connections``).
         self.open_sockets = 0
         self._all_closed: asyncio.Event | None = None
+        #: Runs router calls in threads; set by the server while it runs.
+        self.calls: CallRunner | None = None
+        # (user id, channel) -> (revocation time, monotonic time it can be forgotten): the
+        # revocations this node has seen, checked again after a subscribe completes.
+        self._revocations: dict[tuple[str, str], tuple[float, float]] = {}
+        # Presence joins/leaves in flight; kept so shutdown can wait for them.
+        self._tasks: set[asyncio.Task[Any]] = set()
 
     # Connections --------------------------------------------------------------------------
 
@@ -146,8 +169,19 @@ class Hub:
         return self._seq.get(channel, 0)
 
     def unsubscribe(self, connection: Connection, channel: str) -> None:
-        """Unsubscribe ``connection`` from ``channel`` (a no-op if it was not subscribed)."""
+        """Unsubscribe ``connection`` from ``channel`` (a no-op if it was not subscribed).
+
+        On a presence channel the connection's entry is removed (in the background), which
+        sends ``leave`` to the others when it was the member's last connection.
+        """
         connection.channels.discard(channel)
+        grant = connection.grants.pop(channel, None)
+        connection.presence_versions.pop(channel, None)
+        connection.presence_backlog.pop(channel, None)
+        if grant is not None and grant.member is not None:
+            self.spawn(
+                self.broker.presence.leave(channel, connection.socket_id, grant.member["id"])
+            )
         subscribers = self._channels.get(channel)
         if subscribers is None:
             return
@@ -179,8 +213,12 @@ class Hub:
             if len(self._event_json) >= _EVENT_CACHE_SIZE:
                 self._event_json.clear()
             event_json = self._event_json[event] = json_string(event)
-        frame = message_frame(self._channel_json[channel], event_json, seq, payload)
+        channel_json = self._channel_json[channel]
+        frame = message_frame(channel_json, event_json, seq, payload)
         excluded = self.connections.get(exclude) if exclude else None
+        if excluded is not None and excluded in subscribers:
+            # The sender skips its own change, but its seq must stay continuous.
+            excluded.send(skip_frame(channel_json, seq))
         sent = 0
         # A send may close a slow consumer; iterate over a copy so removal cannot interfere.
         for connection in tuple(subscribers):
@@ -209,6 +247,102 @@ class Hub:
             for connection in tuple(subscribers):
                 connection.send(frame)
 
+    # Presence, whispers and revocation --------------------------------------------------------
+
+    def presence_channels(self) -> list[str]:
+        """Return the presence channels with local subscribers."""
+        return [channel for channel in self._channels if channel.startswith(PRESENCE_PREFIX)]
+
+    def presence_event(
+        self, channel: str, action: str, member: dict[str, Any], version: int
+    ) -> None:
+        """Send a ``join``/``leave`` to the local subscribers of ``channel``.
+
+        Skipped: the member's own connections, and connections whose member list already
+        reflects the event (its ``version`` is not newer than their snapshot). Connections
+        still waiting for their snapshot keep the event until it arrives.
+        """
+        subscribers = self._channels.get(channel)
+        if not subscribers:
+            return
+        frame: bytes | None = None
+        for connection in tuple(subscribers):
+            grant = connection.grants.get(channel)
+            if grant is None or grant.member is None or grant.member["id"] == member["id"]:
+                continue
+            if channel not in connection.presence_versions:
+                continue
+            snapshot = connection.presence_versions[channel]
+            if snapshot is None:
+                connection.presence_backlog.setdefault(channel, []).append(
+                    (version, action, member)
+                )
+            elif version > snapshot:
+                if frame is None:
+                    frame = presence_frame(channel, action, member)
+                connection.send(frame)
+
+    def presence_ready(self, connection: Connection, channel: str, version: int) -> None:
+        """Record ``connection``'s snapshot version and send the events held back for it."""
+        connection.presence_versions[channel] = version
+        for event_version, action, member in connection.presence_backlog.pop(channel, ()):
+            if event_version > version:
+                connection.send(presence_frame(channel, action, member))
+
+    async def rejoin_presence(self) -> None:
+        """Add every local presence entry again (this node had been taken for dead)."""
+        logger.warning("rtbridge: this node's presence had lapsed; joining its members again")
+        for channel in self.presence_channels():
+            for connection in tuple(self._channels.get(channel, ())):
+                grant = connection.grants.get(channel)
+                if grant is not None and grant.member is not None:
+                    await self.broker.presence.join(channel, connection.socket_id, grant.member)
+
+    def deliver_whisper(
+        self, channel: str, event: str, data_json: bytes, user_id: str | None, sender: str
+    ) -> int:
+        """Relay a whisper to the local subscribers of ``channel`` except the sender."""
+        subscribers = self._channels.get(channel)
+        if not subscribers:
+            return 0
+        frame = whisper_frame(channel, event, data_json, user_id)
+        sent = 0
+        for connection in tuple(subscribers):
+            if connection.socket_id != sender and connection.send(frame):
+                sent += 1
+        self.stats.whispers += 1
+        return sent
+
+    def revoke(self, user_id: str, channel: str, revoked_at: float) -> int:
+        """End ``user_id``'s subscriptions to ``channel`` on this node; return how many."""
+        now = time.monotonic()
+        self._revocations[(user_id, channel)] = (revoked_at, now + DEFAULT_TOKEN_TTL)
+        ended = 0
+        for connection in tuple(self._channels.get(channel, ())):
+            grant = connection.grants.get(channel)
+            if grant is not None and grant.user_id == user_id:
+                self.unsubscribe(connection, channel)
+                connection.send(revoked_frame(channel))
+                ended += 1
+        self.stats.revoked += ended
+        return ended
+
+    def revoked_at(self, user_id: str, channel: str) -> float | None:
+        """Return when this node last saw ``user_id``'s access to ``channel`` revoked."""
+        entry = self._revocations.get((user_id, channel))
+        return entry[0] if entry is not None else None
+
+    def spawn(self, coroutine: Coroutine[Any, Any, Any]) -> None:
+        """Run ``coroutine`` in the background, logging its failure; shutdown waits for it."""
+        task = asyncio.ensure_future(_logged(coroutine))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def drain(self, timeout: float = 3.0) -> None:
+        """Wait up to ``timeout`` for the background tasks (presence leaves) to finish."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=timeout)
+
     def schedule_flush(self, connection: Connection) -> None:
         """Write ``connection``'s queued frames at the end of this turn of the event loop."""
         if not self._dirty:
@@ -229,6 +363,10 @@ class Hub:
         heartbeat_due = now - self._last_heartbeat >= self.config.heartbeat
         if heartbeat_due:
             self._last_heartbeat = now
+        if self._revocations and heartbeat_due:
+            self._revocations = {
+                key: value for key, value in self._revocations.items() if value[1] > now
+            }
         for connection in tuple(self.connections.values()):
             if connection.last_activity < idle_before:
                 self.stats.idle_closed += 1
@@ -251,3 +389,10 @@ async def _settle(ready: Awaitable[None]) -> None:
         await ready
     except Exception as exc:
         logger.debug("rtbridge: broker subscribe failed (will resubscribe): %s", exc)
+
+
+async def _logged(coroutine: Coroutine[Any, Any, Any]) -> None:
+    try:
+        await coroutine
+    except Exception as exc:
+        logger.warning("rtbridge: background presence update failed: %s", exc)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import struct
 from dataclasses import dataclass
 from typing import Any
@@ -11,6 +12,7 @@ from ..channel_names import validate_channel
 from ..exceptions import InvalidChannelName
 
 __all__ = [
+    "FEATURES",
     "PROTOCOL_VERSION",
     "CloseCode",
     "ErrorCode",
@@ -21,11 +23,21 @@ __all__ = [
     "gap_frame",
     "message_frame",
     "parse_request",
+    "presence_frame",
+    "reply_frame",
+    "revoked_frame",
+    "skip_frame",
     "websocket_text_frame",
     "welcome_frame",
+    "whisper_frame",
 ]
 
 PROTOCOL_VERSION = 1
+#: Optional ops this server offers, listed in the welcome frame.
+FEATURES = ("auth", "presence", "whisper", "call", "revoke")
+#: Largest ``data`` of a whisper, as compact JSON in UTF-8.
+MAX_WHISPER_BYTES = 4096
+_WHISPER_EVENT_RE = re.compile(r"[A-Za-z0-9_\-.]{1,64}")
 
 
 class ErrorCode:
@@ -38,6 +50,7 @@ class ErrorCode:
     FORBIDDEN = 4403
     FRAME_TOO_LARGE = 4413
     TOO_MANY_SUBSCRIPTIONS = 4429
+    RATE_LIMITED = 4430
 
 
 class CloseCode:
@@ -58,17 +71,22 @@ CLIENT_OPS: dict[str, bool] = {
     "unsubscribe": True,
     "ping": True,
     "heartbeat": False,
+    "whisper": True,
+    "call": True,
 }
 
 
 class ProtocolError(Exception):
     """A client frame that cannot be served; becomes an ``error`` frame with ``code``."""
 
-    def __init__(self, code: int, reason: str, request_id: int | None = None) -> None:
+    def __init__(
+        self, code: int, reason: str, request_id: int | None = None, detail: str | None = None
+    ) -> None:
         super().__init__(reason)
         self.code = code
         self.reason = reason
         self.request_id = request_id
+        self.detail = detail
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +97,13 @@ class Request:
     id: int | None = None
     channel: str | None = None
     auth: str | None = None
+    #: whisper: the event name and the data as compact JSON text.
+    event: str | None = None
+    data_json: str | None = None
+    #: call: the route, the verb and the arguments.
+    route: str | None = None
+    verb: str | None = None
+    args: dict[str, Any] | None = None
 
 
 def _is_int(value: object) -> bool:
@@ -126,7 +151,9 @@ def parse_request(raw: str | bytes, max_frame_bytes: int) -> Request:
             ErrorCode.BAD_ARGUMENT,
             f"{op!r} needs an integer 'id'; got {_describe(raw_id)}",
         )
-    if op not in ("subscribe", "unsubscribe"):
+    if op == "call":
+        return _parse_call(obj, request_id)
+    if op not in ("subscribe", "unsubscribe", "whisper"):
         return Request(op, request_id)
     channel = obj.get("channel")
     if not isinstance(channel, str):
@@ -139,6 +166,8 @@ def parse_request(raw: str | bytes, max_frame_bytes: int) -> Request:
         validate_channel(channel)
     except InvalidChannelName as exc:
         raise ProtocolError(ErrorCode.INVALID_CHANNEL, str(exc), request_id) from None
+    if op == "whisper":
+        return _parse_whisper(obj, request_id, channel)
     auth = obj.get("auth")
     if auth is not None and not isinstance(auth, str):
         raise ProtocolError(
@@ -147,6 +176,46 @@ def parse_request(raw: str | bytes, max_frame_bytes: int) -> Request:
             request_id,
         )
     return Request(op, request_id, channel, auth)
+
+
+def _parse_whisper(obj: dict[str, Any], request_id: int | None, channel: str) -> Request:
+    event = obj.get("event")
+    if not isinstance(event, str) or not _WHISPER_EVENT_RE.fullmatch(event):
+        raise ProtocolError(
+            ErrorCode.BAD_ARGUMENT,
+            f"'whisper' needs an 'event' of 1-64 characters A-Z a-z 0-9 _ - . ; got "
+            f"{_describe(event)}",
+            request_id,
+        )
+    data_json = json.dumps(obj.get("data"), ensure_ascii=False, separators=(",", ":"))
+    size = len(data_json.encode("utf-8", "surrogatepass"))
+    if size > MAX_WHISPER_BYTES:
+        raise ProtocolError(
+            ErrorCode.FRAME_TOO_LARGE,
+            f"whisper data is {size} bytes as JSON; the limit is {MAX_WHISPER_BYTES} bytes",
+            request_id,
+        )
+    return Request("whisper", request_id, channel, event=event, data_json=data_json)
+
+
+def _parse_call(obj: dict[str, Any], request_id: int | None) -> Request:
+    route, verb, args = obj.get("route"), obj.get("verb"), obj.get("args", {})
+    for key, value in (("route", route), ("verb", verb)):
+        if not isinstance(value, str) or not value:
+            raise ProtocolError(
+                ErrorCode.BAD_ARGUMENT,
+                f"'call' needs a string {key!r}; got {_describe(value)}",
+                request_id,
+            )
+    if args is None:
+        args = {}
+    if not isinstance(args, dict):
+        raise ProtocolError(
+            ErrorCode.BAD_ARGUMENT,
+            f"'call' needs 'args' as a JSON object; got {_describe(args)}",
+            request_id,
+        )
+    return Request("call", request_id, route=route, verb=verb, args=args)
 
 
 def _describe(value: object) -> str:
@@ -189,18 +258,67 @@ def welcome_frame(socket_id: str, heartbeat: float, server: str) -> bytes:
             "socket_id": socket_id,
             "heartbeat": interval,
             "server": server,
+            "features": list(FEATURES),
         }
     )
 
 
-def ack_frame(request_id: int | None, channel: str | None = None, seq: int | None = None) -> bytes:
-    """Return the wire bytes of an ``ack`` (``seq`` only for subscribe)."""
+def ack_frame(
+    request_id: int | None,
+    channel: str | None = None,
+    seq: int | None = None,
+    members: list[dict[str, Any]] | None = None,
+) -> bytes:
+    """Return the wire bytes of an ``ack`` (``seq`` for subscribe, ``members`` for presence)."""
     obj: dict[str, Any] = {"op": "ack", "id": request_id}
     if channel is not None:
         obj["channel"] = channel
     if seq is not None:
         obj["seq"] = seq
+    if members is not None:
+        obj["members"] = members
     return _frame(obj)
+
+
+def presence_frame(channel: str, action: str, member: dict[str, Any]) -> bytes:
+    """Return the wire bytes of a ``presence`` frame (``action`` is ``join`` or ``leave``)."""
+    return _frame({"op": "presence", "channel": channel, "action": action, "member": member})
+
+
+def whisper_frame(channel: str, event: str, data_json: bytes, user_id: str | None) -> bytes:
+    """Return the wire bytes of a relayed ``whisper``; ``data_json`` is spliced in as is."""
+    body = b"".join(
+        (
+            b'{"op":"whisper","channel":',
+            json_string(channel),
+            b',"event":',
+            json_string(event),
+            b',"data":',
+            data_json,
+            b',"user_id":',
+            json.dumps(user_id).encode("utf-8"),
+            b"}",
+        )
+    )
+    return websocket_text_frame(body)
+
+
+def revoked_frame(channel: str, reason: str = "access revoked") -> bytes:
+    """Return the wire bytes of a ``revoked`` frame."""
+    return _frame({"op": "revoked", "channel": channel, "reason": reason})
+
+
+def skip_frame(channel_json: bytes, seq: int) -> bytes:
+    """Return the wire bytes of a ``skip``: the excluded sender's ``seq`` moved on."""
+    return websocket_text_frame(
+        b'{"op":"skip","channel":' + channel_json + b',"seq":' + str(seq).encode("ascii") + b"}"
+    )
+
+
+def reply_frame(request_id: int | None, status: int, body_json: str) -> bytes:
+    """Return the wire bytes of a ``reply`` to a ``call``; ``body_json`` is spliced in."""
+    head = json.dumps({"op": "reply", "id": request_id, "status": status}, separators=(",", ":"))
+    return websocket_text_frame(f'{head[:-1]},"body":{body_json}}}'.encode())
 
 
 def pong_frame(request_id: int | None) -> bytes:
@@ -208,9 +326,12 @@ def pong_frame(request_id: int | None) -> bytes:
     return _frame({"op": "pong", "id": request_id})
 
 
-def error_frame(request_id: int | None, code: int, reason: str) -> bytes:
-    """Return the wire bytes of an ``error`` frame."""
-    return _frame({"op": "error", "id": request_id, "code": code, "reason": reason})
+def error_frame(request_id: int | None, code: int, reason: str, detail: str | None = None) -> bytes:
+    """Return the wire bytes of an ``error`` frame (``detail`` says why a 4403/4430 happened)."""
+    obj: dict[str, Any] = {"op": "error", "id": request_id, "code": code, "reason": reason}
+    if detail is not None:
+        obj["detail"] = detail
+    return _frame(obj)
 
 
 def gap_frame(channel: str) -> bytes:
