@@ -102,3 +102,28 @@ async def eventually(predicate: Callable[[], bool], timeout: float = DEFAULT_TIM
             return
         await asyncio.sleep(0.01)
     raise AssertionError(f"condition still false after {timeout}s")
+
+
+def token(
+    socket_id: str, channel: str, user_id: str | None = "1", member: dict[str, Any] | None = None
+) -> str:
+    """Return a subscription token as Django's auth endpoint would sign it."""
+    from rtbridge.auth import Grant, sign_subscription
+
+    if member is None and channel.startswith("presence-") and user_id is not None:
+        member = {"id": user_id, "info": {"id": int(user_id), "name": f"user{user_id}"}}
+    return sign_subscription(socket_id, Grant(channel, user_id, member))
+
+
+async def join(client: Client, channel: str, user_id: str = "1") -> dict[str, Any]:
+    """Subscribe ``client`` as ``user_id`` with a valid token; return the ack."""
+    answer = await client.request(
+        "subscribe", channel=channel, auth=token(client.socket_id, channel, user_id)
+    )
+    assert answer["op"] == "ack", answer
+    return answer
+
+
+def member_ids(ack: dict[str, Any]) -> list[str]:
+    """Return the member ids of a presence ack, in order."""
+    return [member["id"] for member in ack["members"]]
