@@ -154,6 +154,8 @@ def main() -> None:
     print_table("HTTP calls to the Pusher API per 1,000 bursty publishes", burst_rows)
     path = write_results("hosted", "python -m benchmarks.bench_hosted", [*cost_rows, *burst_rows])
     print(f"\nwrote {path}")
+    # Other processes distort µs timings on a small machine; say how busy it was.
+    print(f"load average (1 min) at the end: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
 
 
 if __name__ == "__main__":
