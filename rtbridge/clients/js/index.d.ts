@@ -41,6 +41,20 @@ export interface ReconnectOptions {
 export interface CommonOptions {
   /** Self-hosted only: backoff between reconnect attempts, or false for none. */
   reconnect?: ReconnectOptions | false;
+  /** Django's auth endpoint for private/presence channels (default "/rtbridge/auth"). */
+  authEndpoint?: string;
+  /** Base URL of the data routers (default "/rtbridge/data"). */
+  dataEndpoint?: string;
+  /** Extra headers for the auth and data requests (or a function returning them). */
+  headers?: Record<string, string> | (() => Record<string, string>);
+  /** The CSRF token (default: the `csrftoken` cookie). */
+  csrfToken?: string | (() => string | null);
+  /** The CSRF cookie's name when Django's CSRF_COOKIE_NAME differs (default "csrftoken"). */
+  csrfCookieName?: string;
+  /** fetch() credentials mode of the auth and data requests (default "same-origin"). */
+  credentials?: "omit" | "same-origin" | "include";
+  /** A fetch() implementation, for runtimes without a global one. */
+  fetch?: unknown;
   /** Id of the element `{% rtbridge_config %}` rendered (default "rtbridge-config"). */
   configElementId?: string;
   [option: string]: unknown;
@@ -76,6 +90,8 @@ export interface PusherConfig extends CommonOptions {
 export interface PubNubConfig extends CommonOptions {
   backend: "pubnub";
   subscribeKey: string;
+  /** Needed only to send whispers (they are published by the page). */
+  publishKey?: string;
   origin?: string;
   ssl?: boolean;
   /** PubNub user id; also this client's socket id (default: random). */
@@ -95,7 +111,10 @@ export interface FirebaseConfig extends CommonOptions {
   emulatorHost?: string;
   /** ms the query starts early to cover a publisher clock behind the database's (default 10000). */
   clockSkew?: number;
-  /** The modular SDK's database functions plus `app` (a FirebaseApp) or `initializeApp`. */
+  /**
+   * The modular SDK's database functions plus `app` (a FirebaseApp) or `initializeApp`; for
+   * protected channels also `getAuth` and `signInWithCustomToken` from "firebase/auth".
+   */
   firebase?: Record<string, unknown>;
 }
 
@@ -107,6 +126,17 @@ export interface NullConfig extends CommonOptions {
 
 export type Config = SelfHostedConfig | PusherConfig | PubNubConfig | FirebaseConfig | NullConfig;
 
+/** A presence member: one per user (not per tab). */
+export interface Member<Info = any> {
+  id: string;
+  info: Info;
+}
+
+/** What a transport reports about members; `key` names one connection (tab) of the member. */
+export interface PresenceEntry extends Member {
+  key?: string;
+}
+
 /** What a transport calls back; see docs/js.md, "Writing a transport". */
 export interface TransportHooks {
   open(socketId: string | null): void;
@@ -114,6 +144,11 @@ export interface TransportHooks {
   message(channel: string, event: string, data: any, meta: Meta): void;
   gap(channel: string, info: GapInfo): void;
   error(error: RTBridgeError): void;
+  /** Resolve with Django's auth answer for a protected channel (`{auth}`, `{token}`, `channel_data`...). */
+  authorize(channel: string, socketId?: string | null): Promise<any>;
+  presence(channel: string, action: "here" | "sync" | "join" | "leave", members: PresenceEntry[]): void;
+  whisper(channel: string, event: string, data: any, meta: Meta & { user_id?: string }): void;
+  revoked(channel: string, error: RTBridgeError): void;
 }
 
 export interface Transport {
@@ -122,16 +157,30 @@ export interface Transport {
   socketId(): string | null;
   subscribe(channel: string): Promise<unknown> | void;
   unsubscribe(channel: string): Promise<unknown> | void;
+  /** Send a client event on a protected channel (optional). */
+  whisper?(channel: string, event: string, data: any): Promise<unknown>;
+  /** Say whether router calls can go over this transport (self-hosted with the `call` feature). */
+  canCall?(): boolean;
+  call?(route: string, verb: string, args: object): Promise<{ status: number; body: any }>;
 }
 
 export type TransportFactory = (config: any, hooks: TransportHooks) => Transport;
 
-/** An error from the server, a transport or a handler. */
+/** An error from the server, a transport, Django or a handler. */
 export class RTBridgeError extends Error {
-  /** The server's code (e.g. 4403), or "handler_error", "missing_sdk", "unknown_backend", "closed", ... */
+  /**
+   * The server's code (e.g. 4403), Django's (e.g. "forbidden", "invalid", "not_found"), or
+   * "handler_error", "missing_sdk", "unknown_backend", "closed", "network_error", ...
+   */
   code?: number | string;
-  /** The server's reason. */
+  /** The server's reason (Django's error message). */
   reason?: string;
+  /** HTTP status of a Django answer (auth endpoint, routers); 0 for a network failure. */
+  status?: number;
+  /** Per-field messages of a 422 `invalid` answer. */
+  fields?: Record<string, string[]>;
+  /** Why the rtbridge server refused a token: "missing", "expired", "bad_signature", "wrong_socket", ... */
+  detail?: string;
   /** The logical channel the error is about. */
   channel?: string;
   /** What a handler threw. */
@@ -154,16 +203,104 @@ export class Subscription {
   onError(fn: (error: RTBridgeError) => void): Remove;
 }
 
+export type WhisperListener = (data: any, meta: Meta & { user_id?: string }) => void;
+
 export class Channel {
   readonly name: string;
   readonly subscribed: boolean;
-  readonly ready: Promise<Channel>;
+  readonly ready: Promise<this>;
   listen(event: string, fn: Listener): this;
   stopListening(event: string, fn?: Listener): this;
+  /** Send a client event to the others; throws at once on a public channel. */
+  whisper(event: string, data?: any): Promise<void>;
+  listenForWhisper(event: string, fn: WhisperListener): this;
+  stopListeningForWhisper(event: string, fn?: WhisperListener): this;
   onGap(fn: (channel: string, info: GapInfo) => void): Remove;
   onResubscribed(fn: (channel: string) => void): Remove;
   onError(fn: (error: RTBridgeError) => void): Remove;
   leave(): void;
+}
+
+export class PresenceChannel<Info = any> extends Channel {
+  /** The full member list (this user included), once per (re)subscribe; at once if known. */
+  here(fn: (members: Member<Info>[]) => void): this;
+  /** A user arrived (their first tab). */
+  joining(fn: (member: Member<Info>) => void): this;
+  /** A user is gone (their last tab). */
+  leaving(fn: (member: Member<Info>) => void): this;
+  members(): Member<Info>[];
+}
+
+/** One page of a router's list. */
+export interface Page {
+  number: number;
+  size?: number;
+  count?: number;
+  num_pages?: number;
+  has_next: boolean;
+  has_previous?: boolean;
+}
+
+export interface ListReply<Row = any> {
+  data: Row[];
+  page?: Page;
+}
+
+export type Order<Row = any> = string | ((a: Row, b: Row) => number);
+
+export interface LiveOptions<Row = any> {
+  /** "id", "-id", any field ("-created"), or a comparator; default: load order, new rows last. */
+  order?: Order<Row>;
+  /** Rows per get_list request while loading (every page is loaded). */
+  pageSize?: number;
+  /** Follow this channel instead of asking the router's subscribe verb. */
+  channel?: string;
+}
+
+/** What live lists and live objects share. */
+export interface Live {
+  readonly route: string;
+  /** The channel followed, once known. */
+  readonly channel: string | null;
+  readonly loaded: boolean;
+  readonly closed: boolean;
+  onError(fn: (error: RTBridgeError) => void): Remove;
+  /** Load everything again (events meanwhile are buffered and applied after). */
+  refetch(): Promise<this>;
+  /** Stop following; the rows stay as they are. */
+  close(): void;
+}
+
+export class LiveList<Row extends { id: any } = any> implements Live {
+  readonly route: string;
+  readonly filters: Filters;
+  readonly channel: string | null;
+  readonly loaded: boolean;
+  readonly closed: boolean;
+  /** Resolves once loaded; rejects with the router's error. */
+  readonly ready: Promise<this>;
+  /** The rows now, in `order`. */
+  rows(): Row[];
+  /** After every change, and at once when loaded. */
+  onChange(fn: (rows: Row[]) => void): Remove;
+  onError(fn: (error: RTBridgeError) => void): Remove;
+  refetch(): Promise<this>;
+  close(): void;
+}
+
+export class LiveObject<Row extends { id: any } = any> implements Live {
+  readonly route: string;
+  readonly id: string | number;
+  readonly channel: string | null;
+  readonly loaded: boolean;
+  readonly closed: boolean;
+  readonly ready: Promise<this>;
+  /** The object, or null when deleted or not loaded. */
+  get(): Row | null;
+  onChange(fn: (object: Row | null) => void): Remove;
+  onError(fn: (error: RTBridgeError) => void): Remove;
+  refetch(): Promise<this>;
+  close(): void;
 }
 
 export class Client {
@@ -179,7 +316,24 @@ export class Client {
   subscribe(name: string, handler: Handler): Subscription;
   subscribe(label: string, filters: Filters, handler: Handler): Subscription;
   channel(name: string): Channel;
+  /** The private channel `name` (`private-` added when missing), authorized by Django. */
+  private(name: string): Channel;
+  /** The presence channel `name` (`presence-` added when missing). */
+  join<Info = any>(name: string): PresenceChannel<Info>;
   leave(name: string): void;
+  getList<Row = any>(route: string, filters?: Filters, options?: { page?: number; pageSize?: number }): Promise<ListReply<Row>>;
+  getSingle<Row = any>(route: string, args: { id: any } & Record<string, any>): Promise<Row>;
+  create<Row = any>(route: string, values: Record<string, any>): Promise<Row>;
+  update<Row = any>(route: string, values: { id: any } & Record<string, any>): Promise<Row>;
+  delete(route: string, args: { id: any }): Promise<{ id: any }>;
+  /** Any verb, custom ones included: resolves with the whole reply body. */
+  call<Body = any>(route: string, verb: string, args?: Record<string, any>): Promise<Body>;
+  /** SwampDragon: callRouter(verb, route, args). */
+  callRouter<Body = any>(verb: string, route: string, args?: Record<string, any>): Promise<Body>;
+  /** SwampDragon: getPagedList(route, filters, page). */
+  getPagedList<Row = any>(route: string, filters: Filters, page: number): Promise<ListReply<Row>>;
+  liveList<Row extends { id: any } = any>(route: string, filters?: Filters, options?: LiveOptions<Row>): LiveList<Row>;
+  liveObject<Row extends { id: any } = any>(route: string, lookup: { id: any }, options?: { channel?: string }): LiveObject<Row>;
   onError(fn: (error: RTBridgeError) => void): Remove;
   onGap(fn: (channel: string, info: GapInfo) => void): Remove;
   onResubscribed(fn: (channel: string) => void): Remove;
@@ -201,3 +355,6 @@ export function objectChannel(label: string, pk: string | number | bigint): stri
 export function encodeForPusher(name: string): string;
 export function encodeForPubnub(name: string): string;
 export function encodeForFirebase(name: string): string;
+export function comparator<Row = any>(order?: Order<Row>): ((a: Row, b: Row) => number) | null;
+/** The CSRF token the client sends: config.csrfToken, else the csrftoken cookie. */
+export function csrfToken(config: Pick<CommonOptions, "csrfToken" | "csrfCookieName">): string | null;

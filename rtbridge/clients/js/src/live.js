@@ -49,7 +49,6 @@ export class LiveList {
     this._rows = new Map(); // String(id) → row, in load order
     this._buffer = []; // events received while (re)loading, applied after the load
     this._load = 0; // number of the newest load; an older one that finishes late is dropped
-    this._credit = 0; // own writes on this channel: the server skips us, so seq jumps by one each
     this._hooks = { change: new Set(), error: new Set() };
     this._offs = [onWrite(client, (...args) => this._own(...args))];
     this.closed = false;
@@ -81,7 +80,6 @@ export class LiveList {
     if (this.closed) return Promise.resolve(this);
     const load = ++this._load;
     this._buffer = [];
-    this._credit = 0;
     return this._fetch().then((rows) => {
       if (load !== this._load || this.closed) return this;
       this._rows = new Map(rows.map((row) => [keyOf(row), row]));
@@ -118,12 +116,7 @@ export class LiveList {
     if (this.closed) return;
     const subscription = (this._subscription = client.subscribe(channel, (event, data) => this._event(event, data)));
     subscription.onResubscribed(() => this._reload());
-    subscription.onGap((name, info) => {
-      // Our own writes are skipped by the server (it excludes this socket), one seq each.
-      const missed = info?.received - info?.expected;
-      if (missed > 0 && missed <= this._credit) return void (this._credit -= missed);
-      this._reload();
-    });
+    subscription.onGap(() => this._reload());
     await subscription.ready;
     await this.refetch();
   }
@@ -205,12 +198,9 @@ export class LiveList {
     const inside = row && this._matches(row);
     if (inside === undefined) return this._reload(); // a filter field we cannot see: ask the server
     if (before) {
-      // Ours: the server published `updated`/`left`/`deleted` here, skipping us (none for no change).
-      if (verb !== "update" || Object.keys(data ?? {}).length > 1) this._credit++;
       if (inside) this._rows.set(key, row);
       else this._rows.delete(key);
     } else if (inside) {
-      this._credit++;
       if (verb === "create") this._rows.set(key, row);
       else return this._refetchOne(id); // moved in: the reply has only the changed fields
     } else {

@@ -130,6 +130,13 @@ test("messages carry seq; a jump or a gap frame calls the gap hooks", async () =
   ws.push({ op: "gap", channel: "todo.todoitem" });
   assert.deepEqual(gaps[1], { reason: "server" });
   assert.deepEqual(seen, [7, 8, 10]);
+  // A skip (our own change, excluded) moves seq on without a delivery and without a gap.
+  ws.push({ op: "skip", channel: "todo.todoitem", seq: 11 });
+  ws.push(message(12));
+  assert.equal(gaps.length, 2);
+  assert.deepEqual(seen, [7, 8, 10, 12]);
+  ws.push({ op: "skip", channel: "todo.todoitem", seq: 14 });
+  assert.deepEqual(gaps[2], { expected: 13, received: 14 });
 });
 
 test("after a lost connection: backoff, reconnect, resubscribe, resubscribed hooks, no doubled handlers", async () => {

@@ -102,13 +102,14 @@ export function selfhosted(config, hooks) {
       idleMs = frame.heartbeat > 0 ? frame.heartbeat * 2000 + (config.heartbeatGrace ?? 5000) : 0;
       watchIdle();
       hooks.open(socketId);
-    } else if (op === "message") {
+    } else if (op === "message" || op === "skip") {
+      // `skip`: a message this socket was excluded from (its own change); only seq moves on.
       const last = seqs.get(channel);
       if (typeof frame.seq === "number") {
         if (last != null && frame.seq !== last + 1) hooks.gap(channel, { expected: last + 1, received: frame.seq });
         seqs.set(channel, frame.seq);
       }
-      hooks.message(channel, frame.event, frame.data, { channel, seq: frame.seq });
+      if (op === "message") hooks.message(channel, frame.event, frame.data, { channel, seq: frame.seq });
     } else if (op === "ack" || op === "pong" || op === "reply" || op === "error") {
       const request = pending.get(frame.id);
       pending.delete(frame.id);

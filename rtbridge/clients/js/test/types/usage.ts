@@ -2,6 +2,10 @@
 import {
   Channel,
   Client,
+  LiveList,
+  LiveObject,
+  Member,
+  PresenceChannel,
   RTBridgeError,
   State,
   Subscription,
@@ -45,3 +49,38 @@ rt.disconnect();
 rt.subscribe("todo.todoitem", { todo_list_id: 1 });
 // @ts-expect-error: not a state
 const bad: State = "open";
+
+// Private and presence channels, whispers (issue 6).
+const orders: Channel = rt.private("orders").listen("updated", (data) => data.id);
+orders.whisper("typing", { field: "text" }).then(() => undefined);
+orders.listenForWhisper("typing", (data, meta) => meta.user_id).stopListeningForWhisper("typing");
+type EditorInfo = { id: number; name: string };
+const room: PresenceChannel<EditorInfo> = rt
+  .join<EditorInfo>("todo.todoitem.7")
+  .here((members: Member<EditorInfo>[]) => members.map((member) => member.info.name))
+  .joining((member) => member.id.toUpperCase())
+  .leaving((member) => member.info.name);
+const names: string[] = room.members().map((member) => member.info.name);
+room.ready.then((channel) => channel.members());
+connect({ authEndpoint: "/auth", dataEndpoint: "/data", csrfToken: () => "t", headers: { "X-A": "1" }, credentials: "include" });
+
+// Data calls and live collections (issue 7).
+type Item = { id: number; text: string; done: boolean; todo_list_id: number };
+rt.getList<Item>("todo-item", { todo_list_id: 1 }, { page: 2, pageSize: 10 }).then(({ data, page }) => data[0].text + page?.number);
+rt.getSingle<Item>("todo-item", { id: 5 }).then((item) => item.done);
+rt.create<Item>("todo-item", { todo_list_id: 1, text: "milk" }).then((item) => item.id);
+rt.update("todo-item", { id: 5, done: true });
+rt.delete("todo-item", { id: 5 }).then(({ id }) => id);
+rt.call<{ data: { deleted: number } }>("todo-item", "clear_done", { todo_list_id: 1 }).then((body) => body.data.deleted);
+rt.callRouter("get_list", "todo-item", {});
+const live: LiveList<Item> = rt.liveList<Item>("todo-item", { todo_list_id: 1 }, { order: "-id" });
+const offChange: () => void = live.onChange((rows: Item[]) => rows.map((row) => row.text));
+live.ready.then((list) => list.rows().length);
+live.onError((error: RTBridgeError) => [error.status, error.code, error.fields]);
+rt.liveList<Item>("todo-item", {}, { order: (a, b) => a.text.localeCompare(b.text) }).close();
+const one: LiveObject<Item> = rt.liveObject<Item>("todo-item", { id: 5 });
+one.onChange((item) => item?.text);
+const current: Item | null = one.get();
+offChange();
+// @ts-expect-error: join() returns a presence channel, whose here() wants members
+rt.join("room").here((members: number) => members);
