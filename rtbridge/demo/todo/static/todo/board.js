@@ -92,7 +92,8 @@ export function startBoard(rt, me) {
       online.replaceChildren(
         ...members.map((member) => {
           const name = member.info?.name ?? String(member.id);
-          return h("span", { class: `avatar${String(member.id) === me.id ? " me" : ""}`, title: `${name} has the board open`, text: name[0] });
+          const initial = name[0].toUpperCase();
+          return h("span", { class: "avatar", dataset: { initial }, title: `${name} has the board open`, text: initial });
         }),
       );
     };
