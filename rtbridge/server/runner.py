@@ -70,7 +70,12 @@ def _broker(redis_url: str | None, config: ServerConfig) -> Broker:
         options["url"] = redis_url
     known = {"url", "prefix"}
     backend = RedisBackend(**{k: v for k, v in options.items() if k in known})
-    return RedisBroker(backend.url, backend.prefix, reconnect_max_delay=config.reconnect_max_delay)
+    return RedisBroker(
+        backend.url,
+        backend.prefix,
+        reconnect_max_delay=config.reconnect_max_delay,
+        presence_ttl=config.presence_ttl,
+    )
 
 
 def build_server(
