@@ -75,7 +75,7 @@ async def test_presence_agrees_across_nodes_and_is_per_user(
     # The Redis hash holds one entry per connection, and the agreed members.
     raw = redis.Redis.from_url(redis_server.url, decode_responses=True)
     entries = raw.hgetall(f"{prefix}presence:{CHANNEL}")
-    assert sorted(k.split("|")[1] for k in entries if k != "#v") == ["2", "3"]
+    assert sorted(str(k).split("|")[1] for k in entries if k != "#v") == ["2", "3"]
     for client in (ann2, bob2, carol1):
         await client.close()
 
