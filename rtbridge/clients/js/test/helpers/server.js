@@ -17,7 +17,7 @@ export class RealServer {
     const server = new RealServer(args);
     const hello = await server._next();
     if (!hello.ok) throw new Error(`the rtbridge harness failed to start: ${JSON.stringify(hello)}`);
-    Object.assign(server, { port: hello.port, url: hello.url });
+    Object.assign(server, { port: hello.port, url: hello.url, httpUrl: hello.http_url });
     return server;
   }
 
@@ -56,6 +56,16 @@ export class RealServer {
 
   publish(channels, event, data, exclude = null) {
     return this.send({ cmd: "publish", channels: [].concat(channels), event, data, exclude });
+  }
+
+  /** Create a user (once) with a logged-in session: `{user_id, sessionid}`. */
+  user(username) {
+    return this.send({ cmd: "user", username });
+  }
+
+  /** Change a tests.testapp object through the ORM (the model publishes): `{id}`. */
+  orm(model, op, { id, ...values } = {}) {
+    return this.send({ cmd: "orm", model, op, id, values });
   }
 
   async close() {
