@@ -186,6 +186,7 @@ def _environment(args: argparse.Namespace, data_dir: Path) -> dict[str, str]:
         "RTBRIDGE_DEMO_OPTIONS": "{}",
         "RTBRIDGE_DEMO_PUBLIC_URL": "",
         "RTBRIDGE_DEMO_SDK": "[]",
+        "RTBRIDGE_DEMO_SDK_FILES": "{}",
     }
     if args.backend == "redis":
         env["RTBRIDGE_DEMO_OPTIONS"] = json.dumps({"url": args.redis_url})
@@ -197,9 +198,32 @@ def _environment(args: argparse.Namespace, data_dir: Path) -> dict[str, str]:
         # Hosted backends send from a background thread; the demo's writes are few.
         env["RTBRIDGE_DEMO_OPTIONS"] = json.dumps(options)
         variable, default = SDK_SCRIPTS[args.backend]
-        scripts = os.environ.get(variable)
-        env["RTBRIDGE_DEMO_SDK"] = json.dumps(scripts.split() if scripts else list(default))
+        given = os.environ.get(variable)
+        scripts, files = _sdk_scripts(given.split() if given else list(default))
+        env["RTBRIDGE_DEMO_SDK"] = json.dumps(scripts)
+        env["RTBRIDGE_DEMO_SDK_FILES"] = json.dumps(files)
     return env
+
+
+def _sdk_scripts(sources: list[str]) -> tuple[list[str], dict[str, str]]:
+    """Return the script URLs for ``sources`` and the local files the demo serves among them.
+
+    A source is a URL (``https://...``, ``/static/...``) or the path of a file, served by the
+    demo at ``/demo-sdk/<n>/<file name>`` so that no CDN is needed.
+    """
+    scripts: list[str] = []
+    files: dict[str, str] = {}
+    for index, source in enumerate(sources):
+        path = Path(source).expanduser()
+        if "://" in source or (source.startswith("/") and not path.is_file()):
+            scripts.append(source)
+        elif path.is_file():
+            name = f"{index}/{path.name}"
+            files[name] = str(path.resolve())
+            scripts.append(f"/demo-sdk/{name}")
+        else:
+            raise DemoError(f"the SDK script {source!r} is neither a URL nor an existing file")
+    return scripts, files
 
 
 def _prepare_database(verbosity: int) -> bool:

@@ -4,7 +4,8 @@
 ``$XDG_DATA_HOME/rtbridge-demo`` or ``~/.local/share/rtbridge-demo``), ``RTBRIDGE_DEMO_BACKEND``
 (``local`` by default), ``RTBRIDGE_DEMO_OPTIONS`` (JSON: the backend's ``RTBRIDGE_OPTIONS``),
 ``RTBRIDGE_DEMO_PUBLIC_URL`` (the socket URL pages connect to, when the rtbridge server runs
-in another process) and ``RTBRIDGE_DEMO_SDK`` (JSON: script URLs of a hosted backend's JS SDK).
+in another process), ``RTBRIDGE_DEMO_SDK`` (JSON: script URLs of a hosted backend's JS SDK)
+and ``RTBRIDGE_DEMO_SDK_FILES`` (JSON: local copies of them that the demo serves).
 """
 
 from __future__ import annotations
@@ -103,6 +104,10 @@ RTBRIDGE_SERVER: dict[str, Any] = {
 }
 #: Script URLs of a hosted backend's JS SDK, loaded before the client (see docs/demo.md).
 RTBRIDGE_DEMO_SDK: list[str] = json.loads(os.environ.get("RTBRIDGE_DEMO_SDK") or "[]")
+#: Local copies of those scripts the demo serves itself: {"<n>/<file name>": path}.
+RTBRIDGE_DEMO_SDK_FILES: dict[str, str] = json.loads(
+    os.environ.get("RTBRIDGE_DEMO_SDK_FILES") or "{}"
+)
 
 LOGGING: dict[str, Any] = {
     "version": 1,

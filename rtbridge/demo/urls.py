@@ -10,5 +10,6 @@ urlpatterns = [
     path("", views.board, name="board"),
     path("login/", views.DemoLoginView.as_view(), name="login"),
     path("logout/", views.DemoLogoutView.as_view(), name="logout"),
+    path("demo-sdk/<path:name>", views.sdk_file, name="sdk-file"),
     path("rtbridge/", include("rtbridge.urls")),
 ]

@@ -7,7 +7,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.csrf import ensure_csrf_cookie
 
@@ -28,6 +28,7 @@ def board(request: HttpRequest) -> HttpResponse:
             "me": me,
             "sdk_scripts": getattr(settings, "RTBRIDGE_DEMO_SDK", []),
             "backend": settings.RTBRIDGE_BACKEND,
+            "firebase": settings.RTBRIDGE_BACKEND == "firebase",
             "other_user": others[0] if others else None,
         },
     )
@@ -47,3 +48,11 @@ class DemoLoginView(auth_views.LoginView):
 
 class DemoLogoutView(auth_views.LogoutView):
     """Django's logout view (POST)."""
+
+
+def sdk_file(request: HttpRequest, name: str) -> FileResponse:
+    """Serve a local copy of the hosted backend's JS SDK (``RTBRIDGE_DEMO_*_JS`` as a path)."""
+    path = getattr(settings, "RTBRIDGE_DEMO_SDK_FILES", {}).get(name)
+    if path is None:
+        raise Http404(f"No SDK file {name!r}; the demo serves only the files it was given.")
+    return FileResponse(open(path, "rb"), content_type="text/javascript")
