@@ -208,7 +208,7 @@ def test_server_down_never_blocks_the_request(make_backend: Any) -> None:
     background = make_backend(origin=down, max_attempts=2)
     start = time.perf_counter()
     background.publish(Message("c", "e", 1))
-    assert time.perf_counter() - start < 0.005
+    assert time.perf_counter() - start < 0.05  # not the 0.5 s+ a send would take
     background.flush(10)
     assert background.failed_count == 1
     sync = make_backend(origin=down, mode="sync", max_attempts=2, timeout=1)

@@ -260,7 +260,7 @@ def test_server_down_never_blocks_the_request(make_backend: Any) -> None:
     background = make_backend(**options, timeout=0.5, max_attempts=2)
     start = time.perf_counter()
     background.publish(Message("c", "e", 1))
-    assert time.perf_counter() - start < 0.005
+    assert time.perf_counter() - start < 0.05  # not the 0.5 s+ a send would take
     background.flush(5)
     assert background.failed_count == 1
     sync = make_backend(**options, mode="sync", timeout=0.5, max_attempts=2)
