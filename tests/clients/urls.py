@@ -9,5 +9,6 @@ from . import views
 urlpatterns = [
     path("module/", views.page, {"classic": False}, name="rtbridge-module-page"),
     path("classic/", views.page, {"classic": True}, name="rtbridge-classic-page"),
+    path("live/", views.live, name="rtbridge-live-page"),
     path("rtbridge/", include("rtbridge.urls")),
 ]
