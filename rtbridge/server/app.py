@@ -28,6 +28,7 @@ from .handler import SocketHandler
 from .hub import Hub
 from .presence import RedisPresence, run_refresh
 from .protocol import CloseCode
+from .wsgi import strict_headers
 
 __all__ = ["Server", "make_app"]
 
@@ -43,7 +44,7 @@ def make_app(
     config = server.config
     routes: list[Any] = [(config.path, SocketHandler, {"server": server})]
     if wsgi_app is not None:
-        container = tornado.wsgi.WSGIContainer(wsgi_app, executor=executor)
+        container = tornado.wsgi.WSGIContainer(strict_headers(wsgi_app), executor=executor)
         routes.append((r".*", tornado.web.FallbackHandler, {"fallback": container}))
     return tornado.web.Application(
         routes,

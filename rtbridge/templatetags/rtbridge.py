@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from django import template
+from django.middleware.csrf import get_token
+from django.template import Context
 from django.templatetags.static import static
+from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html, json_script
 from django.utils.safestring import SafeString
 
@@ -21,14 +24,28 @@ MODULE_SCRIPT = "rtbridge/global.js"
 CLASSIC_SCRIPT = "rtbridge/rtbridge.iife.js"
 
 
-@register.simple_tag
-def rtbridge_config(element_id: str = CONFIG_ELEMENT_ID) -> SafeString:
+@register.simple_tag(takes_context=True)
+def rtbridge_config(context: Context, element_id: str = CONFIG_ELEMENT_ID) -> SafeString:
     """Render the active backend's ``client_config()`` as a ``<script type="application/json">``.
 
     The JSON is escaped like Django's ``json_script`` (``<``, ``>`` and ``&`` become ``\\uXXXX``),
-    so no value can close the element. ``client_config()`` holds public values only.
+    so no value can close the element. ``client_config()`` holds public values only. When
+    ``include("rtbridge.urls")`` is mounted, the config also names the auth and data
+    endpoints (``authEndpoint``, ``dataEndpoint``), and with a request in the context it
+    carries the CSRF token (``csrfToken``, which also sets the CSRF cookie, as
+    ``{% csrf_token %}`` does) so the client's writes pass Django's CSRF check.
     """
-    return json_script(get_backend().client_config(), element_id)
+    config = dict(get_backend().client_config())
+    try:
+        config.setdefault("authEndpoint", reverse("rtbridge:auth"))
+        data_call = reverse("rtbridge:data", args=("route", "verb"))
+        config.setdefault("dataEndpoint", data_call[: -len("/route/verb")])
+    except NoReverseMatch:
+        pass  # rtbridge.urls is not mounted: the client uses its defaults.
+    request = context.get("request")
+    if request is not None:
+        config["csrfToken"] = get_token(request)
+    return json_script(config, element_id)
 
 
 @register.simple_tag

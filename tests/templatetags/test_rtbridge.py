@@ -52,7 +52,11 @@ def config_of(html: str, element_id: str = "rtbridge-config") -> Any:
 
 
 def test_config_renders_the_active_backends_client_config() -> None:
-    assert config_of(render("{% rtbridge_config %}")) == {"backend": "locmem"}
+    assert config_of(render("{% rtbridge_config %}")) == {
+        "backend": "locmem",
+        "authEndpoint": "/rtbridge/auth",
+        "dataEndpoint": "/rtbridge/data",
+    }
 
 
 @override_settings(RTBRIDGE_BACKEND="tests.templatetags.test_rtbridge.HostileConfigBackend")
@@ -66,7 +70,7 @@ def test_config_is_escaped_so_no_value_closes_the_element() -> None:
 
 def test_config_element_id_can_be_changed() -> None:
     html = render('{% rtbridge_config "rt-2" %}')
-    assert config_of(html, "rt-2") == {"backend": "locmem"}
+    assert config_of(html, "rt-2")["backend"] == "locmem"
 
 
 def test_js_renders_the_module_script() -> None:

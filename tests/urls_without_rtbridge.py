@@ -1,0 +1,3 @@
+"""A URLconf that does not mount rtbridge.urls."""
+
+urlpatterns: list = []
