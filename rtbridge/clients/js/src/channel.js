@@ -67,11 +67,11 @@ export class Channel {
       );
     }
     if (typeof event !== "string" || !event) throw new TypeError(`whisper() needs an event name, got ${JSON.stringify(event)}.`);
-    const send = client.transport.whisper;
-    if (!send) {
+    const { transport } = client;
+    if (!transport.whisper) {
       throw new RTBridgeError(`rtbridge: the ${client.config.backend} transport cannot send client events.`, { code: "unsupported", channel: name });
     }
-    const sent = this.ready.then(() => send(name, event, data)).then(noop);
+    const sent = this.ready.then(() => transport.whisper(name, event, data)).then(noop);
     sent.catch((error) => client._error(error, this));
     return sent;
   }

@@ -80,16 +80,27 @@ export class LiveList {
     if (this.closed) return Promise.resolve(this);
     const load = ++this._load;
     this._buffer = [];
-    return this._fetch().then((rows) => {
-      if (load !== this._load || this.closed) return this;
-      this._rows = new Map(rows.map((row) => [keyOf(row), row]));
+    const settle = (rows) => {
+      if (load !== this._load || this.closed) return false;
+      if (rows) this._rows = new Map(rows.map((row) => [keyOf(row), row]));
       const buffered = this._buffer;
       this._buffer = null;
       for (const [event, data] of buffered) this._apply(event, data);
-      this.loaded = true;
-      this._changed();
-      return this;
-    });
+      return true;
+    };
+    return this._fetch().then(
+      (rows) => {
+        if (!settle(rows)) return this;
+        this.loaded = true;
+        this._changed();
+        return this;
+      },
+      (error) => {
+        // Keep what we had, with what arrived meanwhile; the next reconnect or gap retries.
+        if (settle(null) && this.loaded) this._changed();
+        throw error;
+      },
+    );
   }
 
   /** Stop following the channel; the rows stay as they are. */
@@ -162,6 +173,10 @@ export class LiveList {
     } else if (event === "updated") {
       if (!row) return this._refetchOne(data.id), false; // not loaded yet on our side: load it
       this._rows.set(key, { ...row, ...data });
+    } else if (event === "patched") {
+      // This client's own update (from the reply): merged where we have the row.
+      if (!row) return false;
+      this._rows.set(key, { ...row, ...data });
     } else if (event === "deleted" || event === "left") {
       return this._rows.delete(key);
     } else if (event === "refetch") {
@@ -189,24 +204,21 @@ export class LiveList {
 
   /** A create/update/delete made by this client: the server will not send it back to us. */
   _own(route, verb, args, data) {
-    if (route !== this.route || !this.loaded || this.closed) return;
+    if (route !== this.route || this.closed) return;
     const id = data?.id ?? args.id;
     if (id === undefined) return;
-    const key = String(id);
-    const before = this._rows.get(key);
-    const row = verb === "delete" ? null : { ...before, ...data };
-    const inside = row && this._matches(row);
-    if (inside === undefined) return this._reload(); // a filter field we cannot see: ask the server
-    if (before) {
-      if (inside) this._rows.set(key, row);
-      else this._rows.delete(key);
-    } else if (inside) {
-      if (verb === "create") this._rows.set(key, row);
-      else return this._refetchOne(id); // moved in: the reply has only the changed fields
-    } else {
-      return;
+    // Through _event: while (re)loading it is buffered and applied after the load, like the rest.
+    if (verb === "delete") return this._event("deleted", { id });
+    const known = this._rows.get(String(id));
+    const inside = this._matches({ ...known, ...data });
+    if (inside === false) return this._event("left", { id });
+    if (inside === undefined) {
+      // A filter field the reply does not show: a new row is asked for; an update of a row
+      // that is not ours (and changed no filter field) is merged only where we have it.
+      return verb === "create" ? this._reload() : this._event("patched", data);
     }
-    this._changed();
+    if (verb === "create" || known) return this._event(verb === "create" ? "created" : "patched", data);
+    this._refetchOne(id); // moved into this list: the reply has only the changed fields
   }
 
   /** Say whether `row` matches the filters: true, false, or undefined when a field is missing. */

@@ -204,3 +204,16 @@ test("global.js exposes the module as window.RTBridge", async () => {
   assert.ok(module);
   delete globalThis.RTBridge;
 });
+
+test("whispers through the null transport: recorded when sent, delivered to listeners", async () => {
+  const rt = await open();
+  const channel = rt.private("orders");
+  const heard = [];
+  channel.listenForWhisper("typing", (data, meta) => heard.push([data, meta.user_id]));
+  await channel.whisper("typing", { field: "text" });
+  assert.deepEqual(rt.transport.whispers, [["private-orders", "typing", { field: "text" }]]);
+  rt.transport.deliverWhisper("private-orders", "typing", { field: "done" }, { user_id: "2" });
+  assert.deepEqual(heard, [[{ field: "done" }, "2"]]);
+  assert.throws(() => channel.whisper("", {}), /needs an event name/);
+  rt.disconnect();
+});

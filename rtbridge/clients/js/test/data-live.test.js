@@ -148,12 +148,12 @@ function fakeRouter(rows = [], { pageSize = 100, channel = "testapp.todoitem;tod
   const router = { table, holds: [], failNext: null };
   router.fetch = fakeFetch(async ({ url, body }) => {
     const verb = url.split("/").at(-1);
+    if (router.hold?.(verb)) await new Promise((resolve) => router.holds.push(resolve));
     if (router.failNext) {
       const answer = router.failNext;
       router.failNext = null;
       return answer;
     }
-    if (router.hold?.(verb)) await new Promise((resolve) => router.holds.push(resolve));
     if (verb === "subscribe") return { body: { data: null, channels: [channel], ...(auth && { auth }) } };
     if (verb === "get_list") {
       const matching = [...table.values()].filter((row) => row.todo_list_id === body.todo_list_id || body.todo_list_id === undefined);
@@ -355,6 +355,53 @@ test("own writes: applied from the reply (the server does not send this socket i
   await rt.update("todo-item", { id: 2, todo_list_id: 1 });
   await until(() => changes.at(-1).length === 1);
   assert.deepEqual(live.rows(), [{ id: 2, text: "mine", todo_list_id: 1, done: false }]);
+});
+
+test("own writes during the first load are applied after it; own updates of rows elsewhere change nothing", async () => {
+  const router = fakeRouter([
+    { id: 1, text: "a", todo_list_id: 1 },
+    { id: 9, text: "elsewhere", todo_list_id: 2 },
+  ]);
+  router.hold = (verb) => verb === "get_list";
+  const rt = track(connect({ backend: "null", fetch: router.fetch }));
+  const live = rt.liveList("todo-item", { todo_list_id: 1 }, { order: "id" });
+  await until(() => router.holds.length === 1);
+  // The list query ran before these commits (its held answer shows the old rows): only the
+  // replies tell us about them.
+  router.hold = null;
+  await rt.create("todo-item", { text: "mine", todo_list_id: 1 });
+  await rt.update("todo-item", { id: 1, text: "A" });
+  router.table.get(1).text = "a"; // the held answer below shows the state before our writes
+  router.table.delete(10);
+  router.release();
+  await live.ready;
+  assert.deepEqual(texts(live.rows()), ["A", "mine"]);
+  const lists = router.fetch.calls.filter((call) => call.url.endsWith("/get_list")).length;
+  const changes = [];
+  live.onChange((current) => changes.push(texts(current)));
+  await rt.update("todo-item", { id: 9, text: "still elsewhere" }); // not ours, no filter field changed
+  await tick(10);
+  assert.deepEqual(changes, [["A", "mine"]], "only the immediate call of onChange");
+  assert.equal(router.fetch.calls.filter((call) => call.url.endsWith("/get_list")).length, lists, "no reload");
+  assert.equal(router.fetch.calls.filter((call) => call.url.endsWith("/get_single")).length, 0, "no refetch");
+});
+
+test("a failed reload keeps the rows and applies what arrived meanwhile; onError is told", async () => {
+  const { rt, live, router, changes } = await liveSetup([{ id: 1, text: "a", todo_list_id: 1 }], { order: "id" });
+  await live.ready;
+  const errors = [];
+  live.onError((error) => errors.push(error.code));
+  router.hold = (verb) => verb === "get_list";
+  rt.transport.gap(CHANNEL, { reason: "server" });
+  await until(() => router.holds.length === 1);
+  rt.transport.deliver(CHANNEL, "created", { id: 2, text: "b", todo_list_id: 1 });
+  router.failNext = { status: 500, body: { error: { code: "server_error", message: "boom" } } };
+  router.release();
+  await until(() => errors.length === 1);
+  assert.deepEqual(errors, ["server_error"]);
+  assert.deepEqual(changes.at(-1), ["a", "b"]);
+  rt.transport.deliver(CHANNEL, "created", { id: 3, text: "c", todo_list_id: 1 });
+  assert.deepEqual(changes.at(-1), ["a", "b", "c"], "not stuck buffering");
 });
 
 test("a refused subscribe (e.g. 403 for a private model) rejects ready and reaches onError", async () => {
