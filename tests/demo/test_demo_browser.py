@@ -11,6 +11,7 @@ pages reconnect and resync. The screenshot in ``docs/images/`` is taken here.
 from __future__ import annotations
 
 import base64
+import json
 import os
 import signal
 import sqlite3
@@ -23,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from rtbridge.backends.pusher import PusherBackend
 from tests.services import free_port, missing_service, wait_for_port
 
 pytestmark = pytest.mark.browser
@@ -39,10 +41,13 @@ WIDTH, HEIGHT = 1100, 460
 class Demo:
     """``rtbridge demo`` as a subprocess; ``stop()``/``start()`` keep the port and the data."""
 
-    def __init__(self, data_dir: Path, extra: list[str]) -> None:
+    def __init__(self, data_dir: Path, extra: list[str], env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.data_dir = data_dir
         self.extra = extra
+        self.env = env or {}
+        #: A hosted transport keeps the pages' connection while the demo restarts.
+        self.hosted = bool(env)
         self.process: subprocess.Popen[str] | None = None
         self.output = ""
 
@@ -53,7 +58,7 @@ class Demo:
     def start(self) -> None:
         command = [sys.executable, "-m", "rtbridge.demo", "--port", str(self.port)]
         command += ["--data-dir", str(self.data_dir), *self.extra]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
         env.pop("DJANGO_SETTINGS_MODULE", None)
         self.process = subprocess.Popen(
             command,
@@ -106,15 +111,31 @@ def browser() -> Iterator[Any]:
             browser.close()
 
 
-@pytest.fixture(params=["local", "redis"])
+@pytest.fixture(params=["local", "redis", "pusher"])
 def demo(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Demo]:
-    """The demo on the embedded default, or on Redis with a separate rtbridge server process."""
+    """The demo on the embedded default, on Redis with a separate rtbridge server process, or
+    on Pusher's protocol (soketi, with pusher-js from ``tests/wire/node_modules``)."""
     extra: list[str] = []
+    env: dict[str, str] = {}
     if request.param == "redis":
         redis_server = request.getfixturevalue("redis_server")
         extra = ["--backend", "redis", "--redis-url", redis_server.url]
         extra += ["--server-port", str(free_port())]
-    demo = Demo(tmp_path / "data", extra)
+    elif request.param == "pusher":
+        from tests.wire.servers import NODE_MODULES, PUSHER_APP, shared_soketi
+
+        soketi = shared_soketi(request.config)
+        extra = ["--backend", "pusher"]
+        env = {
+            "PUSHER_APP_ID": PUSHER_APP["app_id"],
+            "PUSHER_KEY": PUSHER_APP["key"],
+            "PUSHER_SECRET": PUSHER_APP["secret"],
+            "PUSHER_HOST": "127.0.0.1",
+            "PUSHER_PORT": str(soketi.port),
+            "PUSHER_SSL": "false",
+            "RTBRIDGE_DEMO_PUSHER_JS": str(NODE_MODULES / "pusher-js/dist/web/pusher.min.js"),
+        }
+    demo = Demo(tmp_path / "data", extra, env)
     demo.start()
     try:
         yield demo
@@ -199,7 +220,9 @@ def test_two_windows_stay_in_step(browser: Any, demo: Demo, request: pytest.Fixt
     assert ann.text_content("header .me strong") == "Ann"
     assert ben.text_content("header .me strong") == "Ben"
     config = ann.evaluate("JSON.parse(document.getElementById('rtbridge-config').textContent)")
-    if "--server-port" in demo.extra:
+    if demo.hosted:
+        assert config["backend"] == "pusher" and "secret" not in json.dumps(config)
+    elif "--server-port" in demo.extra:
         # The pages talk to the separate rtbridge server process, not to the Django one.
         server_port = demo.extra[demo.extra.index("--server-port") + 1]
         assert config["backend"] == "redis"
@@ -207,6 +230,9 @@ def test_two_windows_stay_in_step(browser: Any, demo: Demo, request: pytest.Fixt
     else:
         assert config["backend"] == "local" and config["url"] is None
     timings: dict[str, float] = {}
+    # Presence over Pusher needs PusherBackend to answer the auth endpoint with a Pusher
+    # signature (issue 6); until it does, the test ends as xfail after everything else passed.
+    presence_works = not demo.hosted or "auth_response" in vars(PusherBackend)
 
     # Add: Ann types an item into Groceries; Ben's Groceries column gets it.
     groceries_add = ann.locator("section.list").nth(0).locator(".add-item input")
@@ -246,29 +272,31 @@ def test_two_windows_stay_in_step(browser: Any, demo: Demo, request: pytest.Fixt
         f"{texts_in('This week')}.includes('Oat milk (2 l)') && "
         f"!{texts_in('Groceries')}.includes('Oat milk (2 l)')",
     )
-    assert "Oat milk (2 l)" in ann.evaluate(texts_in("This week"))
+    # The mover's own page loads the moved item once its list sees it arrive.
+    ann.wait_for_function(f"{texts_in('This week')}.includes('Oat milk (2 l)')", timeout=LIVE_MS)
 
     # Presence: both edit the same item; each sees the other, and it clears on blur.
-    ann_item.locator(".item-text").focus()
-    ben_item.locator(".item-text").focus()
-    ben.wait_for_function(
-        f"document.querySelector(\"li.item[data-item-id='{oat}'] .item-presence\").textContent"
-        " === 'Ann is also editing this item'",
-        timeout=5000,
-    )
-    ann.wait_for_function(
-        f"document.querySelector(\"li.item[data-item-id='{oat}'] .item-presence\").textContent"
-        " === 'Ben is also editing this item'",
-        timeout=5000,
-    )
-    assert ben_item.locator(".item-presence").is_visible()
-    if request.node.callspec.params["demo"] == "local":
-        save_screenshot(browser, ann, ben)
-    ann_item.locator(".item-text").blur()
-    timings["presence cleared"] = within_a_second(
-        ben, f"document.querySelector(\"li.item[data-item-id='{oat}'] .item-presence\").hidden"
-    )
-    ben_item.locator(".item-text").blur()
+    if presence_works:
+        ann_item.locator(".item-text").focus()
+        ben_item.locator(".item-text").focus()
+        ben.wait_for_function(
+            f"document.querySelector(\"li.item[data-item-id='{oat}'] .item-presence\").textContent"
+            " === 'Ann is also editing this item'",
+            timeout=5000,
+        )
+        ann.wait_for_function(
+            f"document.querySelector(\"li.item[data-item-id='{oat}'] .item-presence\").textContent"
+            " === 'Ben is also editing this item'",
+            timeout=5000,
+        )
+        assert ben_item.locator(".item-presence").is_visible()
+        if request.node.callspec.params["demo"] == "local":
+            save_screenshot(browser, ann, ben)
+        ann_item.locator(".item-text").blur()
+        timings["presence cleared"] = within_a_second(
+            ben, f"document.querySelector(\"li.item[data-item-id='{oat}'] .item-presence\").hidden"
+        )
+        ben_item.locator(".item-text").blur()
 
     # Delete.
     ann_item.locator(".item-delete").click()
@@ -277,25 +305,29 @@ def test_two_windows_stay_in_step(browser: Any, demo: Demo, request: pytest.Fixt
     )
 
     # Restart: both pages notice, reconnect, and resync (a row written while the demo was
-    # down shows up, and changes after the restart arrive live again).
+    # down shows up, and changes after the restart arrive live again). A hosted transport
+    # keeps its connection meanwhile: there only the changes after the restart are checked.
     demo.stop()
-    for page in (ann, ben):
-        page.wait_for_function(
-            "document.querySelector('#state').dataset.state !== 'connected'", timeout=10_000
-        )
-    with sqlite3.connect(demo.data_dir / "db.sqlite3") as db:
-        groceries_id = db.execute(
-            "SELECT id FROM todo_todolist WHERE name = 'Groceries'"
-        ).fetchone()[0]
-        db.execute(
-            "INSERT INTO todo_todoitem (todo_list_id, text, done) VALUES (?, 'Written while down', 0)",
-            (groceries_id,),
-        )
+    if not demo.hosted:
+        for page in (ann, ben):
+            page.wait_for_function(
+                "document.querySelector('#state').dataset.state !== 'connected'", timeout=10_000
+            )
+        with sqlite3.connect(demo.data_dir / "db.sqlite3") as db:
+            groceries_id = db.execute(
+                "SELECT id FROM todo_todolist WHERE name = 'Groceries'"
+            ).fetchone()[0]
+            db.execute(
+                "INSERT INTO todo_todoitem (todo_list_id, text, done) "
+                "VALUES (?, 'Written while down', 0)",
+                (groceries_id,),
+            )
     demo.start()
     for page in (ann, ben):
         # The client's backoff grows while the server is away; allow a few attempts.
         wait_ready(page, timeout=40_000)
-        page.wait_for_function(f"{ITEM_TEXTS}.includes('Written while down')", timeout=10_000)
+        if not demo.hosted:
+            page.wait_for_function(f"{ITEM_TEXTS}.includes('Written while down')", timeout=10_000)
     ben_add = ben.locator("section.list").nth(1).locator(".add-item input")
     ben_add.fill("After the restart")
     ben_add.press("Enter")
@@ -303,5 +335,12 @@ def test_two_windows_stay_in_step(browser: Any, demo: Demo, request: pytest.Fixt
         ann, f"{texts_in('This week')}.includes('After the restart')"
     )
 
-    assert ann.errors == [] and ben.errors == [], (ann.errors, ben.errors)
     assert all(ms <= LIVE_MS for ms in timings.values()), timings
+    if not presence_works:
+        # pusher-js cannot read the rtbridge-format presence answer ("[object Object]" is
+        # not valid JSON): that is the missing piece, the rest has passed.
+        pytest.xfail(
+            "presence over Pusher: PusherBackend.auth_response is not implemented yet "
+            f"(page errors: {ann.errors + ben.errors})"
+        )
+    assert ann.errors == [] and ben.errors == [], (ann.errors, ben.errors)
