@@ -304,6 +304,29 @@ def test_two_windows_stay_in_step(browser: Any, demo: Demo, request: pytest.Fixt
         ben, f"!document.querySelector(\"li.item[data-item-id='{oat}']\")"
     )
 
+    # Lists: add one and rename it; drag an item onto it by its handle.
+    ann.locator("#add-list input").fill("Weekend")
+    ann.locator("#add-list input").press("Enter")
+    has_list = "(name) => [...document.querySelectorAll('.list-name')].some(i => i.value === name)"
+    timings["add list"] = within_a_second(ben, has_list, "Weekend")
+    ann.wait_for_function(has_list, arg="Weekend", timeout=LIVE_MS)
+    weekend = ann.evaluate(
+        "[...document.querySelectorAll('section.list')].find(s => "
+        "s.querySelector('.list-name').value === 'Weekend').dataset.listId"
+    )
+    name_field = ann.locator(f"section.list[data-list-id='{weekend}'] .list-name")
+    name_field.fill("Weekend plans")
+    name_field.press("Enter")
+    timings["rename list"] = within_a_second(ben, has_list, "Weekend plans")
+    milk = item_id(ann, "Milk")
+    ann.locator(f"li.item[data-item-id='{milk}'] .handle").drag_to(
+        ann.locator(f"section.list[data-list-id='{weekend}']")
+    )
+    timings["drag to list"] = within_a_second(
+        ben,
+        f"{texts_in('Weekend plans')}.includes('Milk') && !{texts_in('Groceries')}.includes('Milk')",
+    )
+
     # Restart: both pages notice, reconnect, and resync (a row written while the demo was
     # down shows up, and changes after the restart arrive live again). A hosted transport
     # keeps its connection meanwhile: there only the changes after the restart are checked.
