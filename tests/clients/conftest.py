@@ -37,25 +37,6 @@ SETTINGS: dict[str, Any] = {
 }
 
 
-def strip_header_values(app: Any) -> Any:
-    """Wrap a WSGI app so header values carry no leading space.
-
-    Works around a bug of the embedded server (reported): Django's WSGI handler sends
-    ``Set-Cookie`` values as ``cookie.output(header="")``, i.e. with a leading space, and
-    Tornado 6.5+'s ``WSGIContainer`` refuses such a value (``HTTPInputError: Invalid header
-    value``), so any page setting a cookie (CSRF, login) fails under ``rtbridge serve
-    --with-django``. Remove this wrapper once ``rtbridge/server/app.py`` strips them itself.
-    """
-
-    def wrapped(environ: dict[str, Any], start_response: Any) -> Any:
-        def start(status: str, headers: list[tuple[str, str]], *exc_info: Any) -> Any:
-            return start_response(status, [(k, v.strip()) for k, v in headers], *exc_info)
-
-        return app(environ, start)
-
-    return wrapped
-
-
 def clear_finders() -> None:
     finders.get_finder.cache_clear()  # type: ignore[attr-defined]
 
@@ -67,8 +48,7 @@ def site() -> Iterator[Any]:
 
     with override_settings(**SETTINGS):
         clear_finders()
-        app = strip_header_values(StaticFilesHandler(get_wsgi_application()))
-        server = Server(port=0, wsgi_app=app).start()
+        server = Server(port=0, wsgi_app=StaticFilesHandler(get_wsgi_application())).start()
         try:
             yield server
         finally:
