@@ -115,9 +115,18 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- Versions never go back, even when Redis lost the hash (a restart without persistence):
+-- a change gets max(last + 1, now in ms), so clients' snapshots stay comparable.
+local function bump(hash, now)
+  local version = math.max(tonumber(redis.call('HGET', hash, '#v') or '0') + 1, now)
+  redis.call('HSET', hash, '#v', string.format('%d', version))
+  return version
+end
+
 local function publish(control, channel, action, version, member_json)
   redis.call('PUBLISH', control, 'rtc1\\n{"t":"presence","c":' .. cjson.encode(channel) ..
-    ',"a":"' .. action .. '","v":' .. version .. ',"m":' .. member_json .. '}')
+    ',"a":"' .. action .. '","v":' .. string.format('%d', version) .. ',"m":' ..
+    member_json .. '}')
 end
 
 local function purge(hash, nodes, now, control, channel)
@@ -147,7 +156,7 @@ local function purge(hash, nodes, now, control, channel)
   end
   for member_id, value in pairs(dead) do
     if live[member_id] == nil then
-      version = redis.call('HINCRBY', hash, '#v', 1)
+      version = bump(hash, now)
       publish(control, channel, 'leave', version, value)
     end
   end
@@ -159,15 +168,16 @@ end
 _JOIN = (
     _LUA_COMMON
     + """
-local version, live = purge(KEYS[1], KEYS[2], now_ms(), ARGV[4], ARGV[5])
+local now = now_ms()
+local version, live = purge(KEYS[1], KEYS[2], now, ARGV[4], ARGV[5])
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
 redis.call('PEXPIRE', KEYS[1], ARGV[6])
 if live[ARGV[2]] == nil then
-  version = redis.call('HINCRBY', KEYS[1], '#v', 1)
+  version = bump(KEYS[1], now)
   publish(ARGV[4], ARGV[5], 'join', version, ARGV[3])
   live[ARGV[2]] = ARGV[3]
 end
-local out = {tostring(version)}
+local out = {string.format('%d', version)}
 for _, value in pairs(live) do
   out[#out + 1] = value
 end
@@ -184,13 +194,10 @@ if not value then
   return 0
 end
 redis.call('HDEL', KEYS[1], ARGV[1])
-local version, live = purge(KEYS[1], KEYS[2], now_ms(), ARGV[3], ARGV[4])
+local now = now_ms()
+local version, live = purge(KEYS[1], KEYS[2], now, ARGV[3], ARGV[4])
 if live[ARGV[2]] == nil then
-  version = redis.call('HINCRBY', KEYS[1], '#v', 1)
-  publish(ARGV[3], ARGV[4], 'leave', version, value)
-end
-if redis.call('HLEN', KEYS[1]) <= 1 then
-  redis.call('DEL', KEYS[1])
+  publish(ARGV[3], ARGV[4], 'leave', bump(KEYS[1], now), value)
 end
 return 1
 """
@@ -258,6 +265,11 @@ class RedisPresence(Presence):
         self._sweep = client.register_script(_SWEEP)
         self._heartbeat = client.register_script(_HEARTBEAT)
         self._forget = client.register_script(_FORGET_NODE)
+        # Set when a join failed (Redis away): the next refresh adds every entry again.
+        self.lapsed = False
+        # Leaves that failed (Redis away), retried by the next refresh; otherwise the entry
+        # of a live node would stay forever.
+        self._failed_leaves: set[tuple[str, str, str]] = set()
 
     def key(self, channel: str) -> str:
         """Return the Redis key of ``channel``'s entries."""
@@ -279,19 +291,30 @@ class RedisPresence(Presence):
         """Add the entry in one script; it publishes ``join`` if the member is new."""
         member_json = json.dumps(member, ensure_ascii=False, separators=(",", ":"))
         field = entry_field(socket_id, member["id"])
-        result = await self._join(
-            keys=[self.key(channel), self.nodes_key],
-            args=[field, member["id"], member_json, self.control, channel, self.hash_ttl_ms],
-        )
+        try:
+            result = await self._join(
+                keys=[self.key(channel), self.nodes_key],
+                args=[field, member["id"], member_json, self.control, channel, self.hash_ttl_ms],
+            )
+        except Exception as exc:
+            # The subscription still works; the member list is this member alone until
+            # Redis is back and the next refresh adds the entries again.
+            logger.warning("rtbridge: presence join on %r failed (will retry): %s", channel, exc)
+            self.lapsed = True
+            return 0, [member]
         version = int(result[0])
         return version, _sorted(json.loads(value) for value in result[1:])
 
     async def leave(self, channel: str, socket_id: str, member_id: str) -> None:
         """Remove the entry in one script; it publishes ``leave`` if it was the last."""
-        await self._leave(
-            keys=[self.key(channel), self.nodes_key],
-            args=[entry_field(socket_id, member_id), member_id, self.control, channel],
-        )
+        try:
+            await self._leave(
+                keys=[self.key(channel), self.nodes_key],
+                args=[entry_field(socket_id, member_id), member_id, self.control, channel],
+            )
+        except Exception:
+            self._failed_leaves.add((channel, socket_id, member_id))
+            raise
 
     async def refresh(self, channels: Iterable[str]) -> None:
         """Heartbeat, then sweep this node's presence channels for dead nodes' entries.
@@ -302,8 +325,12 @@ class RedisPresence(Presence):
         """
         alive = await self.heartbeat()
         channels = list(channels)
-        if not alive and self.hub is not None:
+        if (not alive or self.lapsed) and self.hub is not None:
+            self.lapsed = False
             await self.hub.rejoin_presence()
+        for leave in list(self._failed_leaves):
+            self._failed_leaves.discard(leave)
+            await self.leave(*leave)
         if channels:
             pipe = self.client.pipeline(transaction=False)
             for channel in channels:

@@ -187,3 +187,31 @@ async def test_revocation_across_nodes(
     assert 3500 < ttl <= 3600
     for client in (ann1, ann2, bob2, ann3):
         await client.close()
+
+
+async def test_presence_comes_back_after_redis_loses_its_data(
+    make_server: MakeServer, fresh_redis: RedisServer
+) -> None:
+    options = {"presence_ttl": TTL, "reconnect_max_delay": 0.2}
+    node1, node2 = (make_server(redis_url=fresh_redis.url, options=options) for _ in range(2))
+    ann, bob = await Client.open(node1.url), await Client.open(node2.url)
+    await join(ann, CHANNEL, "1")
+    await join(bob, CHANNEL, "2")
+    assert await presence_frames(ann) == [("join", "2")]
+    fresh_redis.stop()
+    fresh_redis.start()  # empty: no persistence
+    # The nodes find they were given up for dead and add their entries again.
+    deadline = time.monotonic() + 4 * TTL
+    while True:
+        carol = await Client.open(node1.url)
+        members = member_ids(await join(carol, CHANNEL, "3"))
+        await carol.close()
+        if members == ["1", "2", "3"] or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.2)
+    assert members == ["1", "2", "3"]
+    # Events still reach clients whose snapshots predate the restart (versions never go back).
+    await bob.close()
+    frames = await presence_frames(ann, quiet=1.0)
+    assert ("leave", "2") in frames
+    await ann.close()
