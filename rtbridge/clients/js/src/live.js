@@ -97,7 +97,8 @@ export class LiveList {
       },
       (error) => {
         // Keep what we had, with what arrived meanwhile; the next reconnect or gap retries.
-        if (settle(null) && this.loaded) this._changed();
+        // Never loaded: nothing to show yet, so events stay buffered for the next load.
+        if (this.loaded && settle(null)) this._changed();
         throw error;
       },
     );

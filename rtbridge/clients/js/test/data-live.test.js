@@ -466,3 +466,23 @@ test("a throwing onChange callback is reported, the collection keeps working", a
   assert.deepEqual(texts(live.rows()), ["a", "b"]);
   assert.ok(errors.includes("handler_error"));
 });
+
+test("a failed first load shows nothing partial; refetch() retries and then shows everything", async () => {
+  const router = fakeRouter([{ id: 1, text: "a", todo_list_id: 1 }]);
+  router.hold = (verb) => verb === "get_list";
+  const rt = track(connect({ backend: "null", fetch: router.fetch }));
+  const live = rt.liveList("todo-item", { todo_list_id: 1 }, { order: "id" });
+  const changes = [];
+  live.onChange((rows) => changes.push(texts(rows)));
+  live.onError(() => {});
+  await until(() => router.holds.length === 1);
+  router.failNext = { status: 503, body: { error: { code: "unavailable", message: "later" } } };
+  router.release();
+  await assert.rejects(live.ready, (error) => error.code === "unavailable");
+  router.hold = null;
+  rt.transport.deliver(CHANNEL, "created", { id: 2, text: "b", todo_list_id: 1 });
+  assert.deepEqual(changes, [], "no partial list");
+  router.table.set(2, { id: 2, text: "b", todo_list_id: 1 });
+  await live.refetch();
+  assert.deepEqual(changes, [["a", "b"]]);
+});

@@ -36,8 +36,10 @@ export function pushIdPrefix(ms) {
  * Create the transport (called by the client with its hooks).
  * @param {{databaseURL: string, root?: string, emulatorHost?: string, clockSkew?: number, firebase?: object}} config
  *   `firebase` holds the modular SDK's database functions (`getDatabase, ref, query, orderByKey,
- *   startAfter, onChildAdded, onValue`, optionally `connectDatabaseEmulator`) and `app` (an
- *   initialized FirebaseApp) or `initializeApp`.
+ *   startAfter, onChildAdded, onValue`, optionally `connectDatabaseEmulator`; for presence and
+ *   whispers also `set, push, remove, onDisconnect, serverTimestamp`) and `app` (an initialized
+ *   FirebaseApp) or `initializeApp`; for protected channels `getAuth, signInWithCustomToken`
+ *   from "firebase/auth".
  * @param {object} hooks
  */
 export function firebase(config, hooks) {

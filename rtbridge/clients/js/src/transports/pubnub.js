@@ -25,8 +25,8 @@ const UP = ["PNConnectedCategory", "PNReconnectedCategory", "PNSubscriptionChang
 
 /**
  * Create the transport (called by the client with its hooks).
- * @param {{subscribeKey: string, origin?: string, ssl?: boolean, userId?: string,
- *   PubNub?: Function, pubnubOptions?: object}} config
+ * @param {{subscribeKey: string, publishKey?: string, origin?: string, ssl?: boolean, userId?: string,
+ *   PubNub?: Function, pubnubOptions?: object}} config `publishKey` is needed only for whispers
  * @param {object} hooks
  */
 export function pubnub(config, hooks) {
@@ -51,12 +51,15 @@ export function pubnub(config, hooks) {
       (answer) => {
         entry.tabs = new Map();
         const list = [];
+        const add = (member) => {
+          list.push(member);
+          entry.tabs.set(member.key, member.id);
+        };
         for (const { uuid, state } of answer?.channels?.[name]?.occupants ?? []) {
           const member = uuid === socketId ? { ...entry.me, key: uuid } : entryOf(uuid, state);
-          if (member) list.push(member) && entry.tabs.set(uuid, member.id);
+          if (member) add(member);
         }
-        // hereNow may not list this tab yet.
-        if (!entry.tabs.has(socketId)) list.push({ ...entry.me, key: socketId }) && entry.tabs.set(socketId, entry.me.id);
+        if (!entry.tabs.has(socketId)) add({ ...entry.me, key: socketId }); // hereNow may not list this tab yet
         hooks.presence(entry.logical, action, list);
       },
       (error) => hooks.error(new RTBridgeError(`rtbridge: PubNub hereNow failed for ${entry.logical}: ${error?.message ?? error}`, { code: "presence_failed", channel: entry.logical })),
