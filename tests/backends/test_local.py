@@ -83,3 +83,20 @@ def test_client_config_shape(settings: Any) -> None:
     }
     settings.RTBRIDGE_SERVER = {"public_url": "ws://127.0.0.1:9000"}
     assert LocalBackend().client_config()["url"] == "ws://127.0.0.1:9000"
+
+
+def test_revoke_without_a_server_is_a_clear_error() -> None:
+    with pytest.raises(PublishError, match="rtbridge_server"):
+        LocalBackend().revoke("1", "private-a")
+
+
+async def test_revoke_reaches_the_server(server: Server) -> None:
+    from tests.server.helpers import join
+
+    client = await Client.open(server.url)
+    await join(client, "private-a", "7")
+    LocalBackend().revoke("7", "private-a")
+    assert (await client.recv_op("revoked"))["channel"] == "private-a"
+    assert server.hub.revoked_at("7", "private-a") is not None
+    assert server.hub.subscribers("private-a") == 0
+    await client.close()

@@ -160,3 +160,36 @@ def test_safe_url() -> None:
     assert safe_url("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
     assert safe_url("redis://user:pw@h:1/0") == "redis://user:***@h:1/0"
     assert safe_url("rediss://:pw@h:1") == "rediss://:***@h:1"
+
+
+def test_revoke_stores_the_time_with_the_token_lifetime_and_tells_the_nodes(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    client = redis.Redis.from_url(redis_server.url)
+    pubsub = client.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(f"{prefix}!node")
+    pubsub.get_message(timeout=1)
+    before = time.time()
+    RedisBackend(url=redis_server.url, prefix=prefix).revoke("42", "private-a.1")
+    key = f"{prefix}revoked:private-a.1|42"
+    assert before <= float(client.get(key)) <= time.time()  # type: ignore[arg-type]
+    assert 3590 < client.ttl(key) <= 3600
+    message = pubsub.get_message(timeout=5)
+    assert message is not None
+    version, event = message["data"].split(b"\n", 1)
+    assert version == b"rtc1"
+    assert json.loads(event) == {
+        "t": "revoke",
+        "u": "42",
+        "c": "private-a.1",
+        "at": float(client.get(key)),  # type: ignore[arg-type]
+    }
+    pubsub.close()
+    client.close()
+
+
+def test_revoke_when_redis_is_down_raises() -> None:
+    backend = RedisBackend(url=f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=0.5)
+    with pytest.raises(PublishError) as info:
+        backend.revoke("1", "private-a")
+    assert info.value.retryable

@@ -8,6 +8,7 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 
 from rtbridge import conf
+from rtbridge.server.checks import check_server_settings
 from rtbridge.server.config import OriginPolicy, ServerConfig
 
 
@@ -98,6 +99,11 @@ def test_server_settings_defaults_and_overrides(settings: Any) -> None:
         ({"serve_static": "yes"}, "'serve_static'"),
         ({"heartbeat": 30, "idle_timeout": 30}, "idle_timeout must be longer than heartbeat"),
         ({"heartbeat": 0}, "both > 0"),
+        ({"presence_ttl": 25}, "'presence_ttl'"),
+        ({"presence_ttl": 0}, "'presence_ttl'"),
+        ({"whisper_rate": 0}, "'whisper_rate'"),
+        ({"call_rate": 1.5}, "'call_rate'"),
+        ({"call_threads": "8"}, "'call_threads'"),
     ],
 )
 def test_server_settings_errors_name_the_key(settings: Any, value: Any, match: str) -> None:
@@ -110,3 +116,23 @@ def test_server_settings_must_be_a_dict(settings: Any) -> None:
     settings.RTBRIDGE_SERVER = [("path", "/ws")]
     with pytest.raises(ImproperlyConfigured, match="must be a dict"):
         conf.server_settings()
+
+
+def test_new_server_settings_defaults() -> None:
+    config = ServerConfig.load()
+    assert (config.presence_ttl, config.whisper_rate, config.call_rate, config.call_threads) == (
+        15.0,
+        10,
+        20,
+        8,
+    )
+
+
+def test_system_check_reports_bad_server_settings_and_origins(settings: Any) -> None:
+    assert check_server_settings() == []
+    settings.RTBRIDGE_SERVER = {"whisper_rate": -1}
+    settings.RTBRIDGE_ALLOWED_ORIGINS = ["example.com"]
+    errors = check_server_settings()
+    assert [error.id for error in errors] == ["rtbridge.E020", "rtbridge.E021"]
+    assert "whisper_rate" in errors[0].msg
+    assert "'example.com'" in errors[1].msg

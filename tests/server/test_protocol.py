@@ -16,8 +16,13 @@ from rtbridge.server.protocol import (
     json_string,
     message_frame,
     parse_request,
+    presence_frame,
+    reply_frame,
+    revoked_frame,
+    skip_frame,
     websocket_text_frame,
     welcome_frame,
+    whisper_frame,
 )
 
 
@@ -90,3 +95,87 @@ def test_unknown_op_keeps_the_id_and_truncates_the_name() -> None:
         parse_request(json.dumps({"op": "x" * 500, "id": 9}), 10_000)
     assert (info.value.code, info.value.request_id) == (4404, 9)
     assert len(info.value.reason) < 200
+
+
+def test_frames_of_the_protected_channel_section() -> None:
+    member = {"id": "2", "info": {"name": "Bob"}}
+    assert body(ack_frame(4, "presence-x", 0, [member])) == {
+        "op": "ack",
+        "id": 4,
+        "channel": "presence-x",
+        "seq": 0,
+        "members": [member],
+    }
+    assert body(error_frame(4, 4403, "why", "expired"))["detail"] == "expired"  # type: ignore[index]
+    assert body(presence_frame("presence-x", "join", member)) == {
+        "op": "presence",
+        "channel": "presence-x",
+        "action": "join",
+        "member": member,
+    }
+    assert body(whisper_frame("private-x", "typing", b'{"f":"\xc3\xa9"}', None)) == {
+        "op": "whisper",
+        "channel": "private-x",
+        "event": "typing",
+        "data": {"f": "é"},
+        "user_id": None,
+    }
+    assert body(revoked_frame("private-x")) == {
+        "op": "revoked",
+        "channel": "private-x",
+        "reason": "access revoked",
+    }
+    assert body(skip_frame(json_string("a"), 8)) == {"op": "skip", "channel": "a", "seq": 8}
+    assert body(reply_frame(7, 404, '{"error":{"code":"unknown_route"}}')) == {
+        "op": "reply",
+        "id": 7,
+        "status": 404,
+        "body": {"error": {"code": "unknown_route"}},
+    }
+    welcome = body(welcome_frame("n.1", 25, "rtbridge/x"))
+    assert welcome["features"] == ["auth", "presence", "whisper", "call", "revoke"]  # type: ignore[index]
+
+
+def test_parse_whisper_and_call() -> None:
+    frame = {"op": "whisper", "id": 5, "channel": "private-a", "event": "typing", "data": [1]}
+    assert parse_request(json.dumps(frame), 10_000) == Request(
+        "whisper", 5, "private-a", event="typing", data_json="[1]"
+    )
+    no_data = parse_request(json.dumps({**frame, "data": None}), 10_000)
+    assert no_data.data_json == "null"
+    call = {"op": "call", "id": 7, "route": "todo-item", "verb": "get_list"}
+    assert parse_request(json.dumps(call), 10_000) == Request(
+        "call", 7, route="todo-item", verb="get_list", args={}
+    )
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        ({"op": "whisper", "id": 1, "channel": "private-a", "event": ""}, 4409),
+        ({"op": "whisper", "id": 1, "channel": "private-a", "event": "x" * 65}, 4409),
+        ({"op": "whisper", "id": 1, "channel": "private-a", "event": "a:b"}, 4409),
+        ({"op": "whisper", "id": 1, "channel": "a b", "event": "e"}, 4422),
+        ({"op": "whisper", "id": 1, "event": "e"}, 4409),
+        (
+            {"op": "whisper", "id": 1, "channel": "private-a", "event": "e", "data": "x" * 4095},
+            4413,
+        ),
+        ({"op": "call", "id": 1, "route": "", "verb": "v"}, 4409),
+        ({"op": "call", "id": 1, "route": "r", "verb": "v", "args": "x"}, 4409),
+        ({"op": "call", "route": "r", "verb": "v"}, 4409),
+    ],
+)
+def test_bad_whispers_and_calls(frame: dict[str, object], code: int) -> None:
+    with pytest.raises(ProtocolError) as info:
+        parse_request(json.dumps(frame), 100_000)
+    assert info.value.code == code
+
+
+def test_whisper_data_limit_is_4_kib_of_utf8() -> None:
+    fits = "x" * 4094  # plus two quotes: 4096 bytes
+    frame = {"op": "whisper", "id": 1, "channel": "private-a", "event": "e", "data": fits}
+    assert parse_request(json.dumps(frame), 100_000).data_json == json.dumps(fits)
+    frame["data"] = "é" * 2048  # 4096 bytes of UTF-8 plus quotes
+    with pytest.raises(ProtocolError):
+        parse_request(json.dumps(frame), 100_000)

@@ -1,0 +1,56 @@
+"""System checks of the server settings: ``RTBRIDGE_SERVER`` and ``RTBRIDGE_ALLOWED_ORIGINS``.
+
+Register in the app's ``ready()``::
+
+    from django.core import checks
+    from rtbridge.server.checks import check_server_settings
+
+    checks.register(check_server_settings, "rtbridge")
+
+Imports no Tornado and opens no connection, so it runs in every ``manage.py check``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core import checks
+from django.core.exceptions import ImproperlyConfigured
+
+from .. import conf
+
+__all__ = ["ERROR_IDS", "check_server_settings"]
+
+ERROR_IDS = {
+    "E020": "RTBRIDGE_SERVER has an unknown key or an invalid value",
+    "E021": "RTBRIDGE_ALLOWED_ORIGINS has an entry that is not an origin",
+}
+
+
+def check_server_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Report invalid ``RTBRIDGE_SERVER`` values and origins before a server starts."""
+    from .config import OriginPolicy
+
+    errors: list[checks.CheckMessage] = []
+    try:
+        conf.server_settings()
+    except ImproperlyConfigured as exc:
+        errors.append(
+            checks.Error(
+                str(exc),
+                hint="See the RTBRIDGE_SERVER table in docs/server.md for keys and defaults.",
+                id="rtbridge.E020",
+            )
+        )
+    try:
+        OriginPolicy.from_settings()
+    except ImproperlyConfigured as exc:
+        errors.append(
+            checks.Error(
+                str(exc),
+                hint="List origins as 'https://example.com' (scheme, host, optional port), "
+                "or leave RTBRIDGE_ALLOWED_ORIGINS unset to derive them from ALLOWED_HOSTS.",
+                id="rtbridge.E021",
+            )
+        )
+    return errors
