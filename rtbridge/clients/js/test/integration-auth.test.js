@@ -195,3 +195,22 @@ test("revoke ends the subscription and the client is told", async (t) => {
   assert.equal(errors[0].code, "revoked");
   assert.equal(channel.subscribed, false);
 });
+
+test("an expired token: the server says detail expired, the client asks again once and is let in", async (t) => {
+  if (!runs(t)) return;
+  const authCalls = [];
+  const counting = (url, init) => {
+    if (String(url).endsWith("/rtbridge/auth")) authCalls.push(JSON.parse(init.body).channel_name);
+    return globalThis.fetch(url, init);
+  };
+  const { rt } = await browser(t, "fred", { fetch: counting });
+  const { id } = await server.orm("TodoList", "create", { name: "fred's", owner: "fred" });
+  await server.send({ cmd: "expire_next_tokens", count: 1 });
+  const channel = rt.private(`testapp.todolist.${id}`);
+  await channel.ready;
+  assert.deepEqual(authCalls, [channel.name, channel.name]);
+  const names = [];
+  channel.listen("renamed", (data) => names.push(data.name));
+  await server.publish(channel.name, "renamed", { name: "Fred's" });
+  await until(() => names.length === 1, 5000, "a message on the channel");
+});

@@ -14,6 +14,8 @@ on a SQLite file in a temporary folder). It prints ``{"ok": true, "port": P, "ur
   "values": {...}}`` changes a ``tests.testapp`` model through the ORM, so the model mixin
   publishes (``owner`` may name a user); answers ``{"id"}``;
 * ``{"cmd": "revoke", "username": "ann", "channel": "private-..."}`` calls ``rtbridge.revoke``;
+* ``{"cmd": "expire_next_tokens", "count": 1}`` backdates the next ``count`` signatures by two
+  hours, so the next subscription token the auth endpoint issues is already expired;
 * ``{"cmd": "stop"}`` stops the server (sockets get close code 1001), keeping the port;
 * ``{"cmd": "start"}`` starts it again on the same port;
 * ``{"cmd": "quit"}`` (or end of input) stops and exits.
@@ -84,6 +86,29 @@ def login(username: str) -> dict[str, Any]:
     session[HASH_SESSION_KEY] = user.get_session_auth_hash()
     session.create()
     return {"user_id": user.pk, "sessionid": session.session_key}
+
+
+def expire_next_tokens(count: int) -> None:
+    """Backdate the next ``count`` timestamped signatures (subscription tokens) by two hours."""
+    import threading
+    import time
+
+    from django.core import signing
+
+    lock = threading.Lock()
+    left = [count]
+    original = signing.TimestampSigner.timestamp
+
+    def timestamp(self: signing.TimestampSigner) -> str:
+        with lock:
+            if left[0] <= 0:
+                return original(self)
+            left[0] -= 1
+            if left[0] == 0:
+                signing.TimestampSigner.timestamp = original  # type: ignore[method-assign]
+        return signing.b62_encode(int(time.time()) - 7200)
+
+    signing.TimestampSigner.timestamp = timestamp  # type: ignore[method-assign]
 
 
 def orm(command: dict[str, Any]) -> dict[str, Any]:
@@ -162,6 +187,8 @@ def main() -> int:
                 from django.contrib.auth.models import User
 
                 rtbridge.revoke(User.objects.get(username=command["username"]), command["channel"])
+            elif cmd == "expire_next_tokens":
+                expire_next_tokens(int(command.get("count", 1)))
             elif cmd == "stop":
                 server.stop()
             elif cmd == "start":
@@ -170,7 +197,8 @@ def main() -> int:
                 break
             else:
                 raise ValueError(
-                    f"unknown command {cmd!r}; give publish, user, orm, revoke, stop, start or quit"
+                    f"unknown command {cmd!r}; give publish, user, orm, revoke, "
+                    "expire_next_tokens, stop, start or quit"
                 )
         except Exception as exc:  # report to the test and keep serving
             reply(ok=False, error=f"{type(exc).__name__}: {exc}")
