@@ -214,3 +214,33 @@ test("an expired token: the server says detail expired, the client asks again on
   await server.publish(channel.name, "renamed", { name: "Fred's" });
   await until(() => names.length === 1, 5000, "a message on the channel");
 });
+
+test("after the server restarts, protected channels are authorized again for the new socket", async (t) => {
+  if (!runs(t)) return;
+  const authCalls = [];
+  const counting = (url, init) => {
+    if (String(url).endsWith("/rtbridge/auth")) authCalls.push(JSON.parse(init.body).socket_id);
+    return globalThis.fetch(url, init);
+  };
+  const { rt } = await browser(t, "gina", { fetch: counting });
+  const { id } = await server.orm("TodoList", "create", { name: "gina's", owner: "gina" });
+  const channel = rt.private(`testapp.todolist.${id}`);
+  const lists = [];
+  const room = rt.join("testapp.todoitem.42").here((members) => lists.push(members.map((m) => m.info.name)));
+  const resubscribed = [];
+  rt.onResubscribed((name) => resubscribed.push(name));
+  await Promise.all([channel.ready, room.ready]);
+  const first = rt.socketId();
+
+  await server.send({ cmd: "stop" });
+  await until(() => rt.state === "reconnecting", 15000, "reconnecting");
+  await server.send({ cmd: "start" });
+  await until(() => resubscribed.length === 2, 15000, "both channels resubscribed");
+  assert.notEqual(rt.socketId(), first);
+  assert.deepEqual(authCalls, [first, first, rt.socketId(), rt.socketId()]);
+  assert.deepEqual(lists, [["gina"], ["gina"]], "here() again after the resubscribe");
+  const names = [];
+  channel.listen("renamed", (data) => names.push(data.name));
+  await server.publish(channel.name, "renamed", { name: "back" });
+  await until(() => names.length === 1, 5000, "a message after the restart");
+});
