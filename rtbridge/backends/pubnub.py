@@ -6,15 +6,18 @@ import json
 import math
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ImproperlyConfigured
 
-from ..channel_names import encode_for_pubnub
+from ..channel_names import PRESENCE_PREFIX, encode_for_pubnub
 from ..exceptions import PublishError
 from ..messages import Message
 from .base import import_sdk
-from .dispatch import Call, DispatchingBackend
+from .dispatch import Call, DispatchingBackend, GrantLedger
+
+if TYPE_CHECKING:
+    from ..auth import Grant
 
 __all__ = ["PubNubBackend"]
 
@@ -22,6 +25,8 @@ __all__ = ["PubNubBackend"]
 #: (``{"event":…,"data":…,"exclude":…}``) is at most ~220 bytes; 512 leaves a margin.
 PUBNUB_MESSAGE_LIMIT = 32768
 ENVELOPE_ALLOWANCE = 512
+#: Access Manager accepts token lifetimes from 1 minute to 30 days.
+MAX_TOKEN_TTL_MINUTES = 43200
 
 
 class PubNubBackend(DispatchingBackend):
@@ -49,6 +54,8 @@ class PubNubBackend(DispatchingBackend):
         ssl: bool = True,
         timeout: float = 5.0,
         concurrency: int = 8,
+        token_ttl: int = 60,
+        client_whispers: bool = False,
         **options: Any,
     ) -> None:
         super().__init__(**options)
@@ -73,6 +80,18 @@ class PubNubBackend(DispatchingBackend):
                 f"PubNubBackend option concurrency={concurrency!r} is not valid; give the number "
                 "of publishes to run at once (>= 1)."
             )
+        if (
+            not isinstance(token_ttl, int)
+            or isinstance(token_ttl, bool)
+            or not 1 <= token_ttl <= MAX_TOKEN_TTL_MINUTES
+        ):
+            raise ImproperlyConfigured(
+                f"PubNubBackend option token_ttl={token_ttl!r} is not valid; give the lifetime "
+                f"of Access Manager tokens in minutes (1 to {MAX_TOKEN_TTL_MINUTES})."
+            )
+        self.token_ttl = token_ttl
+        self.client_whispers = bool(client_whispers)
+        self.grants = GrantLedger(f"pubnub:{subscribe_key}", token_ttl * 60)
         self.publish_key = publish_key
         self.subscribe_key = subscribe_key
         self.secret_key = secret_key
@@ -153,9 +172,67 @@ class PubNubBackend(DispatchingBackend):
     def _publish_request(self, channel: str, body: dict[str, Any]) -> Callable[[], object]:
         return lambda: self.client.publish().channel(channel).message(body).use_post(True).sync()
 
+    def auth_response(self, socket_id: str, grant: Grant) -> dict[str, Any]:
+        """Return ``{"channel", "token"}``: an Access Manager v3 token for this connection.
+
+        ``socket_id`` is the page's PubNub user id; the token is bound to it
+        (``authorized_uuid``) and grants ``read`` on every protected channel this connection
+        was granted within ``token_ttl`` (PubNub keeps one token per client, so each new
+        token must cover the earlier channels too), ``read`` on their ``-pnpres`` channels
+        (presence), and ``write`` only with ``client_whispers=True``. Presence channels add
+        ``"channel_data"`` (the member). Without ``secret_key`` there is no Access Manager and
+        no token: PubNub then lets anyone with the subscribe key read every channel.
+        """
+        channel = encode_for_pubnub(grant.channel)
+        answer: dict[str, Any] = {"channel": channel}
+        if grant.member is not None:
+            answer["channel_data"] = grant.member
+        if not self.secret_key:
+            return answer
+        granted = self.grants.add(grant.user_id, socket_id, channel)
+        answer["token"] = self.grant_token(socket_id, list(granted), user_id=grant.user_id)
+        return answer
+
+    def grant_token(
+        self, socket_id: str, channels: list[str], *, user_id: str | None = None
+    ) -> str:
+        """Ask Access Manager for a token letting ``socket_id`` read ``channels`` (encoded)."""
+        from pubnub.models.consumer.v3.channel import Channel
+
+        resources = []
+        for name in channels:
+            resource = Channel.id(name).read()
+            if self.client_whispers and name.startswith(("private-", PRESENCE_PREFIX)):
+                resource = resource.write()
+            resources.append(resource)
+            if name.startswith(PRESENCE_PREFIX):
+                resources.append(Channel.id(f"{name}-pnpres").read())
+        request = (
+            self.client.grant_token()
+            .channels(resources)
+            .ttl(self.token_ttl)
+            .authorized_uuid(socket_id)
+            .meta({"user": user_id})
+        )
+        try:
+            envelope = _call_pubnub(request.sync)
+        except PublishError as exc:
+            raise PublishError(
+                f"PubNub Access Manager refused a token for {', '.join(channels)}: {exc}",
+                status=exc.status,
+                retryable=exc.retryable,
+            ) from exc
+        return str(envelope.result.token)  # type: ignore[attr-defined]
+
     def client_config(self) -> dict[str, Any]:
-        """Return what the pubnub JS SDK needs to subscribe (never the publish or secret key)."""
+        """Return what the pubnub JS SDK needs to subscribe (never the secret key).
+
+        The publish key is included only with ``client_whispers=True`` (pages publish their
+        whispers themselves).
+        """
         config: dict[str, Any] = {"backend": self.alias, "subscribeKey": self.subscribe_key}
+        if self.client_whispers:
+            config["publishKey"] = self.publish_key
         if self.origin:
             config["origin"] = self.origin
         if not self.ssl:

@@ -6,7 +6,7 @@ import re
 import sys
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -15,6 +15,9 @@ from ..exceptions import InvalidMessage, PublishError
 from ..messages import Message
 from .base import import_sdk
 from .dispatch import Call, DispatchingBackend
+
+if TYPE_CHECKING:
+    from ..auth import Grant
 
 __all__ = ["PusherBackend"]
 
@@ -164,6 +167,27 @@ class PusherBackend(DispatchingBackend):
 
         # Counted as one message: a trigger either reaches all its channels or none.
         return Call(send, messages=1, label=f"trigger({len(channels)} channels)")
+
+    def auth_response(self, socket_id: str, grant: Grant) -> dict[str, Any]:
+        """Return Pusher's channel authorization: ``{"auth": "key:signature"}``.
+
+        Presence channels add ``"channel_data"`` (the JSON text of ``{"user_id", "user_info"}``
+        from the grant's member), which Pusher hands to every member; the signature covers it,
+        so a client cannot change who it is.
+        """
+        channel = encode_for_pusher(grant.channel)
+        if not _SOCKET_ID_RE.match(socket_id):
+            raise ValueError(
+                f"socket_id={socket_id!r} is not a Pusher socket id; Pusher socket ids look like "
+                "'123.456' (pusher-js: pusher.connection.socket_id)."
+            )
+        custom_data = None
+        if grant.member is not None:
+            custom_data = {"user_id": grant.member["id"], "user_info": grant.member["info"]}
+        answer: dict[str, Any] = self.client.authenticate(
+            channel=channel, socket_id=socket_id, custom_data=custom_data
+        )
+        return answer
 
     def client_config(self) -> dict[str, Any]:
         """Return pusher-js options: the key and where to connect (never the secret)."""

@@ -23,8 +23,7 @@ def fake_pubnub(request: pytest.FixtureRequest) -> Iterator[FakePubNub]:
     """The session's fake PubNub, with this test's faults and keys reset afterwards."""
     server = shared_fake_pubnub(request.config)
     yield server
-    server.faults.clear()
-    server.publish_key, server.subscribe_key = "demo-pub", "demo-sub"
+    server.reset()
 
 
 @pytest.fixture

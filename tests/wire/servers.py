@@ -70,6 +70,8 @@ class Soketi:
             "SOKETI_DEFAULT_APP_MAX_EVENT_BATCH_SIZE": "10",
             "SOKETI_DEFAULT_APP_MAX_EVENT_CHANNELS_AT_ONCE": "100",
             "SOKETI_SHUTDOWN_GRACE_PERIOD": "100",
+            # Whispers: Pusher apps enable client events in their settings; soketi needs this.
+            "SOKETI_DEFAULT_APP_ENABLE_CLIENT_MESSAGES": "true",
         }
         soketi_bin = NODE_MODULES / "@soketi" / "soketi" / "bin" / "server.js"
         self.process = subprocess.Popen(

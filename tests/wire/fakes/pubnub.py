@@ -3,20 +3,36 @@
 Publish (GET with the message in the path, or POST with it in the body), subscribe long-polls
 with timetokens, heartbeat, leave and ``/time/0``. Keys are checked (a wrong key answers 400, as
 PubNub does) and messages over 32 KiB answer 413.
+
+Presence: occupants per channel (a uuid is present while it long-polls or heartbeats, and
+for ``presence_timeout`` seconds after), ``join``/``leave``/``timeout``/``state-change``
+events on ``<channel>-pnpres``, ``here_now`` (with uuids and state) and ``set_state``.
+
+Access Manager v3 (when ``secret_key`` is set): ``POST /v3/pam/<sub>/grant`` (signed with the
+secret key) issues CBOR tokens as PubNub does; every other request must then be signed with the
+secret key (the server) or carry a token (``auth``) bound to its ``uuid`` that grants the
+operation on each channel it names (subscribe, presence, here_now, state: ``read``; publish:
+``write``); otherwise it answers 403 like PubNub.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
 import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import parse_qsl, quote, unquote
 
+import cbor2
 import tornado.web
 
 from .base import FakeHandler, LoopbackServer
+
+READ, WRITE = 1, 2
 
 MAX_MESSAGE_BYTES = 32768
 
@@ -36,11 +52,141 @@ class FakePubNub(LoopbackServer):
     #: Seconds a subscribe long-poll waits for messages before answering with none.
     long_poll: float = 20.0
     messages: list[Published] = field(default_factory=list)
+    #: Access Manager is on when set: unsigned requests need a token.
+    secret_key: str | None = None
+    #: Seconds an occupant stays after its last request (PubNub: the client's heartbeat value).
+    presence_timeout: float = 300.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
         self._last_timetoken = 0
         self._waiters: list[tuple[set[str], asyncio.Future[None]]] = []
+        #: channel → uuid → {"state": dict | None, "seen": monotonic time, "polls": open polls}
+        self.occupants: dict[str, dict[str, dict[str, Any]]] = {}
+        self.tokens_issued: list[dict[str, Any]] = []
+        self._sweeper: asyncio.Task[None] | None = None
+
+    def reset(self) -> None:
+        """Forget keys, Access Manager, presence and faults set by a test."""
+        self.faults.clear()
+        self.publish_key, self.subscribe_key = "demo-pub", "demo-sub"
+        self.secret_key = None
+        self.presence_timeout = 300.0
+        self.occupants.clear()
+
+    # Presence -----------------------------------------------------------------------------
+
+    def touch(self, channels: set[str], uuid: str, state: dict[str, Any] | None = None) -> None:
+        """Mark ``uuid`` present on ``channels`` now; a newcomer's join is announced."""
+        if self._sweeper is None:
+            self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
+        for channel in channels:
+            if channel.endswith("-pnpres"):
+                continue
+            here = self.occupants.setdefault(channel, {})
+            entry = here.get(uuid)
+            if entry is None:
+                entry = here[uuid] = {"state": None, "seen": time.monotonic(), "polls": 0}
+                if state and isinstance(state.get(channel), dict):
+                    entry["state"] = state[channel]
+                self.announce(channel, "join", uuid, entry["state"])
+            entry["seen"] = time.monotonic()
+
+    def set_state(self, channel: str, uuid: str, state: dict[str, Any]) -> None:
+        """Store ``uuid``'s state on ``channel`` and announce a ``state-change``."""
+        here = self.occupants.setdefault(channel, {})
+        entry = here.setdefault(uuid, {"state": None, "seen": time.monotonic(), "polls": 0})
+        entry["state"] = state
+        self.announce(channel, "state-change", uuid, state)
+
+    def remove(self, channel: str, uuid: str, action: str) -> None:
+        """Drop ``uuid`` from ``channel`` and announce ``action`` (leave or timeout)."""
+        if self.occupants.get(channel, {}).pop(uuid, None) is not None:
+            self.announce(channel, action, uuid, None)
+
+    def announce(self, channel: str, action: str, uuid: str, state: dict[str, Any] | None) -> None:
+        event: dict[str, Any] = {
+            "action": action,
+            "uuid": uuid,
+            "timestamp": int(time.time()),
+            "occupancy": len(self.occupants.get(channel, {})),
+        }
+        if state is not None:
+            event["data"] = state
+        self.deliver(f"{channel}-pnpres", event, "")
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(0.2)
+            limit = time.monotonic() - self.presence_timeout
+            for channel, here in list(self.occupants.items()):
+                for uuid, entry in list(here.items()):
+                    if entry["polls"] <= 0 and entry["seen"] < limit:
+                        self.remove(channel, uuid, "timeout")
+
+    # Access Manager -------------------------------------------------------------------------
+
+    def issue_token(self, grant: dict[str, Any]) -> str:
+        """Return a token for a grant request body, encoded and signed as PubNub's are."""
+        assert self.secret_key is not None
+        permissions = grant.get("permissions", {})
+        body: dict[str, Any] = {
+            "v": 2,
+            "t": int(time.time()),
+            "ttl": int(grant["ttl"]),
+            "res": _token_resources(permissions.get("resources", {})),
+            "pat": _token_resources(permissions.get("patterns", {})),
+            "meta": permissions.get("meta", {}),
+        }
+        if permissions.get("uuid"):
+            body["uuid"] = permissions["uuid"]
+        signed = cbor2.dumps(body)
+        body["sig"] = hmac.new(self.secret_key.encode(), signed, hashlib.sha256).digest()
+        self.tokens_issued.append(body)
+        return base64.urlsafe_b64encode(cbor2.dumps(body)).decode()
+
+    def check_token(self, token: str, uuid: str, needs: dict[str, int]) -> str | None:
+        """Return why ``token`` does not give ``uuid`` the ``needs`` (channel → bits), or None."""
+        assert self.secret_key is not None
+        try:
+            body = cbor2.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+            signature = body.pop("sig")
+        except Exception:
+            return "Token is malformed"
+        expected = hmac.new(self.secret_key.encode(), cbor2.dumps(body), hashlib.sha256).digest()
+        if not hmac.compare_digest(signature, expected):
+            return "Token signature is invalid"
+        if time.time() > body["t"] + body["ttl"] * 60:
+            return "Token is expired"
+        if body.get("uuid") and body["uuid"] != uuid:
+            return "Token is not authorized for this uuid"
+        granted = body.get("res", {}).get("chan", {})
+        for channel, bits in needs.items():
+            if granted.get(channel, 0) & bits != bits:
+                return f"Token has no permission for channel {channel}"
+        return None
+
+    def signed_by_secret(self, method: str, path: str, query: str, body: bytes) -> bool:
+        """Return whether the request carries a valid signature made with the secret key."""
+        params = dict(parse_qsl(query, keep_blank_values=True))
+        signature = params.pop("signature", None)
+        if signature is None or self.secret_key is None:
+            return False
+        encoded = "&".join(
+            f"{key}={quote(str(params[key]), safe='').replace('~', '%7E')}"
+            for key in sorted(params)
+        )
+        if signature.startswith("v2."):
+            text = f"{method}\n{self.publish_key}\n{path}\n{encoded}\n{body.decode()}"
+            prefix = "v2."
+        else:  # publish with POST: the first signature scheme
+            text = f"{self.subscribe_key}\n{self.publish_key}\n{path}\n{encoded}"
+            prefix = ""
+        digest = hmac.new(self.secret_key.encode(), text.encode(), hashlib.sha256).digest()
+        expected = base64.urlsafe_b64encode(digest).decode()
+        if prefix:
+            expected = prefix + expected.rstrip("=")
+        return hmac.compare_digest(signature, expected)
 
     def timetoken(self) -> int:
         """Return a new timetoken (100 ns units), strictly larger than the previous one."""
@@ -59,6 +205,13 @@ class FakePubNub(LoopbackServer):
                     PresenceHandler,
                     options,
                 ),
+                (
+                    r"/v2/presence/sub[-_]key/([^/]+)/channel/([^/]+)/uuid/([^/]+)/data",
+                    SetStateHandler,
+                    options,
+                ),
+                (r"/v2/presence/sub[-_]key/([^/]+)/channel/([^/]+)", HereNowHandler, options),
+                (r"/v3/pam/([^/]+)/grant", GrantHandler, options),
                 (r"/.*", NotFoundHandler, options),
             ]
         )
@@ -86,6 +239,8 @@ class FakePubNub(LoopbackServer):
             self._waiters.remove(entry)
 
     async def on_stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         for _, waiter in self._waiters:
             if not waiter.done():
                 waiter.set_result(None)
@@ -93,6 +248,12 @@ class FakePubNub(LoopbackServer):
     def received(self, channel: str) -> list[Any]:
         """Return the messages published on ``channel`` (as stored), oldest first."""
         return [m.message for m in self.messages if m.channel == channel]
+
+
+def _token_resources(resources: dict[str, Any]) -> dict[str, Any]:
+    """Map a grant request's resource names to a token's (channels → chan, ...)."""
+    names = {"channels": "chan", "groups": "grp", "uuids": "uuid", "users": "usr", "spaces": "spc"}
+    return {names[key]: dict(value) for key, value in resources.items() if key in names}
 
 
 class PubNubHandler(FakeHandler):
@@ -103,6 +264,42 @@ class PubNubHandler(FakeHandler):
         self.set_header("Content-Type", 'text/javascript; charset="UTF-8"')
         self.set_header("Access-Control-Allow-Origin", "*")
         self.finish(json.dumps(value, separators=(",", ":")))
+
+    def denied(self, needs: dict[str, int]) -> bool:
+        """Answer 403 and return True unless Access Manager lets this request through."""
+        server = self.server
+        if server.secret_key is None:
+            return False
+        request = self.request
+        method = request.method or "GET"
+        if server.signed_by_secret(method, request.path, request.query, request.body):
+            return False
+        token = self.get_query_argument("auth", None)
+        reason: str | None = "No auth token given"
+        if token is None:
+            pass
+        else:
+            reason = server.check_token(token, self.get_query_argument("uuid", ""), needs)
+        if reason is None:
+            return False
+        self.reply(
+            {
+                "status": 403,
+                "error": True,
+                "service": "Access Manager",
+                "message": f"Forbidden: {reason}",
+                "payload": {"channels": sorted(needs)},
+            },
+            status=403,
+        )
+        return True
+
+    def state_argument(self) -> dict[str, Any] | None:
+        try:
+            value = json.loads(self.get_query_argument("state", "null"))
+        except ValueError:
+            return None
+        return value if isinstance(value, dict) else None
 
 
 class TimeHandler(PubNubHandler):
@@ -130,6 +327,8 @@ class PublishHandler(PubNubHandler):
         except ValueError:
             self.reply([0, "Invalid JSON", str(server.timetoken())], status=400)
             return
+        if self.denied({channel: WRITE}):
+            return
         publisher = self.get_query_argument("uuid", "")
         timetoken = server.deliver(channel, message, publisher)
         self.reply([1, "Sent", str(timetoken)])
@@ -145,16 +344,35 @@ class SubscribeHandler(PubNubHandler):
             )
             return
         channels = {c for c in channels_text.split(",") if c and c != ","}
+        if self.denied({channel: READ for channel in channels}):
+            return
+        uuid = self.get_query_argument("uuid", "")
         since = int(self.get_query_argument("tt", "0") or 0)
         if since == 0:
             # The handshake: tell the client where "now" is.
-            self.reply({"t": {"t": str(server.timetoken()), "r": 1}, "m": []})
+            timetoken = server.timetoken()
+            server.touch(channels, uuid, self.state_argument())
+            self.reply({"t": {"t": str(timetoken), "r": 1}, "m": []})
             return
+        server.touch(channels, uuid)
         found = server.since(channels, since)
         if not found:
-            await server.wait(channels, server.long_poll)
+            self.polling = [
+                server.occupants.get(c, {}).get(uuid) for c in channels if not c.endswith("-pnpres")
+            ]
+            for entry in self.polling:
+                if entry is not None:
+                    entry["polls"] += 1
+            self.closed = asyncio.get_running_loop().create_future()
+            try:
+                await asyncio.wait(
+                    [asyncio.ensure_future(server.wait(channels, server.long_poll)), self.closed],
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+            finally:
+                self.stop_polling()
             found = server.since(channels, since)
-        if self.request.connection is None or self._finished:
+        if self.request.connection is None or self._finished or self.closed_early:
             return
         latest = max([since] + [m.timetoken for m in found])
         self.reply(
@@ -175,13 +393,112 @@ class SubscribeHandler(PubNubHandler):
             }
         )
 
+    polling: list[dict[str, Any] | None] = []
+    closed: asyncio.Future[None] | None = None
+    closed_early = False
+
+    def stop_polling(self) -> None:
+        for entry in self.polling:
+            if entry is not None:
+                entry["polls"] -= 1
+                entry["seen"] = time.monotonic()
+        self.polling = []
+
+    def on_connection_close(self) -> None:
+        # The client went away mid-poll (closed, crashed): it is no longer "polling".
+        self.closed_early = True
+        if self.closed is not None and not self.closed.done():
+            self.closed.set_result(None)
+
+
+def _channel_list(text: str) -> list[str]:
+    return [unquote(c) for c in text.split(",") if c]
+
 
 class PresenceHandler(PubNubHandler):
-    def get(self, sub: str, channels: str, action: str) -> None:
+    def get(self, sub: str, channels_text: str, action: str) -> None:
+        channels = _channel_list(channels_text)
+        if self.denied({channel: READ for channel in channels}):
+            return
+        uuid = self.get_query_argument("uuid", "")
+        if action == "leave":
+            for channel in channels:
+                self.server.remove(channel, uuid, "leave")
+        else:
+            self.server.touch(set(channels), uuid, self.state_argument())
         body: dict[str, Any] = {"status": 200, "message": "OK", "service": "Presence"}
         if action == "leave":
             body["action"] = "leave"
         self.reply(body)
+
+
+class SetStateHandler(PubNubHandler):
+    def get(self, sub: str, channels_text: str, uuid: str) -> None:
+        channels = _channel_list(channels_text)
+        if self.denied({channel: READ for channel in channels}):
+            return
+        state = self.state_argument() or {}
+        for channel in channels:
+            self.server.set_state(channel, unquote(uuid), state)
+        self.reply({"status": 200, "message": "OK", "payload": state, "service": "Presence"})
+
+
+class HereNowHandler(PubNubHandler):
+    def get(self, sub: str, channels_text: str) -> None:
+        channels = _channel_list(channels_text)
+        if self.denied({channel: READ for channel in channels}):
+            return
+        with_uuids = self.get_query_argument("disable_uuids", "0") != "1"
+        with_state = self.get_query_argument("state", "0") == "1"
+
+        def describe(channel: str) -> dict[str, Any]:
+            here = self.server.occupants.get(channel, {})
+            entry: dict[str, Any] = {"occupancy": len(here)}
+            if with_uuids:
+                entry["uuids"] = [
+                    {"uuid": uuid, "state": value["state"]} if with_state else uuid
+                    for uuid, value in sorted(here.items())
+                ]
+            return entry
+
+        if len(channels) == 1:
+            body = {"status": 200, "message": "OK", "service": "Presence", **describe(channels[0])}
+        else:
+            described = {channel: describe(channel) for channel in channels}
+            body = {
+                "status": 200,
+                "message": "OK",
+                "service": "Presence",
+                "payload": {
+                    "channels": described,
+                    "total_channels": len(channels),
+                    "total_occupancy": sum(d["occupancy"] for d in described.values()),
+                },
+            }
+        self.reply(body)
+
+
+class GrantHandler(PubNubHandler):
+    def post(self, sub: str) -> None:
+        server = self.server
+        request = self.request
+        if sub != server.subscribe_key:
+            self.reply({"status": 400, "error": True, "message": "Invalid Subscribe Key"}, 400)
+            return
+        if server.secret_key is None:
+            self.reply({"status": 400, "error": True, "message": "Access Manager is off"}, 400)
+            return
+        if not server.signed_by_secret("POST", request.path, request.query, request.body):
+            self.reply({"status": 403, "error": True, "message": "Invalid Signature"}, 403)
+            return
+        token = server.issue_token(json.loads(request.body))
+        self.reply(
+            {
+                "status": 200,
+                "data": {"message": "Success", "token": token},
+                "service": "Access Manager",
+            }
+        )
 
 
 class NotFoundHandler(PubNubHandler):
