@@ -155,6 +155,8 @@ class ServerUnderTest:
     #: A script to run instead of ``-m rtbridge`` (it must accept the same arguments), to
     #: compare a change to the server before it lands.
     launcher: str | None = None
+    #: Keep the server's output in this file (otherwise it is shown only when it fails).
+    log_path: Path | None = None
     process: subprocess.Popen[bytes] | None = None
     log: IO[bytes] | None = None
 
@@ -184,7 +186,10 @@ class ServerUnderTest:
             argv += ["-b", "127.0.0.1", "-p", str(self.port)]
             argv += ["benchmarks.fanout.channels_asgi:application"]
             env = {**self.env(), "DJANGO_SETTINGS_MODULE": "benchmarks.fanout.channels_settings"}
-        self.log = tempfile.TemporaryFile()  # noqa: SIM115 (closed by stop)
+        if self.log_path is not None:
+            self.log = open(self.log_path, "wb")  # noqa: SIM115 (closed by stop)
+        else:
+            self.log = tempfile.TemporaryFile()  # noqa: SIM115 (closed by stop)
         self.process = subprocess.Popen(
             argv,
             cwd=ROOT,
@@ -383,10 +388,12 @@ def run_case(
     latency_seconds: float,
     profile_dir: Path | None,
     launcher: str | None = None,
+    logs: Path | None = None,
 ) -> dict[str, Any]:
     flush_redis(redis_url)
     load = os.getloadavg()[0]
-    server = ServerUnderTest(system, redis_url, launcher=launcher)
+    log_path = logs / f"{system}-{subscribers}.log" if logs is not None else None
+    server = ServerUnderTest(system, redis_url, launcher=launcher, log_path=log_path)
     server.start()
     clients = start_clients(client_processes)
     try:
@@ -478,10 +485,12 @@ def run_many_connections(
     client_processes: int,
     messages: int,
     launcher: str | None = None,
+    logs: Path | None = None,
 ) -> dict[str, Any]:
     """Hold ``sockets`` subscribed sockets on one rtbridge process and deliver to all."""
     flush_redis(redis_url)
-    server = ServerUnderTest("rtbridge", redis_url, launcher=launcher)
+    log_path = logs / f"rtbridge-{sockets}-sockets.log" if logs is not None else None
+    server = ServerUnderTest("rtbridge", redis_url, launcher=launcher, log_path=log_path)
     server.start()
     clients = start_clients(client_processes)
     try:
@@ -590,6 +599,7 @@ def main() -> int:
         help="run the rtbridge server as 'python SCRIPT serve ...' instead of 'python -m "
         "rtbridge serve ...' (to measure a server change before it lands)",
     )
+    parser.add_argument("--logs", type=Path, default=None, help="keep each server's output in DIR")
     parser.add_argument(
         "--profile", type=Path, default=None, help="py-spy the rtbridge server's peak into DIR"
     )
@@ -603,8 +613,9 @@ def main() -> int:
         int(n) for n in (args.subscribers or ("100" if quick else "100,1000,5000")).split(",")
     ]
     many_sockets = args.connections if args.connections is not None else (500 if quick else 10_000)
-    if args.profile is not None:
-        args.profile.mkdir(parents=True, exist_ok=True)
+    for directory in (args.profile, args.logs):
+        if directory is not None:
+            directory.mkdir(parents=True, exist_ok=True)
     limit = raise_nofile_limit()
     if many_sockets + 100 > limit:
         print(f"open-files limit {limit} is below {many_sockets} sockets", file=sys.stderr)
@@ -630,6 +641,7 @@ def main() -> int:
                     latency_seconds=2.0 if quick else 5.0,
                     profile_dir=args.profile,
                     launcher=args.rtbridge_launcher,
+                    logs=args.logs,
                 )
                 rows.append(row)
                 print(json.dumps(row), flush=True)
@@ -640,6 +652,7 @@ def main() -> int:
                 client_processes=args.clients,
                 messages=10,
                 launcher=args.rtbridge_launcher,
+                logs=args.logs,
             )
             print(json.dumps(many), flush=True)
     finally:
