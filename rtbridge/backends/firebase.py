@@ -10,18 +10,21 @@ import re
 import threading
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from django.core.exceptions import ImproperlyConfigured
 
-from ..channel_names import encode_for_firebase
+from ..channel_names import PRESENCE_PREFIX, PRIVATE_PREFIX, encode_for_firebase
 from ..exceptions import InvalidMessage, PublishError
 from ..messages import Message
 from .base import import_sdk
-from .dispatch import Call, DispatchingBackend
+from .dispatch import Call, DispatchingBackend, GrantLedger
 
-__all__ = ["FirebaseBackend", "PushIdGenerator", "push_id_time"]
+if TYPE_CHECKING:
+    from ..auth import Grant
+
+__all__ = ["FirebaseBackend", "PushIdGenerator", "database_rules", "member_key", "push_id_time"]
 
 EMULATOR_ENV = "FIREBASE_DATABASE_EMULATOR_HOST"
 PUSH_CHARS = "-0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz"
@@ -31,6 +34,68 @@ MAX_PATHS_PER_UPDATE = 500
 _MAYBE_BAD_KEY_RE = re.compile(r"[.$#\[\]/\x7f]|\\u00[01]")
 _BAD_KEY_RE = re.compile(r"[.$#\[\]/\x00-\x1f\x7f]")
 _counter = itertools.count(1)
+#: Firebase refuses custom tokens whose developer claims exceed 1000 bytes as JSON.
+MAX_CLAIMS_BYTES = 1000
+#: Seconds a Firebase custom token can be exchanged for a session (fixed by Firebase).
+CUSTOM_TOKEN_TTL = 3600
+#: The child of ``root`` holding presence entries (the JS client writes there).
+PRESENCE_KEY = "presence"
+_ROOT_RE = re.compile(r"[A-Za-z0-9_\-]+(/[A-Za-z0-9_\-]+)*")
+_MEMBER_KEY_RE = re.compile(r"[.$#\[\]/%]")
+
+
+def member_key(member_id: str) -> str:
+    """Return a member id as a database key, as the JS client writes it (``%XX`` escapes)."""
+    return _MEMBER_KEY_RE.sub(lambda m: f"%{ord(m.group()):X}", str(member_id))
+
+
+def database_rules(root: str = "rtbridge") -> dict[str, Any]:
+    """Return ``database.rules.json`` enforcing rtbridge's grants for messages under ``root``.
+
+    Public channels are readable by anyone; ``private-``/``presence-`` channels only with the
+    channel in the custom token's ``rtb`` claim; a presence entry
+    ``<root>/presence/<channel>/<member>/<connection>`` is writable only by that member (the
+    ``rtm`` claim); clients may add whispers (``client-`` events) to protected channels they
+    hold, and write nothing else. The Django server's Admin SDK bypasses rules.
+    """
+    if not _ROOT_RE.fullmatch(root):
+        raise ValueError(
+            f"root={root!r} is not a valid database path; give letters, digits, _ and -, "
+            "segments separated by / (e.g. 'rtbridge')."
+        )
+    protected = (
+        f"($channel.beginsWith('{PRIVATE_PREFIX}') || $channel.beginsWith('{PRESENCE_PREFIX}'))"
+    )
+    granted = "auth != null && auth.token.rtb != null && auth.token.rtb[$channel] === true"
+    tree: dict[str, Any] = {
+        PRESENCE_KEY: {
+            "$channel": {
+                ".read": granted,
+                "$member": {
+                    "$connection": {
+                        ".write": (
+                            f"{granted} && auth.token.rtm != null && "
+                            "auth.token.rtm[$channel] === $member"
+                        ),
+                        ".validate": "newData.hasChildren(['id'])",
+                    }
+                },
+            }
+        },
+        "$channel": {
+            ".read": f"!{protected} || ({granted})",
+            "$message": {
+                ".write": (
+                    f"{protected} && {granted} && !data.exists() && "
+                    "newData.child('event').isString() && "
+                    "newData.child('event').val().beginsWith('client-')"
+                ),
+            },
+        },
+    }
+    for part in reversed(root.split("/")):
+        tree = {part: tree}
+    return {"rules": {".read": False, ".write": False, **tree}}
 
 
 class PushIdGenerator:
@@ -110,6 +175,7 @@ class FirebaseBackend(DispatchingBackend):
         app_name: str | None = None,
         timeout: float = 10.0,
         emulator_host: str | None = None,
+        project_id: str | None = None,
         **options: Any,
     ) -> None:
         super().__init__(**options)
@@ -119,9 +185,7 @@ class FirebaseBackend(DispatchingBackend):
                 f"FirebaseBackend option database_url={database_url!r} is not valid; give the "
                 "Realtime Database URL, e.g. 'https://<project>-default-rtdb.firebaseio.com'."
             )
-        if not isinstance(root, str) or not re.fullmatch(
-            r"[A-Za-z0-9_\-]+(/[A-Za-z0-9_\-]+)*", root
-        ):
+        if not isinstance(root, str) or not _ROOT_RE.fullmatch(root):
             raise ImproperlyConfigured(
                 f"FirebaseBackend option root={root!r} is not valid; give a database path such "
                 "as 'rtbridge' (letters, digits, _ and -, segments separated by /)."
@@ -158,6 +222,8 @@ class FirebaseBackend(DispatchingBackend):
         self.app_name = app_name or f"rtbridge-{os.getpid()}-{next(_counter)}"
         self.timeout = timeout
         self.emulator_host = emulator_host
+        self.project_id = project_id
+        self.grants = GrantLedger(f"firebase:{database_url}:{root}", CUSTOM_TOKEN_TTL)
         self.push_id = PushIdGenerator()
         self._app: Any = None
         self._app_lock = threading.Lock()
@@ -199,7 +265,11 @@ class FirebaseBackend(DispatchingBackend):
             credential = credentials.Certificate(
                 dict(source) if isinstance(source, Mapping) else os.fspath(source)
             )
-        options = {"databaseURL": url, "httpTimeout": self.timeout}
+        options: dict[str, Any] = {"databaseURL": url, "httpTimeout": self.timeout}
+        project = self.project_id or _project_from_namespace(self.namespace)
+        if project:
+            # Custom tokens need a project; service-account credentials carry theirs.
+            options["projectId"] = project
         return firebase_admin.initialize_app(credential, options, name=self.app_name)
 
     def reference(self, path: str = "") -> Any:
@@ -257,6 +327,8 @@ class FirebaseBackend(DispatchingBackend):
         if self._sweep_countdown <= 0:
             listing = _call_firebase(lambda: self.reference().get(shallow=True)) or {}
             touched |= set(listing) if isinstance(listing, dict) else set()
+            # Presence entries are the clients' (removed by onDisconnect), not messages.
+            touched.discard(PRESENCE_KEY)
             self._sweep_countdown = 10
         self._sweep_countdown -= 1
         cutoff = None if self.max_age is None else int((time.time() - self.max_age) * 1000)
@@ -273,6 +345,37 @@ class FirebaseBackend(DispatchingBackend):
         for start in range(0, len(items), MAX_PATHS_PER_UPDATE):
             chunk = dict(items[start : start + MAX_PATHS_PER_UPDATE])
             _call_firebase(lambda chunk=chunk: self.reference().update(chunk))
+
+    def auth_response(self, socket_id: str, grant: Grant) -> dict[str, Any]:
+        """Return ``{"token": <custom token>}`` for ``signInWithCustomToken``.
+
+        The token's uid is the user id, its claims ``rtb`` (channel → true) list every
+        protected channel this connection was granted in the last hour (the page holds one
+        sign-in, so each token must cover the earlier channels too) and ``rtm`` (channel →
+        member key) the presence channels, which the rules from :func:`database_rules` check.
+        Presence channels add ``"channel_data"`` (the member).
+        """
+        from firebase_admin import auth
+
+        channel = encode_for_firebase(grant.channel)
+        value = member_key(grant.member["id"]) if grant.member is not None else True
+        granted = self.grants.add(grant.user_id, socket_id, channel, value)
+        claims = _claims(granted)
+        uid = grant.user_id or f"anonymous-{socket_id}"[:128]
+        try:
+            token = auth.create_custom_token(uid, developer_claims=claims, app=self.app)
+        except (ValueError, auth.TokenSignError) as exc:
+            raise ImproperlyConfigured(
+                f"FirebaseBackend cannot sign a custom token for {grant.channel!r}: {exc}. "
+                "Give service-account credentials (or set FIREBASE_AUTH_EMULATOR_HOST)."
+            ) from exc
+        answer: dict[str, Any] = {
+            "token": token.decode() if isinstance(token, bytes) else str(token),
+            "channel": channel,
+        }
+        if grant.member is not None:
+            answer["channel_data"] = grant.member
+        return answer
 
     def client_config(self) -> dict[str, Any]:
         """Return the database URL and root for the firebase JS SDK (and the emulator host)."""
@@ -294,6 +397,25 @@ class FirebaseBackend(DispatchingBackend):
             import firebase_admin
 
             firebase_admin.delete_app(app)
+
+
+def _claims(granted: dict[str, Any]) -> dict[str, Any]:
+    """Return the ``rtb``/``rtm`` claims for ``granted``, dropping the oldest grants to fit."""
+    names = list(granted)
+    while True:
+        claims: dict[str, Any] = {"rtb": {name: True for name in names}}
+        members = {name: granted[name] for name in names if granted[name] is not True}
+        if members:
+            claims["rtm"] = members
+        if len(json.dumps(claims, separators=(",", ":"))) <= MAX_CLAIMS_BYTES or len(names) == 1:
+            return claims
+        names.pop(0)
+
+
+def _project_from_namespace(namespace: str) -> str | None:
+    """Return the project id a default database name implies (``<project>-default-rtdb``)."""
+    suffix = "-default-rtdb"
+    return namespace[: -len(suffix)] if namespace.endswith(suffix) else None
 
 
 def _find_bad_key(payload: str) -> str | None:
