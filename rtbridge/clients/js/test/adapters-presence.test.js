@@ -218,3 +218,32 @@ test("firebase: presence under <root>/presence/<channel>/<member>/<tab> with onD
   await tick();
   assert.deepEqual(firebase.writes.slice(-2), [["onDisconnect.cancel", mine], ["remove", mine]]);
 });
+
+test("pubnub: an expired token on channels we had is renewed from the auth endpoint; a refusal then ends the channel", async () => {
+  let issued = 0;
+  const asked = new Map();
+  const fetch = fakeFetch(({ body }) => {
+    const times = (asked.get(body.channel_name) ?? 0) + 1;
+    asked.set(body.channel_name, times);
+    if (body.channel_name === "private-b" && times > 1) return { status: 403, body: { error: { code: "forbidden", message: "no longer" } } };
+    return { body: { token: `token-${++issued}` } };
+  });
+  const rt = track(connect({ backend: "pubnub", subscribeKey: "sub", userId: "tab-a", PubNub: FakePubNub, fetch }));
+  const pubnub = FakePubNub.last;
+  await rt.ready();
+  const a = rt.private("a");
+  const b = rt.private("b");
+  const errors = [];
+  b.onError((error) => errors.push(error.code));
+  await until(() => pubnub.subscribeCalls.length === 2);
+  pubnub.status({ category: "PNConnectedCategory", subscribedChannels: ["private-a", "private-b"] });
+  await Promise.all([a.ready, b.ready]);
+  const before = pubnub.tokens.length;
+  pubnub.status({ category: "PNAccessDeniedCategory", affectedChannels: ["private-a", "private-b"] });
+  await until(() => errors.length === 1);
+  assert.deepEqual(errors, ["forbidden"]);
+  assert.equal(pubnub.tokens.length, before + 1, "a new token for the channel still granted");
+  assert.deepEqual(pubnub.subscribeCalls.at(-1), { channels: ["private-a"], withPresence: false });
+  assert.deepEqual(pubnub.unsubscribed, ["private-b"]);
+  assert.equal(b.subscribed, false);
+});

@@ -96,6 +96,34 @@ export function pubnub(config, hooks) {
     }
   }
 
+  /**
+   * A token that expired (Access Manager grants have a TTL) refuses channels we already had:
+   * ask the auth endpoint again for those and subscribe again, at most once a minute each.
+   */
+  function renew(names) {
+    const now = Date.now();
+    const stale = names
+      .map((name) => channels.get(name))
+      .filter((entry) => entry?.done && isProtected(entry.logical) && !(now - (entry.renewed ?? 0) < 60000));
+    for (const entry of stale) {
+      entry.renewed = now;
+      hooks.authorize(entry.logical, socketId).then(
+        (answer) => {
+          if (answer?.token) client.setToken(answer.token);
+          const name = encodeForPubnub(entry.logical);
+          if (channels.get(name) === entry) client.subscribe({ channels: [name], withPresence: !!entry.me });
+        },
+        (error) => {
+          // Refused now: the channel is over (as a revocation on the rtbridge server).
+          channels.delete(encodeForPubnub(entry.logical));
+          client.unsubscribe({ channels: [encodeForPubnub(entry.logical)] });
+          error.channel = entry.logical;
+          hooks.revoked(entry.logical, error);
+        },
+      );
+    }
+  }
+
   const listener = {
     message({ channel, message, timetoken }) {
       const entry = channels.get(channel);
@@ -115,6 +143,7 @@ export function pubnub(config, hooks) {
       if (category === "PNAccessDeniedCategory" || status.error === "PNAccessDeniedCategory") {
         // The event engine reports a refused handshake without naming channels: fail the waiting ones.
         const names = status.affectedChannels ?? status.errorData?.payload?.channels ?? [...channels.keys()];
+        renew(names);
         return settle(names, status.errorData?.message ?? "access denied (Access Manager)");
       }
       if (UP.includes(category)) {
