@@ -205,18 +205,20 @@ export class Client {
    * `hooks.authorize`): an answer already in hand for this socket (from a router's `subscribe`
    * reply) is used once; otherwise `POST {authEndpoint}` with `{socket_id, channel_name}`.
    */
-  _authorize(channel, socketId = this.socketId()) {
+  _authorize(channel, socketId = this.socketId(), attempt = 0) {
     const preset = this._presetAuth.get(channel);
     this._presetAuth.delete(channel);
     if (preset && preset.socketId === socketId) return Promise.resolve(preset.answer);
     const url = this.config.authEndpoint ?? "/rtbridge/auth";
-    return post(this, url, { socket_id: socketId, channel_name: channel }, `authorizing ${channel}`).then(
-      (answer) => answer,
-      (error) => {
-        error.channel = channel;
-        throw error;
-      },
-    );
+    return post(this, url, { socket_id: socketId, channel_name: channel }, `authorizing ${channel}`).catch((error) => {
+      error.channel = channel;
+      // Django unreachable or failing is not a refusal: try again (reconnect backoff), 3 times.
+      if ((error.status === 0 || error.status >= 500) && attempt < 3 && this.state !== "disconnected") {
+        const delay = backoffDelay(attempt, this.config.reconnect || {}) + 100;
+        return new Promise((resolve) => setTimeout(resolve, delay)).then(() => this._authorize(channel, socketId, attempt + 1));
+      }
+      throw error;
+    });
   }
 
   /** Keep an auth answer for `channel` (bound to this socket id) for the next subscribe. */

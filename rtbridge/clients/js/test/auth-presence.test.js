@@ -411,3 +411,24 @@ test("revoked: the channel ends, onError is told, and it is not resubscribed", a
   await tick(10);
   assert.equal(ws.lastSent("subscribe"), undefined);
 });
+
+test("Django unreachable or failing (not a refusal): the auth request is tried again, then reported", async () => {
+  let calls = 0;
+  const flaky = fakeFetch(() => (++calls < 3 ? { status: 503, body: "<html>Service Unavailable</html>" } : { body: { auth: "tok" } }));
+  const rt = start({ fetch: flaky });
+  const ws = FakeWebSocket.last;
+  welcome(ws);
+  const channel = rt.private("orders");
+  await until(() => ws.lastSent("subscribe"), 3000, "the subscribe after two failures");
+  assert.equal(ws.lastSent("subscribe").auth, "tok");
+  assert.equal(calls, 3);
+  ws.ackAll();
+  await channel.ready;
+
+  const down = fakeFetch(() => Promise.reject(new TypeError("fetch failed")));
+  const other = start({ fetch: down });
+  welcome(FakeWebSocket.last);
+  other.onError(() => {});
+  await assert.rejects(other.private("orders").ready, (error) => error.code === "network_error" && error.status === 0);
+  assert.equal(down.calls.length, 4, "the first try and three more");
+});

@@ -184,6 +184,7 @@ export function selfhosted(config, hooks) {
       // A protected channel needs a token from Django's auth endpoint, for this very socket.
       const attempt = async (retried) => {
         const onSocket = socketId;
+        if (onSocket === null) throw new RTBridgeError("rtbridge: not connected", { code: "closed", retry: true });
         const answer = isProtected(channel) ? await hooks.authorize(channel, onSocket) : null;
         return request({ op: "subscribe", channel, ...(answer && { auth: answer.auth }) }, onSocket).then(
           (ack) => {
