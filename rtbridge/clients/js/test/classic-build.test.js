@@ -21,13 +21,17 @@ test("the classic script sets window.RTBridge with the whole API", async () => {
   window.window = window;
   vm.runInNewContext(committed, window);
   const { RTBridge } = window;
-  for (const name of ["connect", "filterChannel", "objectChannel", "RTBridgeError", "transports", "readConfig"]) {
+  for (const name of ["connect", "filterChannel", "objectChannel", "RTBridgeError", "transports", "readConfig", "PresenceChannel", "LiveList", "LiveObject"]) {
     assert.ok(RTBridge[name], name);
   }
   assert.equal(RTBridge.filterChannel("todo.todoitem", { todo_list__id: 1 }), "todo.todoitem;todo_list_id=1");
   const rt = RTBridge.connect({ backend: "null" });
   await rt.ready();
   assert.equal(rt.state, "connected");
+  assert.ok(rt.join("room") instanceof RTBridge.PresenceChannel);
+  for (const method of ["private", "getList", "getSingle", "create", "update", "delete", "call", "liveList", "liveObject"]) {
+    assert.equal(typeof rt[method], "function", method);
+  }
   rt.disconnect();
 });
 
