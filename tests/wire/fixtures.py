@@ -31,7 +31,7 @@ def fake_firebase(request: pytest.FixtureRequest) -> Iterator[FakeFirebase]:
     """The session's fake Realtime Database, with this test's faults reset afterwards."""
     server = shared_fake_firebase(request.config)
     yield server
-    server.faults.clear()
+    server.reset()
 
 
 @pytest.fixture

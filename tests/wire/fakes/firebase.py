@@ -5,11 +5,19 @@ REST: ``GET/PUT/PATCH/POST/DELETE /<path>.json?ns=…`` with multi-path PATCH, `
 "timestamp"}`` server value. WebSocket (``/.ws?v=5&ns=…``, what ``connectDatabaseEmulator``
 speaks): the handshake, listen/unlisten with queries (``orderByKey``/``orderByChild``, start,
 end, limit), put, merge, auth and stats; every listener gets the whole (query-filtered) value at
-its path again after each write below or above it.
+its path again after each write below or above it. ``onDisconnect`` operations (put, merge,
+cancel) run when the socket closes.
+
+Auth: the Auth emulator's ``accounts:signInWithCustomToken`` and ``accounts:lookup`` (custom
+tokens unsigned, as with ``FIREBASE_AUTH_EMULATOR_HOST``), and the socket's ``auth`` action.
+With ``rules`` set (a ``database.rules.json`` dict), socket reads and writes are checked against
+them (``tests/wire/fakes/rules.py``) and refused with ``permission_denied``; REST requests are
+the Admin SDK's and bypass rules, as in Firebase.
 """
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import time
@@ -21,6 +29,7 @@ import tornado.web
 import tornado.websocket
 
 from .base import FakeHandler, LoopbackServer
+from .rules import can_read, can_write
 
 _MIN = object()
 _MAX = object()
@@ -171,7 +180,11 @@ class Query:
         if not isinstance(value, dict):
             return value
         items = [((self._sort_value(k, v), k), k, v) for k, v in value.items()]
-        items.sort(key=cmp_to_key(lambda x, y: self._compare(x[0], y[0])))
+
+        def order(x: Any, y: Any) -> int:
+            return self._compare(x[0], y[0])
+
+        items.sort(key=cmp_to_key(order))
         if self.start is not None:
             bound = (self.start[0], self.start[1] if self.index != ".key" else self.start[0])
             inclusive = self.start[2]
@@ -206,12 +219,23 @@ class FakeFirebase(LoopbackServer):
     namespace: str = "demo-rtbridge-default-rtdb"
     trees: dict[str, Any] = field(default_factory=dict)
     listens: list[Listen] = field(default_factory=list)
+    #: Security rules for client sockets (None: everything allowed, like the emulator's default).
+    rules: dict[str, Any] | None = None
+    #: Custom-token sign-ins, newest last: (uid, claims).
+    sign_ins: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    project_id: str = "demo-rtbridge"
+
+    def reset(self) -> None:
+        """Forget faults and rules set by a test."""
+        self.faults.clear()
+        self.rules = None
 
     def make_app(self) -> tornado.web.Application:
         options = {"server": self}
         return tornado.web.Application(
             [
                 (r"/\.ws", DatabaseSocket, options),
+                (r"/identitytoolkit\.googleapis\.com/v1/accounts:(\w+)", AuthHandler, options),
                 (r"/(.*)\.json", RestHandler, options),
             ]
         )
@@ -336,6 +360,8 @@ class DatabaseSocket(tornado.websocket.WebSocketHandler):
         self.ns = server.namespace
         self._parts: list[str] = []
         self._expected = 0
+        self.auth: dict[str, Any] | None = None
+        self.on_disconnect: list[tuple[str, str, Any]] = []
 
     def check_origin(self, origin: str) -> bool:
         return True
@@ -363,7 +389,55 @@ class DatabaseSocket(tornado.websocket.WebSocketHandler):
         request = envelope["d"]
         self._handle(request.get("r"), request.get("a"), request.get("b") or {})
 
+    def _refuse(self, number: int | None) -> None:
+        if number is not None:
+            self._send({"t": "d", "d": {"r": number, "b": {"s": "permission_denied", "d": ""}}})
+
+    def _may_write(self, path: str, value: Any, merge: bool = False) -> bool:
+        rules = self.server.rules
+        if rules is None or self.auth == {"admin": True}:
+            return True
+        if merge and isinstance(value, dict):
+            return all(
+                self._may_write(f"{path.rstrip('/')}/{key}", child) for key, child in value.items()
+            )
+        old = self.server.get(path, self.ns)
+        new = _prune(_resolve_server_values(value, int(time.time() * 1000)))
+        return can_write(rules, _split(path), self.auth, old, new)
+
     def _handle(self, number: int | None, action: str, body: dict[str, Any]) -> None:
+        rules = self.server.rules
+        if action in ("auth", "gauth"):
+            self.auth = _decode_credential(body.get("cred"))
+            if self.auth is None:
+                self._send(
+                    {"t": "d", "d": {"r": number, "b": {"s": "invalid_token", "d": "bad token"}}}
+                )
+                return
+            reply = {"auth": self.auth, "expires": self.auth.get("token", {}).get("exp")}
+            self._send({"t": "d", "d": {"r": number, "b": {"s": "ok", "d": reply}}})
+            return
+        if action == "unauth":
+            self.auth = None
+        admin = self.auth == {"admin": True}
+        if action == "q" and rules is not None and not admin:
+            readable = can_read(rules, _split(body["p"]), self.auth)
+            if not readable:
+                self._refuse(number)
+                return
+        if action in ("p", "o") and not self._may_write(body["p"], body.get("d")):
+            self._refuse(number)
+            return
+        if action in ("m", "om") and not self._may_write(body["p"], body.get("d"), merge=True):
+            self._refuse(number)
+            return
+        if action in ("o", "om"):
+            self.on_disconnect.append((action, body["p"], body.get("d")))
+        elif action == "oc":
+            prefix = _split(body["p"])
+            self.on_disconnect = [
+                entry for entry in self.on_disconnect if _split(entry[1])[: len(prefix)] != prefix
+            ]
         if action == "q":
             listen = Listen(
                 self,
@@ -399,7 +473,102 @@ class DatabaseSocket(tornado.websocket.WebSocketHandler):
 
     def _send(self, frame: dict[str, Any]) -> None:
         if self.ws_connection is not None and not self.ws_connection.is_closing():
-            self.write_message(json.dumps(frame))
+            sent = self.write_message(json.dumps(frame))
+            # A page killed mid-write is expected here; do not log its closed stream.
+            sent.add_done_callback(lambda done: done.exception())
 
     def on_close(self) -> None:
         self.server.listens[:] = [x for x in self.server.listens if x.socket is not self]
+        # The server runs what the client registered, in order, once it is gone.
+        for action, path, value in self.on_disconnect:
+            if action == "o":
+                self.server.set(path, value, self.ns)
+            else:
+                self.server.update(path, value or {}, self.ns)
+        self.on_disconnect = []
+
+
+def _jwt_part(value: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
+
+
+def _jwt_payload(token: str) -> dict[str, Any] | None:
+    try:
+        part = token.split(".")[1]
+        value = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+    except (IndexError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _decode_credential(credential: Any) -> dict[str, Any] | None:
+    """Return the socket's ``auth`` for an ID token (or ``owner``, the Admin SDK's)."""
+    if credential == "owner":
+        return {"admin": True}
+    payload = _jwt_payload(credential) if isinstance(credential, str) else None
+    if payload is None or "user_id" not in payload:
+        return None
+    return {"uid": payload["user_id"], "provider": "custom", "token": payload}
+
+
+class AuthHandler(FakeHandler):
+    """The Auth emulator's REST calls the JS SDK makes for ``signInWithCustomToken``."""
+
+    server: FakeFirebase
+
+    def _reply(self, value: dict[str, Any], status: int = 200) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.set_header("Access-Control-Allow-Origin", "*")
+        self.finish(json.dumps(value))
+
+    def _error(self, message: str) -> None:
+        self._reply({"error": {"code": 400, "message": message, "errors": []}}, 400)
+
+    def post(self, method: str) -> None:
+        body = json.loads(self.request.body or b"{}")
+        if method == "signInWithCustomToken":
+            custom = _jwt_payload(str(body.get("token", "")))
+            if custom is None or not custom.get("uid"):
+                self._error("INVALID_CUSTOM_TOKEN")
+                return
+            uid, claims = str(custom["uid"]), dict(custom.get("claims") or {})
+            self.server.sign_ins.append((uid, claims))
+            now = int(time.time())
+            project = self.server.project_id
+            id_token = {
+                "iss": f"https://securetoken.google.com/{project}",
+                "aud": project,
+                "auth_time": now,
+                "user_id": uid,
+                "sub": uid,
+                "iat": now,
+                "exp": now + 3600,
+                "firebase": {"identities": {}, "sign_in_provider": "custom"},
+                **claims,
+            }
+            token = f"{_jwt_part({'alg': 'none', 'typ': 'JWT'})}.{_jwt_part(id_token)}."
+            self._reply(
+                {
+                    "kind": "identitytoolkit#VerifyCustomTokenResponse",
+                    "idToken": token,
+                    "refreshToken": f"refresh-{uid}",
+                    "expiresIn": "3600",
+                    "isNewUser": False,
+                }
+            )
+        elif method == "lookup":
+            payload = _jwt_payload(str(body.get("idToken", "")))
+            if payload is None:
+                self._error("INVALID_ID_TOKEN")
+                return
+            user = {"localId": payload["user_id"], "lastLoginAt": "0", "createdAt": "0"}
+            self._reply({"kind": "identitytoolkit#GetAccountInfoResponse", "users": [user]})
+        else:
+            self._error(f"{method} is not in the fake")
+
+    def options(self, method: str) -> None:
+        self.set_header("Access-Control-Allow-Origin", "*")
+        self.set_header("Access-Control-Allow-Headers", "*")
+        self.set_status(204)
+        self.finish()

@@ -1,0 +1,154 @@
+"""Firebase: custom tokens from Django's endpoint, the generated rules enforced by the fake.
+
+The firebase JS SDK (inside the rtbridge JS client) signs in with the token Django's endpoint
+returns; the fake database evaluates ``database_rules()`` for every socket read and write, so
+a page without the channel in its claims is refused by the database itself. Presence entries
+vanish through ``onDisconnect`` when a page's socket drops.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+
+import rtbridge
+from rtbridge.auth import Grant
+from rtbridge.backends.firebase import FirebaseBackend, database_rules
+from rtbridge.publishers import get_backend
+from tests.testapp.models import TodoList
+from tests.wire.fakes.firebase import FakeFirebase
+from tests.wire.fixtures import fake_firebase
+from tests.wire.pages import Forger, Page
+
+__all__ = ["fake_firebase"]
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def firebase_settings(
+    fake_firebase: FakeFirebase, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[dict[str, Any]]:
+    monkeypatch.setenv("FIREBASE_AUTH_EMULATOR_HOST", fake_firebase.host)
+    fake_firebase.rules = database_rules("rtbridge")
+    settings.RTBRIDGE_BACKEND = "firebase"
+    settings.RTBRIDGE_OPTIONS = {
+        "database_url": fake_firebase.database_url,
+        "emulator_host": fake_firebase.host,
+    }
+    yield get_backend().client_config()
+    get_backend().close()
+
+
+@pytest.fixture
+def open_page(fake_firebase: FakeFirebase, firebase_settings: dict[str, Any]) -> Iterator[Any]:
+    opened: list[Page] = []
+
+    def open_page(client: Client, forge: Forger | None = None) -> Page:
+        page = Page(
+            firebase_settings, client, auth_emulator=f"http://{fake_firebase.host}", forge=forge
+        )
+        opened.append(page)
+        return page
+
+    yield open_page
+    for page in opened:
+        page.close()
+
+
+def members_after_join(page: Page, channel: str, expected: set[str]) -> dict[str, Any]:
+    """Join and return the members the page knows once they are ``expected`` (id → info).
+
+    The JS adapter lists the presence path before its own entry is written (it waits for the
+    onDisconnect ack first), so its first ``here`` can miss the page itself, which then
+    arrives as a ``joining``; reported to the JS client's owner.
+    """
+    members = {m["id"]: m["info"] for m in page.join(channel)["here"]}
+    while set(members) != expected:
+        joined = page.expect("joining", channel=channel, timeout=5)["joining"]
+        members[joined["id"]] = joined["info"]
+    return members
+
+
+def logged_in(username: str) -> Client:
+    client = Client()
+    client.force_login(User.objects.create_user(username))
+    return client
+
+
+def test_private_channel_with_django_token_receives(
+    open_page: Any, fake_firebase: FakeFirebase
+) -> None:
+    ann = logged_in("ann")
+    first = TodoList.objects.create(name="ann-1").pk
+    second = TodoList.objects.create(name="ann-2").pk
+    page = open_page(ann)
+    for pk in (first, second):
+        page.send(cmd="private", channel=f"private-testapp.todolist.{pk}")
+        page.expect("ready", channel=f"private-testapp.todolist.{pk}")
+    uid, claims = fake_firebase.sign_ins[-1]
+    assert uid == str(User.objects.get(username="ann").pk)
+    # The newest sign-in still covers the first channel (one sign-in per page).
+    assert claims == {
+        "rtb": {
+            f"private-testapp~todolist~{first}": True,
+            f"private-testapp~todolist~{second}": True,
+        }
+    }
+    for pk in (first, second):
+        channel = f"private-testapp.todolist.{pk}"
+        rtbridge.publish(channel, "updated", {"pk": pk})
+        rtbridge.flush(5)
+        assert page.expect("message", channel=channel)["data"] == {"pk": pk}
+    page.quiet("error", 0.3)
+
+
+@pytest.mark.parametrize("forgery", ["no token", "token for another channel"])
+def test_the_database_refuses_a_page_without_the_claim(forgery: str, open_page: Any) -> None:
+    channel = "private-testapp.todolist.1"
+    backend = get_backend()
+    assert isinstance(backend, FirebaseBackend)
+
+    def forge(body: dict[str, Any]) -> tuple[int, Any]:
+        if forgery == "no token":
+            return 200, {}
+        return 200, backend.auth_response(body["socket_id"], Grant("private-other.1", "1"))
+
+    page = open_page(Client(), forge)
+    page.send(cmd="private", channel=channel)
+    error = page.expect("error")
+    assert "permission" in str(error).lower(), error
+    rtbridge.publish(channel, "updated", {"leak": True})
+    rtbridge.flush(5)
+    page.quiet("message", 0.5)
+
+
+def test_presence_here_join_whisper_and_leave_on_disconnect(
+    open_page: Any, fake_firebase: FakeFirebase
+) -> None:
+    channel = "presence-testapp.todoitem.7"
+    ann_page, bob_page = open_page(logged_in("ann")), open_page(logged_in("bob"))
+    ann_id = str(User.objects.get(username="ann").pk)
+    bob_id = str(User.objects.get(username="bob").pk)
+
+    here = members_after_join(ann_page, channel, {ann_id})
+    assert here == {ann_id: {"id": int(ann_id), "name": "ann"}}
+    assert fake_firebase.sign_ins[-1][1]["rtm"] == {"presence-testapp~todoitem~7": ann_id}
+
+    here = members_after_join(bob_page, channel, {ann_id, bob_id})
+    assert set(here) == {ann_id, bob_id}
+    assert ann_page.expect("joining", channel=channel)["joining"]["id"] == bob_id
+
+    ann_page.send(cmd="whisper", channel=channel, event="typing", data={"field": "text"})
+    assert bob_page.expect("whisper", channel=channel)["data"] == {"field": "text"}
+
+    # Bob's page dies without a word: the database runs his onDisconnect removal.
+    bob_page.close(kill=True)
+    assert ann_page.expect("leaving", channel=channel, timeout=10)["leaving"]["id"] == bob_id
+    entries = fake_firebase.get("rtbridge/presence/presence-testapp~todoitem~7")
+    assert list(entries) == [ann_id]
+    ann_page.quiet("error", 0.2)
