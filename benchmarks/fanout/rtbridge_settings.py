@@ -1,5 +1,10 @@
-"""Django settings of the fan-out benchmark's rtbridge server and publisher (Redis broker)."""
+"""Django settings of the fan-out benchmark's rtbridge server and publisher (Redis broker).
 
+``BENCH_REDIS_URL`` names Redis. ``BENCH_RTBRIDGE_SERVER`` may hold a JSON object of
+``RTBRIDGE_SERVER`` keys to try other limits, e.g. ``'{"heartbeat": 300}'``.
+"""
+
+import json
 import os
 
 SECRET_KEY = "rtbridge-bench-fanout"
@@ -11,4 +16,4 @@ RTBRIDGE_BACKEND = "redis"
 RTBRIDGE_OPTIONS = {"url": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")}
 # Defaults everywhere (heartbeat 25 s, idle timeout 60 s, 1 MiB outbound buffer per socket)
 # except the stats line, which would only add noise to the benchmark's output.
-RTBRIDGE_SERVER = {"stats_interval": 0}
+RTBRIDGE_SERVER = {"stats_interval": 0, **json.loads(os.environ.get("BENCH_RTBRIDGE_SERVER", "{}"))}
