@@ -377,6 +377,16 @@ class FirebaseBackend(DispatchingBackend):
             answer["channel_data"] = grant.member
         return answer
 
+    def revoke(self, user_id: str, channel: str) -> None:
+        """Refuse: custom-token claims last as long as the page's Firebase session."""
+        raise NotImplementedError(
+            f"FirebaseBackend cannot revoke {channel!r} for user {user_id!r}: the channel is a "
+            "claim of the page's Firebase session, which refreshes itself with the same claims. "
+            "Revoke the whole session with firebase_admin.auth.revoke_refresh_tokens(uid) "
+            "(the page's listeners end within an hour), or use the rtbridge server ('local' "
+            "or 'redis'), which revokes live subscriptions."
+        )
+
     def client_config(self) -> dict[str, Any]:
         """Return the database URL and root for the firebase JS SDK (and the emulator host)."""
         config: dict[str, Any] = {

@@ -224,6 +224,15 @@ class PubNubBackend(DispatchingBackend):
             ) from exc
         return str(envelope.result.token)  # type: ignore[attr-defined]
 
+    def revoke(self, user_id: str, channel: str) -> None:
+        """Refuse: an Access Manager token cannot lose one channel; it lasts ``token_ttl``."""
+        raise NotImplementedError(
+            f"PubNubBackend cannot revoke {channel!r} for user {user_id!r}: an Access Manager "
+            f"token cannot lose one channel and stays valid for token_ttl={self.token_ttl} "
+            "minutes. Lower token_ttl, stop granting the channel in your rule, or use the "
+            "rtbridge server ('local' or 'redis'), which revokes live subscriptions."
+        )
+
     def client_config(self) -> dict[str, Any]:
         """Return what the pubnub JS SDK needs to subscribe (never the secret key).
 

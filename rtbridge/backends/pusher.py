@@ -189,6 +189,20 @@ class PusherBackend(DispatchingBackend):
         )
         return answer
 
+    def revoke(self, user_id: str, channel: str) -> None:
+        """Refuse: Pusher cannot end one subscription (its signatures stay valid for the socket).
+
+        ``terminate_user_connections`` closes every connection of a user signed in with
+        ``pusher.signin()``, not one channel's subscription; rtbridge does not use it.
+        """
+        raise NotImplementedError(
+            f"PusherBackend cannot revoke {channel!r} for user {user_id!r}: Pusher has no way "
+            "to end one subscription, and a channel signature stays valid for its socket. "
+            "Stop granting the channel in your rule (new subscriptions are then refused) and "
+            "publish an event telling the page to leave, or use the rtbridge server ('local' or "
+            "'redis'), which revokes live subscriptions."
+        )
+
     def client_config(self) -> dict[str, Any]:
         """Return pusher-js options: the key and where to connect (never the secret)."""
         config: dict[str, Any] = {"backend": self.alias, "key": self.key}

@@ -330,3 +330,119 @@ def test_service_account_credentials_from_a_path_or_a_dict(
             backend.close()
     with pytest.raises(ImproperlyConfigured, match="credentials=int"):
         FirebaseBackend(database_url="https://x.firebaseio.com", credentials=5)  # type: ignore[arg-type]
+
+
+# Auth: custom tokens, rules and the rules command ---------------------------------------------
+
+
+def _claims_of(token: str) -> dict[str, Any]:
+    import base64
+
+    part = token.split(".")[1]
+    return dict(json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))))
+
+
+def test_member_keys_match_the_js_client() -> None:
+    from rtbridge.backends.firebase import member_key
+
+    assert member_key("7") == "7"
+    assert member_key("a.b/c%d$#[x]") == "a%2Eb%2Fc%25d%24%23%5Bx%5D"
+
+
+def test_auth_response_is_a_custom_token_with_the_connection_grants(
+    make_backend: Any, monkeypatch: pytest.MonkeyPatch, fake_firebase: FakeFirebase
+) -> None:
+    from django.core.cache import cache
+
+    from rtbridge.auth import Grant
+
+    cache.clear()
+    monkeypatch.setenv("FIREBASE_AUTH_EMULATOR_HOST", fake_firebase.host)
+    backend = make_backend()
+    backend.auth_response("page-1", Grant("private-todo.todolist.1", "7"))
+    member = {"id": "a.b", "info": {"name": "Ann"}}
+    answer = backend.auth_response("page-1", Grant("presence-todo.todoitem.2", "7", member))
+    assert answer["channel"] == "presence-todo~todoitem~2"
+    assert answer["channel_data"] == member
+    claims = _claims_of(answer["token"])
+    assert claims["uid"] == "7"
+    assert claims["claims"] == {
+        "rtb": {"private-todo~todolist~1": True, "presence-todo~todoitem~2": True},
+        "rtm": {"presence-todo~todoitem~2": "a%2Eb"},
+    }
+    # Another user naming the same page gets only their own grant.
+    other = backend.auth_response("page-1", Grant("private-x", "8"))
+    assert _claims_of(other["token"])["claims"] == {"rtb": {"private-x": True}}
+
+
+def test_claims_stay_under_firebase_limit_by_dropping_the_oldest(
+    make_backend: Any, monkeypatch: pytest.MonkeyPatch, fake_firebase: FakeFirebase
+) -> None:
+    from django.core.cache import cache
+
+    from rtbridge.auth import Grant
+
+    cache.clear()
+    monkeypatch.setenv("FIREBASE_AUTH_EMULATOR_HOST", fake_firebase.host)
+    backend = make_backend()
+    for index in range(40):
+        answer = backend.auth_response("page-2", Grant(f"private-room.number.{index}", "7"))
+    claims = _claims_of(answer["token"])["claims"]
+    assert len(json.dumps(claims, separators=(",", ":"))) <= 1000
+    assert "private-room~number~39" in claims["rtb"]
+    assert "private-room~number~0" not in claims["rtb"]
+
+
+def test_rules_enforce_grants_presence_owners_and_whispers() -> None:
+    from rtbridge.backends.firebase import database_rules
+    from tests.wire.fakes.rules import can_read, can_write
+
+    rules = database_rules("rt")
+    assert rules["rules"][".read"] is False and rules["rules"][".write"] is False
+    ann = {
+        "uid": "1",
+        "token": {"rtb": {"private-a": True, "presence-b": True}, "rtm": {"presence-b": "1"}},
+    }
+    bob = {"uid": "2", "token": {"rtb": {"presence-b": True}, "rtm": {"presence-b": "2"}}}
+    assert can_read(rules, ["rt", "public~channel"], None)
+    assert not can_read(rules, ["rt", "private-a"], None)
+    assert not can_read(rules, ["rt", "private-a"], bob)
+    assert can_read(rules, ["rt", "private-a"], ann)
+    assert not can_read(rules, ["rt"], ann), "listing every channel"
+    assert can_read(rules, ["rt", "presence", "presence-b"], bob)
+    assert not can_read(rules, ["rt", "presence", "presence-c"], bob)
+    entry = {"id": "1", "info": {}, "ts": 1}
+    assert can_write(rules, ["rt", "presence", "presence-b", "1", "tab"], ann, None, entry)
+    assert not can_write(rules, ["rt", "presence", "presence-b", "1", "tab"], bob, None, entry)
+    assert can_write(rules, ["rt", "presence", "presence-b", "1", "tab"], ann, entry, None)
+    whisper = {"event": "client-typing", "data": 1}
+    assert can_write(rules, ["rt", "presence-b", "-Nkey"], bob, None, whisper)
+    assert not can_write(rules, ["rt", "presence-b", "-Nkey"], bob, whisper, whisper), "overwrite"
+    assert not can_write(rules, ["rt", "presence-b", "-Nkey"], bob, None, {"event": "updated"})
+    assert not can_write(rules, ["rt", "private-a", "-Nkey"], bob, None, whisper)
+    assert not can_write(rules, ["rt", "public", "-Nkey"], ann, None, whisper)
+    assert not can_write(rules, ["elsewhere"], ann, None, 1)
+
+
+def test_rules_command_prints_and_writes(tmp_path: Any, settings: Any) -> None:
+    from io import StringIO
+
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    from rtbridge.backends.firebase import database_rules
+
+    settings.RTBRIDGE_OPTIONS = {"root": "apps/rt"}
+    out = StringIO()
+    call_command("rtbridge_firebase_rules", stdout=out)
+    assert json.loads(out.getvalue()) == database_rules("apps/rt")
+    target = tmp_path / "database.rules.json"
+    call_command("rtbridge_firebase_rules", output=str(target), root="x", stderr=StringIO())
+    assert json.loads(target.read_text()) == database_rules("x")
+    with pytest.raises(CommandError, match="root='a b' is not a valid database path"):
+        call_command("rtbridge_firebase_rules", root="a b", stdout=StringIO())
+
+
+def test_revoke_points_to_refresh_token_revocation(make_backend: Any) -> None:
+    with pytest.raises(NotImplementedError, match="revoke_refresh_tokens"):
+        make_backend().revoke("7", "private-room")

@@ -234,3 +234,60 @@ def test_the_rtbridge_js_client_drops_only_its_own_excluded_messages(
     finally:
         sender.close()
         other.close()
+
+
+# Access Manager --------------------------------------------------------------------------------
+
+
+def test_without_secret_key_the_answer_has_no_token(make_backend: Any) -> None:
+    from rtbridge.auth import Grant
+
+    backend = make_backend()
+    member = {"id": "7", "info": {}}
+    answer = backend.auth_response("tab-1", Grant("presence-a.b", "7", member))
+    assert answer == {"channel": "presence-a~b", "channel_data": member}
+
+
+def test_token_ttl_and_whispers_options(make_backend: Any) -> None:
+    with pytest.raises(ImproperlyConfigured, match="token_ttl=0.*minutes"):
+        make_backend(token_ttl=0)
+    assert "publishKey" not in make_backend().client_config()
+    config = make_backend(client_whispers=True).client_config()
+    assert config["publishKey"] == "demo-pub"
+
+
+def test_tokens_are_per_user_and_connection(make_backend: Any, fake_pubnub: FakePubNub) -> None:
+    from django.core.cache import cache
+
+    from rtbridge.auth import Grant
+
+    cache.clear()
+    fake_pubnub.secret_key = "sec"
+    backend = make_backend(secret_key="sec", token_ttl=5)
+
+    def channels(answer: dict[str, Any]) -> dict[str, Any]:
+        parsed = backend.client.parse_token(answer["token"])
+        assert parsed["ttl"] == 5
+        return {name: p["write"] for name, p in parsed["resources"]["channels"].items()}
+
+    backend.auth_response("tab-1", Grant("private-a", "1"))
+    ann = backend.auth_response("tab-1", Grant("presence-b", "1", {"id": "1", "info": {}}))
+    assert channels(ann) == {"private-a": False, "presence-b": False, "presence-b-pnpres": False}
+    # Another user naming Ann's connection does not inherit her channels.
+    mallory = backend.auth_response("tab-1", Grant("private-c", "2"))
+    assert channels(mallory) == {"private-c": False}
+    assert backend.client.parse_token(mallory["token"])["authorized_uuid"] == "tab-1"
+
+
+def test_a_refused_grant_is_a_publish_error(make_backend: Any, fake_pubnub: FakePubNub) -> None:
+    from rtbridge.auth import Grant
+
+    fake_pubnub.secret_key = "the-real-secret"
+    backend = make_backend(secret_key="a-wrong-secret")
+    with pytest.raises(PublishError, match="Access Manager refused a token for private-a.*403"):
+        backend.auth_response("tab-9", Grant("private-a", "9"))
+
+
+def test_revoke_explains_the_token_lifetime(make_backend: Any) -> None:
+    with pytest.raises(NotImplementedError, match="token_ttl=60 minutes"):
+        make_backend().revoke("7", "private-room")

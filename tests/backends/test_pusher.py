@@ -268,3 +268,47 @@ def test_server_down_never_blocks_the_request(make_backend: Any) -> None:
     with pytest.raises(PublishError, match="unreachable"):
         sync.publish(Message("c", "e", 1))
     assert time.monotonic() - start < 2 * 0.5 + 0.5
+
+
+# Channel authorization -------------------------------------------------------------------------
+
+
+def _signature(secret: str, text: str) -> str:
+    import hashlib
+    import hmac
+
+    return hmac.new(secret.encode(), text.encode(), hashlib.sha256).hexdigest()
+
+
+def test_auth_response_signs_socket_and_encoded_channel(make_backend: Any) -> None:
+    from rtbridge.auth import Grant
+
+    backend = make_backend(**PUSHER_APP)
+    answer = backend.auth_response("123.456", Grant("private-todo.todolist.1", "7"))
+    expected = _signature(PUSHER_APP["secret"], "123.456:private-todo.todolist.1")
+    assert answer == {"auth": f"{PUSHER_APP['key']}:{expected}"}
+
+
+def test_auth_response_on_presence_signs_the_member(make_backend: Any) -> None:
+    from rtbridge.auth import Grant
+
+    backend = make_backend(**PUSHER_APP)
+    member = {"id": "7", "info": {"name": "Ann"}}
+    answer = backend.auth_response("1.2", Grant("presence-room", "7", member))
+    assert json.loads(answer["channel_data"]) == {"user_id": "7", "user_info": {"name": "Ann"}}
+    text = f"1.2:presence-room:{answer['channel_data']}"
+    assert answer["auth"] == f"{PUSHER_APP['key']}:{_signature(PUSHER_APP['secret'], text)}"
+
+
+def test_auth_response_refuses_a_socket_id_pusher_would_not_issue(make_backend: Any) -> None:
+    from rtbridge.auth import Grant
+
+    backend = make_backend(**PUSHER_APP)
+    with pytest.raises(ValueError, match="socket_id='abc'.*'123.456'"):
+        backend.auth_response("abc", Grant("private-room", "7"))
+
+
+def test_revoke_explains_what_pusher_cannot_do(make_backend: Any) -> None:
+    backend = make_backend(**PUSHER_APP)
+    with pytest.raises(NotImplementedError, match="no way to end one subscription"):
+        backend.revoke("7", "private-room")
