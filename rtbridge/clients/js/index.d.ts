@@ -47,7 +47,7 @@ export interface CommonOptions {
   dataEndpoint?: string;
   /** Extra headers for the auth and data requests (or a function returning them). */
   headers?: Record<string, string> | (() => Record<string, string>);
-  /** The CSRF token (default: the `csrftoken` cookie). */
+  /** A function returning the CSRF token (always used), or the page's token (used without a csrftoken cookie). */
   csrfToken?: string | (() => string | null);
   /** The CSRF cookie's name when Django's CSRF_COOKIE_NAME differs (default "csrftoken"). */
   csrfCookieName?: string;

@@ -6,20 +6,22 @@
 import { RTBridgeError } from "./client.js";
 
 /**
- * Return the CSRF token to send: `config.csrfToken` (a string or a function), else the
- * `csrftoken` cookie (`config.csrfCookieName` when Django's `CSRF_COOKIE_NAME` differs).
+ * Return the CSRF token to send: `config.csrfToken()` when it is a function; else the
+ * `csrftoken` cookie (`config.csrfCookieName` when Django's `CSRF_COOKIE_NAME` differs), which
+ * stays right after Django rotates the token (at login); else `config.csrfToken` (the token
+ * `{% rtbridge_config %}` put on the page, for `CSRF_COOKIE_HTTPONLY` or `CSRF_USE_SESSIONS`).
  * @param {{csrfToken?: string|(() => string|null), csrfCookieName?: string}} config
  * @returns {string|null}
  */
 export function csrfToken(config) {
   const given = config.csrfToken;
-  if (given) return typeof given === "function" ? given() : given;
+  if (typeof given === "function") return given();
   const name = config.csrfCookieName ?? "csrftoken";
   for (const part of String(globalThis.document?.cookie ?? "").split(";")) {
     const [key, ...value] = part.trim().split("=");
     if (key === name) return decodeURIComponent(value.join("="));
   }
-  return null;
+  return given || null;
 }
 
 /**

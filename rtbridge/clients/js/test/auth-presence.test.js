@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { afterEach, test } from "node:test";
 
-import { RTBridgeError, connect } from "../src/rtbridge.js";
+import { RTBridgeError, connect, csrfToken } from "../src/rtbridge.js";
 import { FakeWebSocket, captureConsole, fakeFetch, grantingFetch, tick, until } from "./helpers/fakes.js";
 
 const clients = [];
@@ -66,7 +66,7 @@ test("private(): POSTs {socket_id, channel_name} with CSRF, socket id and custom
   assert.equal(fetch.calls.length, 1);
 });
 
-test("config.csrfToken wins over the cookie; the default endpoint is /rtbridge/auth", async () => {
+test("csrfToken: a function wins, then the cookie, then the page's token; the default endpoint is /rtbridge/auth", async () => {
   globalThis.document = { cookie: "csrftoken=from-cookie" };
   const fetch = grantingFetch();
   const rt = start({ fetch, csrfToken: () => "from-config" });
@@ -75,6 +75,10 @@ test("config.csrfToken wins over the cookie; the default endpoint is /rtbridge/a
   await until(() => fetch.calls.length);
   assert.equal(fetch.calls[0].url, "/rtbridge/auth");
   assert.equal(fetch.calls[0].headers["X-CSRFToken"], "from-config");
+  assert.equal(csrfToken({ csrfToken: "from-page" }), "from-cookie", "the cookie follows Django's rotation");
+  assert.equal(csrfToken({ csrfToken: "from-page", csrfCookieName: "other" }), "from-page");
+  globalThis.document = { cookie: "" };
+  assert.equal(csrfToken({}), null);
 });
 
 test("a 403 from the auth endpoint rejects ready and reaches onError with the server's code; nothing is sent", async () => {
