@@ -316,5 +316,6 @@ class Server:
             f"since start: {stats.opened} opened, {stats.closed} closed, {stats.refused} "
             f"refused, {stats.messages} messages, {stats.frames} frames sent, {stats.gaps} gaps, "
             f"{stats.errors} bad frames, {stats.abusers} abusive, {stats.slow_consumers} slow, "
-            f"{stats.idle_closed} idle"
+            f"{stats.idle_closed} idle, {stats.whispers} whispers, {stats.calls} calls, "
+            f"{stats.revoked} revoked"
         )

@@ -222,24 +222,43 @@ class Connection:
             self.send(ack_frame(request.id, channel, seq))
             return
         member = grant.member
-        again = channel in self.grants
+        previous_grant = self.grants.get(channel)
+        again = previous_grant is not None
+        if (
+            previous_grant is not None
+            and previous_grant.member is not None
+            and (member is None or previous_grant.member["id"] != member["id"])
+        ):
+            # Subscribed again as someone else (the session changed): the old entry goes.
+            self.hub.spawn(
+                self.hub.broker.presence.leave(channel, self.socket_id, previous_grant.member["id"])
+            )
         self.grants[channel] = grant
         if member is not None and not again:
             # Events until the member list arrives are held back, then filtered by version.
             self.presence_versions[channel] = None
         seq = await self.hub.subscribe(self, channel)
         members = None
-        if member is not None:
+        if member is not None and self.grants.get(channel) is grant:
             version, members = await self.hub.broker.presence.join(channel, self.socket_id, member)
-            if self.grants.get(channel) is not grant or self.closed:
-                # Unsubscribed, revoked or closed while joining: the leave may have run
-                # before the join, so make sure the entry goes.
+            if self.grants.get(channel) is not grant:
+                # Revoked or closed while joining: the leave may have run before the join,
+                # so make sure the entry goes.
                 self.hub.spawn(
                     self.hub.broker.presence.leave(channel, self.socket_id, member["id"])
                 )
-                return
+        if self.grants.get(channel) is grant and self._revoked(grant, request.auth):
+            # A revocation this node saw after the check above but before the subscription
+            # was in place (hub.revoke could not find it yet).
+            self.hub.unsubscribe(self, channel)
         if self.grants.get(channel) is not grant:
-            return  # revoked (the client got "revoked") or unsubscribed meanwhile
+            # Revoked while subscribing (the client may also get a "revoked" frame).
+            raise ProtocolError(
+                ErrorCode.FORBIDDEN,
+                f"access to {channel!r} was revoked while subscribing",
+                request.id,
+                "revoked",
+            )
         self.send(ack_frame(request.id, channel, seq, members))
         if members is not None:
             previous = self.presence_versions.get(channel)
@@ -265,6 +284,12 @@ class Connection:
                     "revoked",
                 )
         return grant
+
+    def _revoked(self, grant: Grant, token: str | None) -> bool:
+        if grant.user_id is None or token is None:
+            return False
+        revoked_at = self.hub.revoked_at(grant.user_id, grant.channel)
+        return revoked_at is not None and token_issued_at(token) <= revoked_at
 
     async def _whisper(self, request: Request, channel: str) -> None:
         grant = self.grants.get(channel)
