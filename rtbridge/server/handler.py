@@ -9,6 +9,7 @@ import tornado.iostream
 import tornado.websocket
 
 from .. import conf
+from .config import OriginPolicy
 from .connection import Connection
 from .protocol import CloseCode, welcome_frame
 
@@ -18,6 +19,9 @@ if TYPE_CHECKING:
 __all__ = ["SocketHandler"]
 
 logger = logging.getLogger("rtbridge.server")
+
+#: Allows a page on the socket's own host and port only.
+SAME_ORIGIN_ONLY = OriginPolicy(())
 
 
 class SocketHandler(tornado.websocket.WebSocketHandler):
@@ -51,6 +55,16 @@ class SocketHandler(tornado.websocket.WebSocketHandler):
         self.set_nodelay(True)
         cookie_name, _engine = conf.session_settings()
         session = self.request.cookies.get(cookie_name)
+        origin = self.request.headers.get("Origin")
+        if (
+            session is not None
+            and origin
+            and self.server.origins.any_origin
+            and not SAME_ORIGIN_ONLY.allows(origin, self.request.host)
+        ):
+            # RTBRIDGE_ALLOWED_ORIGINS = "*" lets any page listen to public channels; it must
+            # never let a foreign page make calls as the visitor (cross-site hijacking).
+            session = None
         connection = Connection(
             hub,
             self,

@@ -233,3 +233,25 @@ async def test_a_write_over_the_socket_skips_the_caller(
             await other.close()
         finally:
             reset_backend()
+
+
+async def test_any_origin_never_lends_the_session_to_a_foreign_page(
+    make_server: Callable[..., Server], http: HttpClient, lists: dict[str, TodoList]
+) -> None:
+    server = make_server(allowed_origins="*")
+    cookie = session_headers(http)
+    foreign = await Client.open(
+        server.url,
+        additional_headers=cookie,
+        origin="https://evil.example",
+    )
+    status, body = await over_socket(foreign, "todo-item", "get_list", {})
+    assert (status, body["error"]["code"]) == (401, "login_required")
+    same = await Client.open(
+        server.url,
+        additional_headers=cookie,
+        origin=server.http_url,
+    )
+    assert (await over_socket(same, "todo-item", "get_list", {}))[0] == 200
+    for client in (foreign, same):
+        await client.close()
