@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -62,9 +63,14 @@ SDK_SCRIPTS: dict[str, tuple[str, tuple[str, ...]]] = {
         (
             "https://www.gstatic.com/firebasejs/12.19.0/firebase-app.js",
             "https://www.gstatic.com/firebasejs/12.19.0/firebase-database.js",
+            "https://www.gstatic.com/firebasejs/12.19.0/firebase-auth.js",
         ),
     ),
 }
+
+
+#: An absolute module URL inside a vendor SDK file (Firebase's modules import each other so).
+CDN_IMPORT = re.compile(r"https://www\.gstatic\.com/firebasejs/[\w.\-]+/[\w.\-]+\.js")
 
 
 class DemoError(Exception):
@@ -187,6 +193,7 @@ def _environment(args: argparse.Namespace, data_dir: Path) -> dict[str, str]:
         "RTBRIDGE_DEMO_PUBLIC_URL": "",
         "RTBRIDGE_DEMO_SDK": "[]",
         "RTBRIDGE_DEMO_SDK_FILES": "{}",
+        "RTBRIDGE_DEMO_IMPORT_MAP": "{}",
     }
     if args.backend == "redis":
         env["RTBRIDGE_DEMO_OPTIONS"] = json.dumps({"url": args.redis_url})
@@ -202,6 +209,7 @@ def _environment(args: argparse.Namespace, data_dir: Path) -> dict[str, str]:
         scripts, files = _sdk_scripts(given.split() if given else list(default))
         env["RTBRIDGE_DEMO_SDK"] = json.dumps(scripts)
         env["RTBRIDGE_DEMO_SDK_FILES"] = json.dumps(files)
+        env["RTBRIDGE_DEMO_IMPORT_MAP"] = json.dumps(_import_map(files))
     return env
 
 
@@ -224,6 +232,25 @@ def _sdk_scripts(sources: list[str]) -> tuple[list[str], dict[str, str]]:
         else:
             raise DemoError(f"the SDK script {source!r} is neither a URL nor an existing file")
     return scripts, files
+
+
+def _import_map(files: Mapping[str, str]) -> dict[str, str]:
+    """Map the CDN URLs that local SDK modules import to the local copies the demo serves.
+
+    Firebase's browser modules import each other by absolute URL
+    (``https://www.gstatic.com/firebasejs/<version>/firebase-app.js``); with local copies an
+    import map sends those imports to them, so the page needs no network.
+    """
+    local = {Path(name).name: f"/demo-sdk/{name}" for name in files}
+    mapping: dict[str, str] = {}
+    for path in files.values():
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            text = Path(path).read_text(encoding="utf-8")
+            for url in set(CDN_IMPORT.findall(text)):
+                target = local.get(url.rsplit("/", 1)[-1])
+                if target is not None:
+                    mapping[url] = target
+    return mapping
 
 
 def _prepare_database(verbosity: int) -> bool:
@@ -335,6 +362,7 @@ def _run(args: argparse.Namespace) -> int:
     os.environ.update(env)
 
     first_start = _prepare_database(args.verbosity)
+    _warm_up_backend()
     from django.contrib.staticfiles.handlers import StaticFilesHandler
     from django.core.wsgi import get_wsgi_application
 
@@ -355,6 +383,19 @@ def _run(args: argparse.Namespace) -> int:
     url = f"http://{host}:{args.port}/"
     with _server_process(args, env):
         return _serve(server, _banner(args, url, data_dir, first_start))
+
+
+def _warm_up_backend() -> None:
+    """Import the backend's vendor SDK and open it now, so the first change is not the slow one."""
+    import importlib
+
+    from ..publishers import get_backend
+
+    backend = get_backend()
+    sdk = getattr(type(backend), "sdk", None)
+    if sdk:
+        importlib.import_module(sdk[0])
+    backend.open()
 
 
 def _strip_header_values(app: Any) -> Any:

@@ -5,7 +5,8 @@
 (``local`` by default), ``RTBRIDGE_DEMO_OPTIONS`` (JSON: the backend's ``RTBRIDGE_OPTIONS``),
 ``RTBRIDGE_DEMO_PUBLIC_URL`` (the socket URL pages connect to, when the rtbridge server runs
 in another process), ``RTBRIDGE_DEMO_SDK`` (JSON: script URLs of a hosted backend's JS SDK)
-and ``RTBRIDGE_DEMO_SDK_FILES`` (JSON: local copies of them that the demo serves).
+``RTBRIDGE_DEMO_SDK_FILES`` (JSON: local copies of them that the demo serves) and
+``RTBRIDGE_DEMO_IMPORT_MAP`` (JSON: module URLs redirected to those copies).
 """
 
 from __future__ import annotations
@@ -104,6 +105,10 @@ RTBRIDGE_SERVER: dict[str, Any] = {
 }
 #: Script URLs of a hosted backend's JS SDK, loaded before the client (see docs/demo.md).
 RTBRIDGE_DEMO_SDK: list[str] = json.loads(os.environ.get("RTBRIDGE_DEMO_SDK") or "[]")
+#: Module URLs the page's import map redirects to local copies (Firebase's modules).
+RTBRIDGE_DEMO_IMPORT_MAP: dict[str, str] = json.loads(
+    os.environ.get("RTBRIDGE_DEMO_IMPORT_MAP") or "{}"
+)
 #: Local copies of those scripts the demo serves itself: {"<n>/<file name>": path}.
 RTBRIDGE_DEMO_SDK_FILES: dict[str, str] = json.loads(
     os.environ.get("RTBRIDGE_DEMO_SDK_FILES") or "{}"

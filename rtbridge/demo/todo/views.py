@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django.conf import settings
@@ -9,9 +10,12 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.utils.safestring import mark_safe
 from django.views.decorators.csrf import ensure_csrf_cookie
 
 from .demo_data import DEMO_USERS
+
+_JSON_ESCAPES = {ord("<"): "\\u003C", ord(">"): "\\u003E", ord("&"): "\\u0026"}
 
 
 @login_required
@@ -29,9 +33,19 @@ def board(request: HttpRequest) -> HttpResponse:
             "sdk_scripts": getattr(settings, "RTBRIDGE_DEMO_SDK", []),
             "backend": settings.RTBRIDGE_BACKEND,
             "firebase": settings.RTBRIDGE_BACKEND == "firebase",
+            "import_map": _import_map(),
             "other_user": others[0] if others else None,
         },
     )
+
+
+def _import_map() -> str:
+    imports = getattr(settings, "RTBRIDGE_DEMO_IMPORT_MAP", {})
+    if not imports:
+        return ""
+    # Escaped like json_script: no value can close the <script> element.
+    text = json.dumps({"imports": imports}).translate(_JSON_ESCAPES)
+    return mark_safe(text)
 
 
 class DemoLoginView(auth_views.LoginView):
