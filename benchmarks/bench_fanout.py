@@ -666,7 +666,7 @@ def main() -> int:
     print_table("Targets (issue 3)", checks)
     print(f"\nload average at the end: {load_end:.2f}")
     path = write_results(
-        "fanout-quick" if quick else "fanout",
+        args.results or ("fanout-quick" if quick else "fanout"),
         command,
         [{"table": "fanout", **r} for r in rows]
         + ([{"table": "connections", **many}] if many else [])
