@@ -105,8 +105,10 @@ export function startBoard(rt, me) {
 
   const listsLive = rt.liveList("todo-list", {}, { order: "id" });
   listsLive.onError((error) => toast(`Could not load the lists: ${error.reason ?? error.message}`));
+  let listsLoaded = false;
   listsLive.onChange((rows) => {
     lists = rows;
+    listsLoaded = true;
     const seen = new Set();
     for (const list of rows) {
       seen.add(String(list.id));
@@ -223,7 +225,7 @@ export function startBoard(rt, me) {
   }
 
   function updateReady() {
-    const ready = listsLive.loaded && [...columns.values()].every((column) => column.loaded);
+    const ready = listsLoaded && [...columns.values()].every((column) => column.loaded);
     board.setAttribute("aria-busy", String(!ready));
     document.body.dataset.ready = ready ? "yes" : "no";
   }
