@@ -13,7 +13,7 @@ from tests.testapp.models import TodoItem, TodoList
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-TIMEOUT = 10_000
+TIMEOUT = 20_000  # generous: CI machines are shared and slow at times
 
 
 def logged_in(browser: Any, site: Any, user: User) -> Any:
