@@ -114,9 +114,13 @@ class RedisBroker(Broker):
         socket_connect_timeout: float = 2.0,
         ping_interval: float = 15.0,
         presence_ttl: float = 15.0,
+        command_timeout: float = 2.0,
     ) -> None:
         self.url = url
         self.presence_ttl = presence_ttl
+        # Presence, whisper and revocation commands give up after this long, so a frozen
+        # Redis cannot hold a subscribe (or the socket's next frames) forever.
+        self.command_timeout = command_timeout
         self.prefix = prefix
         self.reconnect_max_delay = max(0.05, reconnect_max_delay)
         self.socket_connect_timeout = socket_connect_timeout
@@ -163,7 +167,12 @@ class RedisBroker(Broker):
             socket_keepalive=True,
         )
         presence = RedisPresence(
-            self._client, self.prefix, self.node_id, control_channel(self.prefix), self.presence_ttl
+            self._client,
+            self.prefix,
+            self.node_id,
+            control_channel(self.prefix),
+            self.presence_ttl,
+            command_timeout=self.command_timeout,
         )
         presence.hub = self.hub
         self.presence = presence
@@ -227,7 +236,10 @@ class RedisBroker(Broker):
             )
         )
         try:
-            await self._client.publish(self._prefix_bytes + channel.encode("utf-8"), body)
+            await asyncio.wait_for(
+                self._client.publish(self._prefix_bytes + channel.encode("utf-8"), body),
+                self.command_timeout,
+            )
         except Exception as exc:  # whispers are ephemeral: log, do not fail the socket
             logger.warning("rtbridge: could not relay a whisper through Redis: %s", exc)
 
@@ -235,7 +247,10 @@ class RedisBroker(Broker):
         """Return the revocation time from Redis (or from this node's memory if Redis fails)."""
         seen = await super().revoked_at(user_id, channel)
         try:
-            value = await self._client.get(revocation_key(self.prefix, user_id, channel))
+            value = await asyncio.wait_for(
+                self._client.get(revocation_key(self.prefix, user_id, channel)),
+                self.command_timeout,
+            )
         except Exception as exc:
             logger.warning("rtbridge: cannot check revocations in Redis: %s", exc)
             return seen

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -251,8 +251,18 @@ class RedisPresence(Presence):
     ``ttl + ttl / 3`` (20 s with the default 15).
     """
 
-    def __init__(self, client: Any, prefix: str, node_id: str, control: str, ttl: float) -> None:
+    def __init__(
+        self,
+        client: Any,
+        prefix: str,
+        node_id: str,
+        control: str,
+        ttl: float,
+        *,
+        command_timeout: float = 2.0,
+    ) -> None:
         self.client = client
+        self.command_timeout = command_timeout
         self.prefix = prefix
         self.node_id = node_id
         self.control = control
@@ -281,20 +291,34 @@ class RedisPresence(Presence):
 
     async def stop(self) -> None:
         """Mark the node dead at once (its entries are removed by the hub before this)."""
-        await self._forget(keys=[self.nodes_key], args=[self.node_id])
+        await self._run(self._forget(keys=[self.nodes_key], args=[self.node_id]))
 
     async def heartbeat(self) -> bool:
         """Push this node's liveness ahead; return whether it was still alive until now."""
-        return bool(await self._heartbeat(keys=[self.nodes_key], args=[self.node_id, self.ttl_ms]))
+        beat = self._heartbeat(keys=[self.nodes_key], args=[self.node_id, self.ttl_ms])
+        return bool(await self._run(beat))
+
+    async def _run(self, command: Awaitable[Any]) -> Any:
+        # A frozen Redis must not hold a subscribe, or shutdown, forever.
+        return await asyncio.wait_for(command, self.command_timeout)
 
     async def join(self, channel: str, socket_id: str, member: dict[str, Any]) -> Snapshot:
         """Add the entry in one script; it publishes ``join`` if the member is new."""
         member_json = json.dumps(member, ensure_ascii=False, separators=(",", ":"))
         field = entry_field(socket_id, member["id"])
         try:
-            result = await self._join(
-                keys=[self.key(channel), self.nodes_key],
-                args=[field, member["id"], member_json, self.control, channel, self.hash_ttl_ms],
+            result = await self._run(
+                self._join(
+                    keys=[self.key(channel), self.nodes_key],
+                    args=[
+                        field,
+                        member["id"],
+                        member_json,
+                        self.control,
+                        channel,
+                        self.hash_ttl_ms,
+                    ],
+                )
             )
         except Exception as exc:
             # The subscription still works; the member list is this member alone until
@@ -308,9 +332,11 @@ class RedisPresence(Presence):
     async def leave(self, channel: str, socket_id: str, member_id: str) -> None:
         """Remove the entry in one script; it publishes ``leave`` if it was the last."""
         try:
-            await self._leave(
-                keys=[self.key(channel), self.nodes_key],
-                args=[entry_field(socket_id, member_id), member_id, self.control, channel],
+            await self._run(
+                self._leave(
+                    keys=[self.key(channel), self.nodes_key],
+                    args=[entry_field(socket_id, member_id), member_id, self.control, channel],
+                )
             )
         except Exception:
             self._failed_leaves.add((channel, socket_id, member_id))
@@ -340,7 +366,7 @@ class RedisPresence(Presence):
                     args=[self.control, channel, self.hash_ttl_ms],
                     client=pipe,
                 )
-            await pipe.execute()
+            await self._run(pipe.execute())
 
 
 async def run_refresh(presence: Presence, hub: Hub, interval: float) -> None:

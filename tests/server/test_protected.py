@@ -104,6 +104,8 @@ async def test_presence_members_join_and_leave_per_user(server: Server) -> None:
     # Bob never got a join or leave of his own, nor a second one of Ann's.
     await bob.request("ping")
     assert not [f for f in bob._backlog if f["op"] == "presence"]
+    # Subscribing again answers a fresh list and tells nobody.
+    assert member_ids(await join(bob, PRESENCE, "2")) == ["2"]
     await ann_tab2.close()
     await bob.close()
 
