@@ -159,6 +159,22 @@ def _check_port(address: str, port: int, what: str, flag: str) -> None:
             ) from None
 
 
+def _allowed_hosts(address: str) -> list[str]:
+    """Return ALLOWED_HOSTS for ``--address``: loopback names, plus the address itself.
+
+    Listening on every interface (``0.0.0.0``, ``::``) means "let other machines in", whose
+    host names the demo cannot know: then any host is allowed (the demo's passwords are
+    public anyway; never run it where that matters).
+    """
+    hosts = ["localhost", "127.0.0.1", "[::1]"]
+    if address in ("0.0.0.0", "::", ""):
+        return ["*"]
+    host = f"[{address}]" if ":" in address else address
+    if host not in hosts:
+        hosts.append(host)
+    return hosts
+
+
 def _hosted_options(backend: str, environ: Mapping[str, str]) -> dict[str, Any]:
     options: dict[str, Any] = {}
     missing = []
@@ -194,6 +210,7 @@ def _environment(args: argparse.Namespace, data_dir: Path) -> dict[str, str]:
         "RTBRIDGE_DEMO_SDK": "[]",
         "RTBRIDGE_DEMO_SDK_FILES": "{}",
         "RTBRIDGE_DEMO_IMPORT_MAP": "{}",
+        "RTBRIDGE_DEMO_ALLOWED_HOSTS": json.dumps(_allowed_hosts(args.address)),
     }
     if args.backend == "redis":
         env["RTBRIDGE_DEMO_OPTIONS"] = json.dumps({"url": args.redis_url})
@@ -344,6 +361,13 @@ def _run(args: argparse.Namespace) -> int:
     from .paths import default_data_dir
 
     data_dir = (args.data_dir or default_data_dir()).expanduser().resolve()
+    try:
+        import tornado  # noqa: F401  (the server the demo runs on)
+    except ImportError:
+        raise DemoError(
+            "the demo runs on rtbridge's server, which needs Tornado: "
+            "pip install 'rtbridge[server]'"
+        ) from None
     if args.backend == "redis":
         args.redis_url = args.redis_url or "redis://127.0.0.1:6379/0"
         args.server_port = args.server_port or args.port + 1

@@ -4,9 +4,10 @@
 ``$XDG_DATA_HOME/rtbridge-demo`` or ``~/.local/share/rtbridge-demo``), ``RTBRIDGE_DEMO_BACKEND``
 (``local`` by default), ``RTBRIDGE_DEMO_OPTIONS`` (JSON: the backend's ``RTBRIDGE_OPTIONS``),
 ``RTBRIDGE_DEMO_PUBLIC_URL`` (the socket URL pages connect to, when the rtbridge server runs
-in another process), ``RTBRIDGE_DEMO_SDK`` (JSON: script URLs of a hosted backend's JS SDK)
-``RTBRIDGE_DEMO_SDK_FILES`` (JSON: local copies of them that the demo serves) and
-``RTBRIDGE_DEMO_IMPORT_MAP`` (JSON: module URLs redirected to those copies).
+in another process), ``RTBRIDGE_DEMO_SDK`` (JSON: script URLs of a hosted backend's JS SDK),
+``RTBRIDGE_DEMO_SDK_FILES`` (JSON: local copies of them that the demo serves),
+``RTBRIDGE_DEMO_IMPORT_MAP`` (JSON: module URLs redirected to those copies) and
+``RTBRIDGE_DEMO_ALLOWED_HOSTS`` (JSON; default the loopback names).
 """
 
 from __future__ import annotations
@@ -37,7 +38,9 @@ def _secret_key(data_dir: Path) -> str:
 DATA_DIR = Path(os.environ.get("RTBRIDGE_DEMO_DATA_DIR") or default_data_dir()).expanduser()
 SECRET_KEY = _secret_key(DATA_DIR)
 DEBUG = True
-ALLOWED_HOSTS = ["localhost", "127.0.0.1", "[::1]"]
+ALLOWED_HOSTS: list[str] = json.loads(
+    os.environ.get("RTBRIDGE_DEMO_ALLOWED_HOSTS") or '["localhost", "127.0.0.1", "[::1]"]'
+)
 
 INSTALLED_APPS = [
     "django.contrib.auth",

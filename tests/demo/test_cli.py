@@ -17,7 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from rtbridge.demo.cli import HOSTED_ENVIRONMENT
+from rtbridge.demo.cli import (
+    HOSTED_ENVIRONMENT,
+    DemoError,
+    _allowed_hosts,
+    _import_map,
+    _sdk_scripts,
+)
 from tests.services import free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -182,3 +188,35 @@ def test_pusher_backend_takes_credentials_from_the_environment(tmp_path: Path) -
     assert "demo-secret-never-shown" not in page
     assert '<script src="/static/vendor/pusher.min.js"></script>' in page
     assert "pusher" in output
+
+
+def test_allowed_hosts_follow_the_address() -> None:
+    assert _allowed_hosts("127.0.0.1") == ["localhost", "127.0.0.1", "[::1]"]
+    assert _allowed_hosts("192.168.1.20") == ["localhost", "127.0.0.1", "[::1]", "192.168.1.20"]
+    assert _allowed_hosts("fd00::2")[-1] == "[fd00::2]"
+    assert _allowed_hosts("0.0.0.0") == ["*"]
+
+
+def test_sdk_sources_are_urls_or_local_files(tmp_path: Path) -> None:
+    app = tmp_path / "firebase-app.js"
+    app.write_text("export const initializeApp = () => {};")
+    database = tmp_path / "firebase-database.js"
+    database.write_text(
+        'import{x}from"https://www.gstatic.com/firebasejs/12.19.0/firebase-app.js";'
+        'import"https://www.gstatic.com/firebasejs/12.19.0/firebase-unknown.js";'
+    )
+    scripts, files = _sdk_scripts(["https://cdn.example/sdk.js", str(app), str(database)])
+    assert scripts == [
+        "https://cdn.example/sdk.js",
+        "/demo-sdk/1/firebase-app.js",
+        "/demo-sdk/2/firebase-database.js",
+    ]
+    assert files == {"1/firebase-app.js": str(app), "2/firebase-database.js": str(database)}
+    # Only imports of files the demo serves are redirected.
+    assert _import_map(files) == {
+        "https://www.gstatic.com/firebasejs/12.19.0/firebase-app.js": "/demo-sdk/1/firebase-app.js"
+    }
+    # An absolute path that is no file is taken as a URL path on this site ("/static/...").
+    assert _sdk_scripts(["/static/vendor/pusher.min.js"]) == (["/static/vendor/pusher.min.js"], {})
+    with pytest.raises(DemoError, match="neither a URL nor an existing file"):
+        _sdk_scripts(["node_modules/missing.js"])
