@@ -244,3 +244,20 @@ test("after the server restarts, protected channels are authorized again for the
   await server.publish(channel.name, "renamed", { name: "back" });
   await until(() => names.length === 1, 5000, "a message after the restart");
 });
+
+test("liveObject against the real server: one item followed on its object channel until deleted", async (t) => {
+  if (!runs(t)) return;
+  const { rt } = await browser(t, "hank");
+  const { id: listId } = await server.orm("TodoList", "create", { name: "hank's", owner: "hank" });
+  const { id } = await server.orm("TodoItem", "create", { todo_list_id: listId, text: "bread" });
+  const item = rt.liveObject("todo-item", { id });
+  const seen = [];
+  item.onChange((object) => seen.push(object ? `${object.text}${object.done ? " (done)" : ""}` : null));
+  await item.ready;
+  assert.equal(item.channel, `testapp.todoitem.${id}`);
+  await server.orm("TodoItem", "update", { id, done: true });
+  await until(() => seen.at(-1) === "bread (done)", 5000, "the update");
+  await server.orm("TodoItem", "delete", { id });
+  await until(() => seen.at(-1) === null, 5000, "the delete");
+  assert.deepEqual(seen, ["bread", "bread (done)", null]);
+});
