@@ -56,7 +56,7 @@ def site() -> Iterator[Any]:
             clear_finders()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     """Debian's Chromium driven by Playwright."""
     if not os.path.exists(CHROMIUM):
@@ -65,8 +65,10 @@ def browser() -> Iterator[Any]:
         from playwright.sync_api import sync_playwright
     except ImportError:
         missing_service("playwright is not installed (pip install playwright)")
-    # Playwright's sync API keeps an event loop in this thread, which makes Django refuse ORM
-    # calls from the tests ("async context"); they are plain blocking calls here.
+    # Playwright's sync API keeps an event loop running in this thread while it is open, which
+    # makes Django refuse the tests' ORM calls ("async context"); they are plain blocking calls
+    # here. Module scope: the loop and this switch end with the module, so later tests keep
+    # Django's check (e.g. against ORM calls on the server's event loop).
     saved = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
     with sync_playwright() as playwright:
