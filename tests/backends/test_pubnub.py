@@ -48,7 +48,7 @@ def make_backend(fake_pubnub: FakePubNub) -> Iterator[Any]:
 
 
 def publishes(server: FakePubNub) -> list[Any]:
-    return server.matching("POST", "/publish/") + server.matching("GET", "/publish/")
+    return [r for r in list(server.requests) if r.path.startswith("/publish/")]
 
 
 # Configuration -----------------------------------------------------------------------------

@@ -227,14 +227,20 @@ class FakePubNub(LoopbackServer):
     def since(self, channels: set[str], timetoken: int) -> list[Published]:
         return [m for m in self.messages if m.timetoken > timetoken and m.channel in channels]
 
-    async def wait(self, channels: set[str], timeout: float) -> None:
+    async def wait(
+        self, channels: set[str], timeout: float, cancel: asyncio.Future[None] | None = None
+    ) -> None:
+        """Wait until a message for ``channels`` arrives, ``timeout`` passes or ``cancel`` is set.
+
+        The waiter is registered before the first ``await``, so nothing delivered after the
+        caller's last look can be missed.
+        """
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         entry = (channels, waiter)
         self._waiters.append(entry)
         try:
-            await asyncio.wait_for(asyncio.shield(waiter), timeout)
-        except asyncio.TimeoutError:
-            pass
+            waits: list[asyncio.Future[None]] = [waiter] + ([cancel] if cancel else [])
+            await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         finally:
             self._waiters.remove(entry)
 
@@ -365,10 +371,7 @@ class SubscribeHandler(PubNubHandler):
                     entry["polls"] += 1
             self.closed = asyncio.get_running_loop().create_future()
             try:
-                await asyncio.wait(
-                    [asyncio.ensure_future(server.wait(channels, server.long_poll)), self.closed],
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
+                await server.wait(channels, server.long_poll, self.closed)
             finally:
                 self.stop_polling()
             found = server.since(channels, since)
