@@ -40,8 +40,9 @@ class Broker:
     name = "broker"
     hub: Hub | None = None
     node_id = "local"
-    #: Where presence entries live (in memory unless a subclass shares them).
-    presence: Presence = MemoryPresence()
+    #: Where presence entries live (set by ``attach``; in memory unless a subclass shares
+    #: them, as ``RedisBroker`` does once started).
+    presence: Presence
 
     def attach(self, hub: Hub, node_id: str = "local") -> None:
         """Deliver to ``hub`` from now on; ``node_id`` names this node in shared state."""
