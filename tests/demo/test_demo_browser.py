@@ -323,11 +323,20 @@ def test_two_windows_stay_in_step(browser: Any, demo: Demo, request: pytest.Fixt
         assert ben_item.locator(".item-presence").is_visible()
         if request.node.callspec.params["demo"] == "local":
             save_screenshot(browser, ann, ben)
-        ann_item.locator(".item-text").blur()
+        # Ann saves (Enter leaves the field): Ben's notice clears, and the field he is typing
+        # in is not overwritten; once he leaves it unchanged, it shows Ann's text.
+        ann_item.locator(".item-text").fill("Oat milk (3 l)")
+        ann_item.locator(".item-text").press("Enter")
         timings["presence cleared"] = within_a_second(
             ben, f"document.querySelector(\"li.item[data-item-id='{oat}'] .item-presence\").hidden"
         )
+        ben.wait_for_function(
+            f"document.querySelector(\"li.item[data-item-id='{oat}']\").row.text === 'Oat milk (3 l)'",
+            timeout=ben.live_ms,
+        )
+        assert ben_item.locator(".item-text").input_value() == "Oat milk (2 l)"
         ben_item.locator(".item-text").blur()
+        assert ben_item.locator(".item-text").input_value() == "Oat milk (3 l)"
 
     # Delete.
     ann_item.locator(".item-delete").click()

@@ -141,11 +141,16 @@ export function startBoard(rt, me) {
   function addListColumn(list) {
     const id = String(list.id);
     const itemsElement = h("ul", { class: "items" });
+    let nameAtFocus = null;
     const nameInput = h("input", {
       class: "list-name",
       value: list.name,
       maxlength: "80",
       "aria-label": "List name",
+      onfocus: () => (nameAtFocus = nameInput.value),
+      onblur: () => {
+        if (nameInput.value === nameAtFocus) nameInput.value = columns.get(id)?.list.name ?? nameInput.value;
+      },
       onchange: () => {
         const name = nameInput.value.trim();
         const column = columns.get(id);
@@ -267,8 +272,16 @@ export function startBoard(rt, me) {
       class: "item-text",
       maxlength: "200",
       "aria-label": "Item text",
-      onfocus: () => startEditing(element),
-      onblur: () => stopEditing(element),
+      onfocus: () => {
+        element.focusValue = text.value;
+        startEditing(element);
+      },
+      onblur: () => {
+        // Left without a change: show what others saved meanwhile (it was not overwritten
+        // while this field had focus).
+        if (text.value === element.focusValue) text.value = element.row.text;
+        stopEditing(element);
+      },
       onchange: () => {
         const value = text.value.trim();
         if (!value) return void (text.value = element.row.text);
