@@ -220,3 +220,17 @@ def test_sdk_sources_are_urls_or_local_files(tmp_path: Path) -> None:
     assert _sdk_scripts(["/static/vendor/pusher.min.js"]) == (["/static/vendor/pusher.min.js"], {})
     with pytest.raises(DemoError, match="neither a URL nor an existing file"):
         _sdk_scripts(["node_modules/missing.js"])
+
+
+def test_migrations_match_the_models(tmp_path: Path) -> None:
+    env = demo_env(DJANGO_SETTINGS_MODULE="rtbridge.demo.settings")
+    env["RTBRIDGE_DEMO_DATA_DIR"] = str(tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-m", "django", "makemigrations", "--check", "--dry-run", "todo"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
