@@ -126,8 +126,9 @@ def demo(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Demo]:
         extra = ["--backend", "redis", "--redis-url", redis_server.url]
         extra += ["--server-port", str(free_port())]
     elif request.param == "pusher":
-        from tests.wire.servers import NODE_MODULES, PUSHER_APP, shared_soketi
+        from tests.wire.servers import NODE_MODULES, PUSHER_APP, node_or_skip, shared_soketi
 
+        node_or_skip("pusher-js")
         soketi = shared_soketi(request.config)
         extra = ["--backend", "pusher"]
         env = {
@@ -140,8 +141,9 @@ def demo(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Demo]:
             "RTBRIDGE_DEMO_PUSHER_JS": str(NODE_MODULES / "pusher-js/dist/web/pusher.min.js"),
         }
     elif request.param == "pubnub":
-        from tests.wire.servers import NODE_MODULES, shared_fake_pubnub
+        from tests.wire.servers import NODE_MODULES, node_or_skip, shared_fake_pubnub
 
+        node_or_skip("pubnub")
         pubnub = shared_fake_pubnub(request.config)
         extra = ["--backend", "pubnub"]
         env = {
@@ -152,8 +154,9 @@ def demo(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Demo]:
             "RTBRIDGE_DEMO_PUBNUB_JS": str(NODE_MODULES / "pubnub/dist/web/pubnub.min.js"),
         }
     elif request.param == "firebase":
-        from tests.wire.servers import NODE_MODULES, shared_fake_firebase
+        from tests.wire.servers import NODE_MODULES, node_or_skip, shared_fake_firebase
 
+        node_or_skip("firebase")
         firebase = shared_fake_firebase(request.config)
         extra = ["--backend", "firebase"]
         modules = NODE_MODULES / "firebase"
