@@ -12,6 +12,7 @@
 import { isProtected } from "../channel-names.js";
 import { RTBridgeError } from "../client.js";
 import { encodeForPubnub } from "../encodings.js";
+import { pubnubPresence } from "./pubnub-presence.js";
 import { findSdk, memberOf, randomId } from "./sdk.js";
 
 const DOWN = [
@@ -41,48 +42,8 @@ export function pubnub(config, hooks) {
   let client = null;
   let online = false;
 
-  // Presence ------------------------------------------------------------------------------
-  // PubNub reports tabs (uuids); each tab's state {id, info} names its member.
-  const entryOf = (uuid, state) => state && state.id != null && { id: String(state.id), info: state.info ?? null, key: uuid };
-
-  function refreshMembers(entry, action) {
-    const name = encodeForPubnub(entry.logical);
-    client.hereNow({ channels: [name], includeUUIDs: true, includeState: true }).then(
-      (answer) => {
-        entry.tabs = new Map();
-        const list = [];
-        const add = (member) => {
-          list.push(member);
-          entry.tabs.set(member.key, member.id);
-        };
-        for (const { uuid, state } of answer?.channels?.[name]?.occupants ?? []) {
-          const member = uuid === socketId ? { ...entry.me, key: uuid } : entryOf(uuid, state);
-          if (member) add(member);
-        }
-        if (!entry.tabs.has(socketId)) add({ ...entry.me, key: socketId }); // hereNow may not list this tab yet
-        hooks.presence(entry.logical, action, list);
-      },
-      (error) => hooks.error(new RTBridgeError(`rtbridge: PubNub hereNow failed for ${entry.logical}: ${error?.message ?? error}`, { code: "presence_failed", channel: entry.logical })),
-    );
-  }
-
-  function presenceEvent(event) {
-    const entry = channels.get(String(event.channel ?? "").replace(/-pnpres$/, ""));
-    if (!entry?.me) return;
-    const { action, uuid } = event;
-    if (action === "interval") return refreshMembers(entry, "sync"); // many members: PubNub batches
-    if (uuid === socketId) return;
-    if (action === "join" || action === "state-change") {
-      const member = entryOf(uuid, event.state);
-      if (!member) return; // a join before its state: the state-change follows
-      entry.tabs.set(uuid, member.id);
-      hooks.presence(entry.logical, "join", [member]);
-    } else if (action === "leave" || action === "timeout") {
-      const id = entry.tabs.get(uuid);
-      entry.tabs.delete(uuid);
-      if (id !== undefined) hooks.presence(entry.logical, "leave", [{ id, key: uuid }]);
-    }
-  }
+  // PubNub reports tabs (uuids); pubnub-presence.js turns them into members.
+  const presence = pubnubPresence({ client: () => client, socketId, channels, hooks });
 
   function settle(names, error) {
     for (const name of names ?? []) {
@@ -137,7 +98,7 @@ export function pubnub(config, hooks) {
         hooks.message(entry.logical, event, message.data, meta);
       }
     },
-    presence: presenceEvent,
+    presence: presence.event,
     status(status) {
       const { category } = status;
       if (category === "PNAccessDeniedCategory" || status.error === "PNAccessDeniedCategory") {
@@ -150,7 +111,7 @@ export function pubnub(config, hooks) {
         const names = status.subscribedChannels ?? status.affectedChannels ?? [];
         const again = category === "PNReconnectedCategory";
         for (const entry of channels.values()) {
-          if (entry.me && (again ? entry.done : !entry.done && names.includes(encodeForPubnub(entry.logical)))) announce(entry);
+          if (entry.me && (again ? entry.done : !entry.done && names.includes(encodeForPubnub(entry.logical)))) presence.announce(entry);
         }
         settle(names);
         if (!online || category === "PNReconnectedCategory") {
@@ -224,12 +185,4 @@ export function pubnub(config, hooks) {
       return client.publish({ channel: encodeForPubnub(logical), message });
     },
   };
-
-  function announce(entry) {
-    // This tab's state names its member; then the full list (once per (re)subscribe).
-    const name = encodeForPubnub(entry.logical);
-    Promise.resolve(client.setState({ channels: [name], state: { id: entry.me.id, info: entry.me.info } }))
-      .catch(() => {}) // the list below still carries this tab
-      .then(() => channels.get(name) === entry && refreshMembers(entry, "here"));
-  }
 }
