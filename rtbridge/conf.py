@@ -216,6 +216,8 @@ def session_settings() -> tuple[str, str | None]:
     """
     from django.apps import apps
 
+    if not settings.configured or not apps.ready:
+        return "sessionid", None  # a server embedded without a Django project
     cookie = getattr(settings, "SESSION_COOKIE_NAME", "sessionid")
     installed = apps.is_installed("django.contrib.sessions") and apps.is_installed(
         "django.contrib.auth"

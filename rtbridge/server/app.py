@@ -27,7 +27,7 @@ from .config import OriginPolicy, ServerConfig
 from .handler import SocketHandler
 from .hub import Hub
 from .presence import RedisPresence, run_refresh
-from .protocol import CloseCode
+from .protocol import FEATURES, CloseCode
 from .wsgi import strict_headers
 
 __all__ = ["Server", "make_app"]
@@ -64,6 +64,20 @@ def _log_request(handler: tornado.web.RequestHandler) -> None:
             handler.request.uri,
             handler.get_status(),
         )
+
+
+def available_features() -> tuple[str, ...]:
+    """Return the optional ops this process can serve.
+
+    Tokens need Django's settings (``SECRET_KEY``) and calls need the app registry, so a
+    server embedded without a Django project offers none of them (and says so in welcome).
+    """
+    from django.apps import apps
+    from django.conf import settings
+
+    if not settings.configured:
+        return ()
+    return FEATURES if apps.ready else tuple(f for f in FEATURES if f != "call")
 
 
 class Server:
@@ -129,6 +143,8 @@ class Server:
         self._tasks: list[asyncio.Task[None]] = []
         self._thread: threading.Thread | None = None
         self._started_at = 0.0
+        #: Optional ops offered in the welcome frame (set when the server starts).
+        self.features: tuple[str, ...] = FEATURES
         self._last_summary: tuple[int, ...] = ()
         self.running = False
 
@@ -166,7 +182,9 @@ class Server:
         app = make_app(self, self.wsgi_app, self._executor)
         self._http = tornado.httpserver.HTTPServer(app)
         self._http.add_sockets(sockets)
-        self.hub.calls = CallRunner(self.config.call_threads)
+        self.features = self.hub.features = available_features()
+        if "call" in self.features:
+            self.hub.calls = CallRunner(self.config.call_threads)
         await self.broker.start()
         self._tasks = [asyncio.create_task(self._sweep(), name="rtbridge-sweep")]
         if isinstance(self.broker.presence, RedisPresence):

@@ -266,6 +266,14 @@ class Connection:
 
     async def _check_token(self, request: Request, channel: str) -> Grant:
         """Verify the subscription token (no database hit) and the revocation list."""
+        if "auth" not in self.hub.features:
+            raise ProtocolError(
+                ErrorCode.FORBIDDEN,
+                f"channel {channel!r} is protected, and this server runs without Django "
+                "settings (SECRET_KEY), so it cannot check tokens; run it with the project's "
+                "settings",
+                request.id,
+            )
         try:
             grant = verify_subscription(request.auth, self.socket_id, channel)
         except InvalidToken as exc:
@@ -317,7 +325,10 @@ class Connection:
         calls = self.hub.calls
         if calls is None:
             raise ProtocolError(
-                ErrorCode.UNKNOWN_OP, "this server does not run calls right now", request.id
+                ErrorCode.UNKNOWN_OP,
+                "this server offers no 'call' (see the welcome's features): it runs without "
+                "a Django project",
+                request.id,
             )
         if not self.call_bucket.take():
             raise ProtocolError(

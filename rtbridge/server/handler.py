@@ -76,7 +76,12 @@ class SocketHandler(tornado.websocket.WebSocketHandler):
         hub.add(connection)
         logger.debug("rtbridge: opened %s from %s", connection.socket_id, connection.remote)
         connection.send(
-            welcome_frame(connection.socket_id, hub.config.heartbeat, self.server.software)
+            welcome_frame(
+                connection.socket_id,
+                hub.config.heartbeat,
+                self.server.software,
+                self.server.features,
+            )
         )
 
     async def on_message(self, message: str | bytes) -> None:

@@ -81,6 +81,8 @@ class Hub:
         #: Sockets whose closing handshake has not finished (a superset of ``connections``).
         self.open_sockets = 0
         self._all_closed: asyncio.Event | None = None
+        #: Optional ops this node serves (see ``app.available_features``).
+        self.features: tuple[str, ...] = ()
         #: Runs router calls in threads; set by the server while it runs.
         self.calls: CallRunner | None = None
         # (user id, channel) -> (revocation time, monotonic time it can be forgotten): the

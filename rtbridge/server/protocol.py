@@ -248,7 +248,9 @@ def _frame(obj: dict[str, Any]) -> bytes:
     return websocket_text_frame(body)
 
 
-def welcome_frame(socket_id: str, heartbeat: float, server: str) -> bytes:
+def welcome_frame(
+    socket_id: str, heartbeat: float, server: str, features: tuple[str, ...] = FEATURES
+) -> bytes:
     """Return the wire bytes of the ``welcome`` frame."""
     interval: float | int = int(heartbeat) if float(heartbeat).is_integer() else heartbeat
     return _frame(
@@ -258,7 +260,7 @@ def welcome_frame(socket_id: str, heartbeat: float, server: str) -> bytes:
             "socket_id": socket_id,
             "heartbeat": interval,
             "server": server,
-            "features": list(FEATURES),
+            "features": list(features),
         }
     )
 

@@ -227,3 +227,27 @@ async def test_excluded_sender_gets_a_skip_frame(server: Server) -> None:
     assert [f["seq"] for f in await other.messages(3)] == [1, 2, 3]
     await sender.close()
     await other.close()
+
+
+def test_features_follow_what_django_provides(monkeypatch: pytest.MonkeyPatch) -> None:
+    from django.apps import apps
+
+    from rtbridge.server.app import available_features
+
+    assert available_features() == ("auth", "presence", "whisper", "call", "revoke")
+    monkeypatch.setattr(apps, "ready", False)
+    assert available_features() == ("auth", "presence", "whisper", "revoke")
+
+
+async def test_a_server_without_django_offers_no_features(
+    make_server: Callable[..., Server], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("rtbridge.server.app.available_features", lambda: ())
+    server = make_server()
+    client = await Client.open(server.url)
+    assert client.welcome["features"] == []
+    refused = await client.request("subscribe", channel=PRIVATE, auth=token("x", PRIVATE))
+    assert refused["code"] == 4403 and "SECRET_KEY" in refused["reason"]
+    answer = await client.request("call", route="todo-item", verb="get_list")
+    assert answer["code"] == 4404
+    await client.close()
