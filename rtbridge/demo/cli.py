@@ -302,9 +302,11 @@ def _server_process(args: argparse.Namespace, env: Mapping[str, str]) -> Iterato
         "--redis-url",
         args.redis_url,
         "--verbosity",
-        str(args.verbosity),
+        str(args.verbosity if args.verbosity > 1 else 0),
     ]
-    process = subprocess.Popen(command, env={**os.environ, **env})
+    # Its start-up line would repeat ours; its warnings and errors (stderr) still show.
+    quiet = subprocess.DEVNULL if args.verbosity <= 1 else None
+    process = subprocess.Popen(command, env={**os.environ, **env}, stdout=quiet)
     try:
         deadline = time.monotonic() + 15
         while True:
