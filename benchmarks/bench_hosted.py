@@ -5,7 +5,10 @@ pusher-js). Pusher runs against a real soketi on 127.0.0.1 started here; PubNub 
 against the loopback fakes of the wire tests (their sync numbers say little about the real
 services, whose round trips are 10-100 ms).
 Targets (issue 5): ``publish()`` with the dispatcher ≤ 50 µs on the request path; ≥ 8 events
-per Pusher HTTP call on average for bursty publishing.
+per Pusher HTTP call on average for bursty publishing. Issue 6 adds the cost of one auth
+answer (``auth_response``): a local signature for Pusher, an Access Manager grant (one HTTP
+round trip, to the fake here) for PubNub, an unsigned emulator custom token for Firebase (a
+real one adds an RSA signature, about 1 ms).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from django.test import override_settings
 
 import rtbridge
 from benchmarks.common import print_table, write_results
+from rtbridge.auth import Grant
 from rtbridge.channel_names import encode_for_pusher
 from rtbridge.publishers import get_backend
 from tests.wire.fakes.firebase import FakeFirebase
@@ -82,6 +86,29 @@ def request_path(alias: str, server_options: dict[str, Any]) -> list[dict[str, A
             }
         )
     return rows
+
+
+def auth_cost(alias: str, server_options: dict[str, Any], count: int = 300) -> dict[str, Any]:
+    """Time ``auth_response`` for a presence channel (what the auth endpoint adds to Django)."""
+    member = {"id": "7", "info": {"name": "Ann"}}
+    with override_settings(RTBRIDGE_BACKEND=alias, RTBRIDGE_OPTIONS=server_options):
+        backend = get_backend()
+        socket = "123.456" if alias == "pusher" else "page-1"
+        backend.auth_response(socket, Grant("presence-todo.todoitem.0", "7", member))  # warm up
+        costs = []
+        for i in range(count):
+            grant = Grant(f"presence-todo.todoitem.{i % 20}", "7", member)
+            start = time.perf_counter()
+            backend.auth_response(socket, grant)
+            costs.append((time.perf_counter() - start) * 1e6)
+    costs.sort()
+    return {
+        "what": f"auth_response() on {alias}, presence channel",
+        "calls": count,
+        "p50_us": statistics.median(costs),
+        "p99_us": costs[int(len(costs) * 0.99)],
+        "failed": 0,
+    }
 
 
 def bursts(soketi: Soketi, channels_per_message: int) -> dict[str, Any]:
@@ -144,6 +171,13 @@ def main() -> None:
         cost_rows += request_path("pubnub", pubnub_options)
         firebase_options = {"database_url": firebase.database_url, "emulator_host": firebase.host}
         cost_rows += request_path("firebase", firebase_options)
+        pubnub.secret_key = "bench-secret"
+        os.environ["FIREBASE_AUTH_EMULATOR_HOST"] = firebase.host
+        cost_rows += [
+            auth_cost("pusher", soketi.options),
+            auth_cost("pubnub", {**pubnub_options, "secret_key": "bench-secret"}),
+            auth_cost("firebase", firebase_options),
+        ]
     finally:
         for server in (soketi, pubnub, firebase):
             server.stop()
