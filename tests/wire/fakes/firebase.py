@@ -11,8 +11,9 @@ cancel) run when the socket closes.
 Auth: the Auth emulator's ``accounts:signInWithCustomToken`` and ``accounts:lookup`` (custom
 tokens unsigned, as with ``FIREBASE_AUTH_EMULATOR_HOST``), and the socket's ``auth`` action.
 With ``rules`` set (a ``database.rules.json`` dict), socket reads and writes are checked against
-them (``tests/wire/fakes/rules.py``) and refused with ``permission_denied``; REST requests are
-the Admin SDK's and bypass rules, as in Firebase.
+them (``tests/wire/fakes/rules.py``) and refused with ``permission_denied``, and a new sign-in
+revokes the socket's listens it may no longer read; REST requests are the Admin SDK's and
+bypass rules, as in Firebase.
 """
 
 from __future__ import annotations
@@ -212,6 +213,8 @@ class Listen:
     path: str
     query: Query | None
     tag: int | None
+    #: The query as the client sent it (``q``), to name the listen when revoking it.
+    wire_query: Any = None
 
 
 @dataclass
@@ -389,6 +392,20 @@ class DatabaseSocket(tornado.websocket.WebSocketHandler):
         request = envelope["d"]
         self._handle(request.get("r"), request.get("a"), request.get("b") or {})
 
+    def _revoke_unreadable(self) -> None:
+        """End this socket's listens the new auth may not read, as the database does."""
+        rules = self.server.rules
+        if rules is None or self.auth == {"admin": True}:
+            return
+        for listen in [x for x in self.server.listens if x.socket is self]:
+            if listen.path.startswith("/.info") or can_read(rules, _split(listen.path), self.auth):
+                continue
+            self.server.listens.remove(listen)
+            body: dict[str, Any] = {"p": listen.path}
+            if listen.wire_query is not None:
+                body["q"] = [listen.wire_query]
+            self._send({"t": "d", "d": {"a": "c", "b": body}})
+
     def _refuse(self, number: int | None) -> None:
         if number is not None:
             self._send({"t": "d", "d": {"r": number, "b": {"s": "permission_denied", "d": ""}}})
@@ -416,6 +433,7 @@ class DatabaseSocket(tornado.websocket.WebSocketHandler):
                 return
             reply = {"auth": self.auth, "expires": self.auth.get("token", {}).get("exp")}
             self._send({"t": "d", "d": {"r": number, "b": {"s": "ok", "d": reply}}})
+            self._revoke_unreadable()
             return
         if action == "unauth":
             self.auth = None
@@ -444,6 +462,7 @@ class DatabaseSocket(tornado.websocket.WebSocketHandler):
                 body["p"],
                 Query.from_wire(body["q"]) if body.get("q") else None,
                 body.get("t"),
+                body.get("q") or None,
             )
             self.server.listens.append(listen)
             self.send_data(listen)
