@@ -618,8 +618,14 @@ class GrantLedger:
         """Record ``channel`` (with ``value``) for the connection; return every live grant of it.
 
         The result maps channel → value, oldest grant first, newest last, at most ``limit``.
+        Anonymous grants (``user_id`` None) are not remembered: a page's id is visible to other
+        members (PubNub presence lists it), and nothing else would tell two anonymous users
+        apart, so an anonymous page's token names only the channel it just asked for.
         """
         from django.core.cache import cache
+
+        if user_id is None:
+            return {channel: value}
 
         key = self._key(user_id, socket_id)
         now = time.time()

@@ -176,6 +176,12 @@ class PusherBackend(DispatchingBackend):
         so a client cannot change who it is.
         """
         channel = encode_for_pusher(grant.channel)
+        if channel.startswith("private-encrypted-"):
+            raise ValueError(
+                f"Channel {grant.channel!r} is a Pusher end-to-end encrypted channel, which "
+                "rtbridge does not support (its payloads would be unreadable to the JS client); "
+                "rename it without the 'private-encrypted-' prefix."
+            )
         if not _SOCKET_ID_RE.match(socket_id):
             raise ValueError(
                 f"socket_id={socket_id!r} is not a Pusher socket id; Pusher socket ids look like "

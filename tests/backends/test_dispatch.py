@@ -413,3 +413,5 @@ def test_grant_ledger_collects_per_user_and_connection(monkeypatch: Any) -> None
     now = dispatch.time.time()
     monkeypatch.setattr(dispatch.time, "time", lambda: now + 61)
     assert ledger.add("1", "s", "g") == {"g": True}, "grants older than ttl are dropped"
+    assert ledger.add(None, "s", "h") == {"h": True}
+    assert ledger.add(None, "s", "i") == {"i": True}, "anonymous grants are not remembered"

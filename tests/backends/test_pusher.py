@@ -308,6 +308,14 @@ def test_auth_response_refuses_a_socket_id_pusher_would_not_issue(make_backend: 
         backend.auth_response("abc", Grant("private-room", "7"))
 
 
+def test_auth_response_refuses_encrypted_channels(make_backend: Any) -> None:
+    from rtbridge.auth import Grant
+
+    backend = make_backend(**PUSHER_APP)
+    with pytest.raises(ValueError, match="'private-encrypted-room'.*not support"):
+        backend.auth_response("1.2", Grant("private-encrypted-room", "7"))
+
+
 def test_revoke_explains_what_pusher_cannot_do(make_backend: Any) -> None:
     backend = make_backend(**PUSHER_APP)
     with pytest.raises(NotImplementedError, match="no way to end one subscription"):
