@@ -20,6 +20,11 @@ ERROR_IDS = {
     "E004": "RTBRIDGE_OPTIONS has an option the backend does not accept",
     "E005": "a publishing model has no serializer",
     "E006": "a publishing model's configuration is invalid",
+    # Registered by rtbridge.server.checks (imported without Tornado):
+    "E020": "RTBRIDGE_SERVER has an invalid value",
+    "E021": "RTBRIDGE_ALLOWED_ORIGINS is invalid",
+    # Registered by rtbridge.staticfiles:
+    "W101": "staticfiles cannot find the JS client (RTBridgeJSFinder not listed)",
 }
 
 
