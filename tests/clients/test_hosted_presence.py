@@ -177,7 +177,7 @@ def test_pusher_presence_whispers_and_auth_through_the_real_sdk(
         bob.send(cmd="whisper", event="typing", data={"field": "text"})
         assert bob.next() == {"whispered": True}
         heard = ann.next()
-        assert heard["whisper"]["data"] == {"field": "text"}
+        assert heard["whisper"] == {"event": "typing", "data": {"field": "text"}, "user_id": "bob"}
 
         bob.send(cmd="private", channel="private-forbidden.1")
         lines = sorted([bob.next(), bob.next()], key=lambda line: "reported" in line)

@@ -60,7 +60,7 @@ test("pusher: presence from Pusher's members and member events; whispers are cli
   const room = rt.join("room");
   const seen = watch(room);
   const heard = [];
-  room.listenForWhisper("typing", (data) => heard.push(data));
+  room.listenForWhisper("typing", (data, meta) => heard.push([data, meta.user_id]));
   const events = [];
   room.listen("updated", (data) => events.push(data));
   await tick();
@@ -77,10 +77,10 @@ test("pusher: presence from Pusher's members and member events; whispers are cli
   await room.ready;
   channel.emit("pusher:member_added", { id: "3", info: { name: "Cat" } });
   channel.emit("pusher:member_removed", { id: "2", info: bob.info });
-  channel.emit("client-typing", { field: "text" });
-  channel.emit("updated", { id: 1 });
+  pusher.message({ event: "client-typing", channel: "presence-room", data: { field: "text" }, user_id: "3" });
+  pusher.message({ event: "updated", channel: "presence-room", data: { id: 1 } });
   assert.deepEqual(seen, ["here Ann,Bob", "joining Cat", "leaving Bob"]);
-  assert.deepEqual(heard, [{ field: "text" }]);
+  assert.deepEqual(heard, [[{ field: "text" }, "3"]]);
   assert.deepEqual(events, [{ id: 1 }], "client- events are not app events");
   await room.whisper("typing", { field: "done" });
   assert.deepEqual(channel.triggered, [["client-typing", { field: "done" }]]);

@@ -73,6 +73,13 @@ export function pusher(config, hooks) {
     connect() {
       client = new Pusher(config.key, options);
       client.connection.bind("state_change", stateChange);
+      client.connection.bind("message", (message) => {
+        const entry = channels.get(message?.channel);
+        if (entry && message.event?.startsWith("client-")) {
+          const meta = { channel: entry.logical, user_id: message.user_id == null ? undefined : String(message.user_id) };
+          hooks.whisper(entry.logical, message.event.slice(7), message.data, meta);
+        }
+      });
     },
     disconnect() {
       client?.disconnect();
@@ -113,9 +120,8 @@ export function pusher(config, hooks) {
       channel.bind("pusher:member_removed", (member) => hooks.presence(logical, "leave", [memberFrom(member)]));
       channel.bind_global((event, data) => {
         // pusher:* and pusher_internal:* are the protocol's own events, not the app's.
-        if (/^pusher(_internal)?:/.test(event)) return;
-        if (event.startsWith("client-")) hooks.whisper(logical, event.slice(7), data, { channel: logical });
-        else hooks.message(logical, event, data, { channel: logical });
+        // client- events (whispers) come through the connection's messages, which carry user_id.
+        if (!/^(pusher(_internal)?:|client-)/.test(event)) hooks.message(logical, event, data, { channel: logical });
       });
       return entry.ready;
     },

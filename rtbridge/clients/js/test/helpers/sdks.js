@@ -5,8 +5,17 @@ export class FakePusher {
   constructor(key, options) {
     Object.assign(this, { key, options, channels: new Map(), unsubscribed: [], disconnected: false });
     this.stateHandlers = [];
-    this.connection = { socket_id: null, bind: (name, fn) => name === "state_change" && this.stateHandlers.push(fn) };
+    this.messageHandlers = [];
+    this.connection = {
+      socket_id: null,
+      bind: (name, fn) => (name === "state_change" ? this.stateHandlers : name === "message" ? this.messageHandlers : []).push(fn),
+    };
     FakePusher.last = this;
+  }
+  /** Deliver a raw event as pusher-js does: the connection's message first, then the channel's emit. */
+  message({ event, channel, data, user_id }) {
+    this.messageHandlers.forEach((fn) => fn({ event, channel, data, ...(user_id && { user_id }) }));
+    this.channels.get(channel)?.emit(event, data);
   }
   setState(current, socketId) {
     if (socketId) this.connection.socket_id = socketId;
