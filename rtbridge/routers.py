@@ -432,18 +432,19 @@ class ModelRouter(BaseRouter):
 
     @verb
     def subscribe(self, **filters: Any) -> Reply:
-        """Return the channel for ``filters`` (checked like ``get_list``) and the initial list.
+        """Return the channel for ``filters`` (or for one object, ``id``) and its data.
 
-        Reply: ``{"data": [...], "channels": [name], "auth": {name: answer}?, "page"?}``.
-        For a private model the reply carries the auth endpoint's answer for each channel
-        (when a socket id was sent). ``include_data=false`` skips the list (``data`` is
-        null): race-free clients subscribe first, then call ``get_list``, then apply the
-        events that arrived meanwhile.
+        Reply: ``{"data": ..., "channels": [name], "auth": {name: answer}?, "page"?}``. With
+        filters (checked like ``get_list``; they must form one of the model's filter groups)
+        the channel is the filter channel and ``data`` the list; with ``id`` it is the object
+        channel and ``data`` the object (404 if the user may not see it). For a private
+        model the reply carries the auth endpoint's answer for the channel (when a socket id
+        was sent). ``include_data=false`` leaves ``data`` null: race-free clients subscribe
+        first, then load, then apply the events that arrived meanwhile.
         """
         page = filters.pop("page", None)
         page_size = filters.pop("page_size", None)
-        include_data = filters.pop("include_data", True)
-        cleaned = self.clean_filters(filters)
+        include_data = filters.pop("include_data", True) not in (False, "false", "0")
         config = get_config(self.get_model())
         if config is None:
             raise RouterError(
@@ -452,15 +453,26 @@ class ModelRouter(BaseRouter):
                 f"{self.get_model()._meta.label} does not publish its changes; add "
                 "rtbridge.SelfPublishModel to it.",
             )
-        if cleaned and tuple(sorted(cleaned)) not in config.filters:
-            groups = ", ".join("+".join(g) for g in config.filters) or "none"
-            raise RouterError(
-                400,
-                "invalid_filter",
-                f"There is no channel for the filter {sorted(cleaned)}; the model publishes "
-                f"filters: {groups}.",
-            )
-        name = channel_names.filter_channel(config.base, cleaned)
+        obj: models.Model | None = None
+        if "id" in filters or self.lookup_field in filters:
+            lookup = self._lookup(filters)
+            if len(filters) > 1:
+                raise RouterError(
+                    400, "bad_request", "Subscribe to one object by 'id' alone, without filters."
+                )
+            obj = self.get_object(**lookup)
+            name = channel_names.object_channel(config.base, obj.pk)
+        else:
+            cleaned = self.clean_filters(filters)
+            if cleaned and tuple(sorted(cleaned)) not in config.filters:
+                groups = ", ".join("+".join(g) for g in config.filters) or "none"
+                raise RouterError(
+                    400,
+                    "invalid_filter",
+                    f"There is no channel for the filter {sorted(cleaned)}; the model "
+                    f"publishes filters: {groups}.",
+                )
+            name = channel_names.filter_channel(config.base, cleaned)
         extra: dict[str, Any] = {"channels": [name]}
         if channel_names.is_protected(name):
             try:
@@ -469,8 +481,10 @@ class ModelRouter(BaseRouter):
                 raise RouterError(403, exc.code, str(exc)) from None
             if self.socket_id:
                 extra["auth"] = {name: get_backend().auth_response(self.socket_id, grant)}
-        if include_data in (False, "false", "0"):
+        if not include_data:
             return Reply(None, extra)
+        if obj is not None:
+            return Reply(self.serialize(obj), extra)
         initial = self.get_list(page=page, page_size=page_size, **cleaned)
         extra.update(initial.extra)
         return Reply(initial.data, extra)

@@ -344,3 +344,14 @@ def test_subscribe_without_data(as_ann, lists):
         as_ann, "todo-item", "subscribe", {"todo_list_id": lists["ann"].pk, "include_data": False}
     ).json()
     assert body == {"data": None, "channels": [f"testapp.todoitem;todo_list_id={lists['ann'].pk}"]}
+
+
+def test_subscribe_to_one_object(as_ann, lists):
+    mine = items(lists["ann"], 1)[0]
+    theirs = items(lists["bob"], 1)[0]
+    body = call(as_ann, "todo-item", "subscribe", {"id": mine.pk}).json()
+    assert body == {"data": body["data"], "channels": [f"testapp.todoitem.{mine.pk}"]}
+    assert body["data"]["text"] == "item 0"
+    assert call(as_ann, "todo-item", "subscribe", {"id": theirs.pk}).status_code == 404
+    mixed = call(as_ann, "todo-item", "subscribe", {"id": mine.pk, "done": True})
+    assert mixed.json()["error"]["code"] == "bad_request"
