@@ -64,6 +64,9 @@ class FakePubNub(LoopbackServer):
         #: channel → uuid → {"state": dict | None, "seen": monotonic time, "polls": open polls}
         self.occupants: dict[str, dict[str, dict[str, Any]]] = {}
         self.tokens_issued: list[dict[str, Any]] = []
+        #: When each token (by signature) was last issued, and the cutoff of ``expire_tokens``.
+        self.issued_at: dict[bytes, float] = {}
+        self.expired_before = 0.0
         self._sweeper: asyncio.Task[None] | None = None
 
     def reset(self) -> None:
@@ -143,7 +146,12 @@ class FakePubNub(LoopbackServer):
         signed = cbor2.dumps(body)
         body["sig"] = hmac.new(self.secret_key.encode(), signed, hashlib.sha256).digest()
         self.tokens_issued.append(body)
+        self.issued_at[body["sig"]] = time.monotonic()
         return base64.urlsafe_b64encode(cbor2.dumps(body)).decode()
+
+    def expire_tokens(self) -> None:
+        """Treat every token issued so far as expired (as if its TTL had passed)."""
+        self.expired_before = time.monotonic()
 
     def check_token(self, token: str, uuid: str, needs: dict[str, int]) -> str | None:
         """Return why ``token`` does not give ``uuid`` the ``needs`` (channel → bits), or None."""
@@ -156,7 +164,8 @@ class FakePubNub(LoopbackServer):
         expected = hmac.new(self.secret_key.encode(), cbor2.dumps(body), hashlib.sha256).digest()
         if not hmac.compare_digest(signature, expected):
             return "Token signature is invalid"
-        if time.time() > body["t"] + body["ttl"] * 60:
+        expired = self.issued_at.get(signature, 0.0) < self.expired_before
+        if time.time() > body["t"] + body["ttl"] * 60 or expired:
             return "Token is expired"
         if body.get("uuid") and body["uuid"] != uuid:
             return "Token is not authorized for this uuid"
