@@ -159,6 +159,12 @@ def _check_port(address: str, port: int, what: str, flag: str) -> None:
             ) from None
 
 
+def _reachable_host(address: str) -> str:
+    """Return ``--address`` as a URL host this machine reaches (loopback for "everywhere")."""
+    host = "127.0.0.1" if address in ("0.0.0.0", "::", "") else address
+    return f"[{host}]" if ":" in host else host
+
+
 def _allowed_hosts(address: str) -> list[str]:
     """Return ALLOWED_HOSTS for ``--address``: loopback names, plus the address itself.
 
@@ -176,6 +182,7 @@ def _allowed_hosts(address: str) -> list[str]:
 
 
 def _hosted_options(backend: str, environ: Mapping[str, str]) -> dict[str, Any]:
+    """Return ``RTBRIDGE_OPTIONS`` for a hosted backend from its environment variables."""
     options: dict[str, Any] = {}
     missing = []
     for variable, key, required in HOSTED_ENVIRONMENT[backend]:
@@ -214,13 +221,10 @@ def _environment(args: argparse.Namespace, data_dir: Path) -> dict[str, str]:
     }
     if args.backend == "redis":
         env["RTBRIDGE_DEMO_OPTIONS"] = json.dumps({"url": args.redis_url})
-        host = "127.0.0.1" if args.address in ("0.0.0.0", "::", "") else args.address
-        host = f"[{host}]" if ":" in host else host
+        host = _reachable_host(args.address)
         env["RTBRIDGE_DEMO_PUBLIC_URL"] = f"ws://{host}:{args.server_port}/rtbridge/ws"
     elif args.backend in HOSTED_ENVIRONMENT:
-        options = _hosted_options(args.backend, os.environ)
-        # Hosted backends send from a background thread; the demo's writes are few.
-        env["RTBRIDGE_DEMO_OPTIONS"] = json.dumps(options)
+        env["RTBRIDGE_DEMO_OPTIONS"] = json.dumps(_hosted_options(args.backend, os.environ))
         variable, default = SDK_SCRIPTS[args.backend]
         given = os.environ.get(variable)
         scripts, files = _sdk_scripts(given.split() if given else list(default))
@@ -270,7 +274,7 @@ def _import_map(files: Mapping[str, str]) -> dict[str, str]:
     return mapping
 
 
-def _prepare_database(verbosity: int) -> bool:
+def _prepare_database() -> bool:
     """Apply migrations and create the demo users; return True on the first start."""
     import django
     from django.core.management import call_command
@@ -316,8 +320,8 @@ def _server_process(args: argparse.Namespace, env: Mapping[str, str]) -> Iterato
                     f"(command: {' '.join(command)})"
                 )
             try:
-                connect_to = "127.0.0.1" if args.address in ("0.0.0.0", "") else args.address
-                socket.create_connection((connect_to, args.server_port), timeout=0.5).close()
+                host = _reachable_host(args.address).strip("[]")
+                socket.create_connection((host, args.server_port), timeout=0.5).close()
                 break
             except OSError:
                 if time.monotonic() > deadline:
@@ -387,7 +391,7 @@ def _run(args: argparse.Namespace) -> int:
     data_dir.mkdir(parents=True, exist_ok=True)
     os.environ.update(env)
 
-    first_start = _prepare_database(args.verbosity)
+    first_start = _prepare_database()
     _warm_up_backend()
     from django.contrib.staticfiles.handlers import StaticFilesHandler
     from django.core.wsgi import get_wsgi_application
@@ -404,9 +408,7 @@ def _run(args: argparse.Namespace) -> int:
         broker="memory",
         wsgi_app=_strip_header_values(StaticFilesHandler(get_wsgi_application())),
     )
-    host = "127.0.0.1" if args.address in ("0.0.0.0", "") else args.address
-    host = f"[{host}]" if ":" in host else host
-    url = f"http://{host}:{args.port}/"
+    url = f"http://{_reachable_host(args.address)}:{args.port}/"
     with _server_process(args, env):
         return _serve(server, _banner(args, url, data_dir, first_start))
 

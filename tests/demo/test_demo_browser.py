@@ -393,8 +393,8 @@ def test_two_windows_stay_in_step(browser: Any, demo: Demo, request: pytest.Fixt
             )
     demo.start()
     for page in (ann, ben):
-        # The client's backoff grows while the server is away; allow a few attempts.
-        wait_ready(page, timeout=40_000)
+        # The page's reconnect backoff is capped at 5 s; allow a few attempts on a slow machine.
+        wait_ready(page, timeout=20_000)
         if not demo.hosted:
             page.wait_for_function(f"{ITEM_TEXTS}.includes('Written while down')", timeout=10_000)
     ben_add = ben.locator("section.list").nth(1).locator(".add-item input")
