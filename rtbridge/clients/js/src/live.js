@@ -8,7 +8,7 @@
  * that object). After a reconnect or a gap everything is loaded again the same way.
  * @module rtbridge/live
  */
-import { normalizeFilterKey, objectChannel } from "./channel-names.js";
+import { normalizeFilterKey } from "./channel-names.js";
 import { addHook } from "./client.js";
 import { call, getList, getSingle, onWrite } from "./data.js";
 
@@ -120,7 +120,7 @@ export class LiveList {
     if (!channel) {
       const socketId = client.socketId();
       const reply = await call(client, this.route, "subscribe", { ...this.filters, include_data: false });
-      channel = this._channelFrom(reply.channels[0]);
+      channel = reply.channels[0];
       // A private model's reply carries the auth answer: subscribing needs no second request.
       client._preauthorize(channel, reply.auth?.[channel], socketId);
     }
@@ -131,10 +131,6 @@ export class LiveList {
     subscription.onGap(() => this._reload());
     await subscription.ready;
     await this.refetch();
-  }
-
-  _channelFrom(name) {
-    return name;
   }
 
   _fetch() {
@@ -244,11 +240,11 @@ export class LiveObject extends LiveList {
    * @param {import("./client.js").Client} client
    * @param {string} route
    * @param {{id: string|number}} lookup
-   * @param {{channel?: string}} [options] `channel`: the object channel, when the router's
-   *   collection channel cannot be asked for (e.g. a private model that refuses it)
+   * @param {{channel?: string}} [options] `channel`: follow this channel instead of asking
+   *   the router's `subscribe` verb (with `{id}`) for the object's channel
    */
   constructor(client, route, lookup, options = {}) {
-    super(client, route, {}, options);
+    super(client, route, { id: lookup.id }, options);
     this.id = lookup.id;
   }
 
@@ -259,10 +255,6 @@ export class LiveObject extends LiveList {
 
   onChange(fn) {
     return super.onChange((rows) => fn(rows[0] ?? null));
-  }
-
-  _channelFrom(name) {
-    return objectChannel(name, this.id);
   }
 
   _fetch() {

@@ -437,12 +437,15 @@ test("a private model: the subscribe reply's auth answer is used for the subscri
 });
 
 test("liveObject: one object kept current; deleted gives null", async () => {
-  const router = fakeRouter([{ id: 5, text: "milk", todo_list_id: 1 }], { channel: "testapp.todoitem" });
+  const router = fakeRouter([{ id: 5, text: "milk", todo_list_id: 1 }], { channel: "testapp.todoitem.5" });
   const rt = track(connect({ backend: "null", fetch: router.fetch }));
   const item = rt.liveObject("todo-item", { id: 5 });
   const seen = [];
   item.onChange((object) => seen.push(object && object.text));
   await item.ready;
+  // The router's subscribe verb is asked for the object's channel (and its auth, if private).
+  const asked = router.fetch.calls.find((call) => call.url.endsWith("/subscribe"));
+  assert.deepEqual(asked.body, { id: 5, include_data: false });
   assert.equal(item.channel, "testapp.todoitem.5");
   assert.deepEqual(item.get(), { id: 5, text: "milk", todo_list_id: 1 });
   rt.transport.deliver("testapp.todoitem.5", "updated", { id: 5, text: "oat milk" });
