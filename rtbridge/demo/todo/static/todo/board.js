@@ -84,22 +84,20 @@ export function startBoard(rt, me) {
 
   // Who has the board open -------------------------------------------------------------------
 
-  if (typeof rt.join === "function") {
-    const online = document.getElementById("online");
-    const viewers = rt.join("todo.board");
-    const show = () => {
-      const members = viewers.members();
-      online.replaceChildren(
-        ...members.map((member) => {
-          const name = member.info?.name ?? String(member.id);
-          const initial = name[0].toUpperCase();
-          return h("span", { class: "avatar", dataset: { initial }, title: `${name} has the board open`, text: initial });
-        }),
-      );
-    };
-    viewers.here(show).joining(show).leaving(show);
-    viewers.onError?.((error) => console.warn("rtbridge demo: board presence", error));
-  }
+  const online = document.getElementById("online");
+  const viewers = rt.join("todo.board");
+  const show = () => {
+    const members = viewers.members();
+    online.replaceChildren(
+      ...members.map((member) => {
+        const name = member.info?.name ?? String(member.id);
+        const initial = name[0].toUpperCase();
+        return h("span", { class: "avatar", dataset: { initial }, title: `${name} has the board open`, text: initial });
+      }),
+    );
+  };
+  viewers.here(show).joining(show).leaving(show);
+  viewers.onError((error) => console.warn("rtbridge demo: board presence", error));
 
   // Lists ------------------------------------------------------------------------------------
 
@@ -366,7 +364,7 @@ export function startBoard(rt, me) {
   // Presence: who else is editing this item --------------------------------------------------
 
   function startEditing(element) {
-    if (typeof rt.join !== "function" || element.presence) return;
+    if (element.presence) return;
     const channel = rt.join(`todo.todoitem.${element.dataset.itemId}`);
     element.presence = channel;
     const show = () => {
@@ -379,7 +377,7 @@ export function startBoard(rt, me) {
       element.classList.toggle("contended", names.length > 0);
     };
     channel.here(show).joining(show).leaving(show);
-    channel.onError?.((error) => console.warn("rtbridge demo: item presence", error));
+    channel.onError((error) => console.warn("rtbridge demo: item presence", error));
   }
 
   function stopEditing(element) {
