@@ -152,3 +152,20 @@ def test_presence_here_join_whisper_and_leave_on_disconnect(
     entries = fake_firebase.get("rtbridge/presence/presence-testapp~todoitem~7")
     assert list(entries) == [ann_id]
     ann_page.quiet("error", 0.2)
+
+
+def test_two_tabs_of_one_user_are_one_member(open_page: Any) -> None:
+    channel = "presence-testapp.todoitem.8"
+    bob = logged_in("bob")
+    ann_page, bob_tab, bob_other_tab = open_page(logged_in("ann")), open_page(bob), open_page(bob)
+    ann_id = str(User.objects.get(username="ann").pk)
+    bob_id = str(User.objects.get(username="bob").pk)
+    members_after_join(ann_page, channel, {ann_id})
+    members_after_join(bob_tab, channel, {ann_id, bob_id})
+    assert ann_page.expect("joining", channel=channel)["joining"]["id"] == bob_id
+    members_after_join(bob_other_tab, channel, {ann_id, bob_id})
+    ann_page.quiet("joining", 0.5)
+    bob_tab.send(cmd="leave", channel=channel)
+    ann_page.quiet("leaving", 0.5)
+    bob_other_tab.close(kill=True)
+    assert ann_page.expect("leaving", channel=channel, timeout=10)["leaving"]["id"] == bob_id

@@ -128,3 +128,26 @@ def test_presence_members_agree_and_follow_joins_and_leaves(
     whisper = bob_page.expect("whisper", channel=channel)
     assert whisper["data"] == {"field": "text"}
     ann_page.quiet("whisper", 0.3)
+
+
+def test_two_tabs_of_one_user_are_one_member(
+    pusher_settings: dict[str, Any], pages: list[Page]
+) -> None:
+    channel = "presence-testapp.todoitem.8"
+    bob = logged_in("bob")
+    ann_page, bob_tab, bob_other_tab = (
+        Page(pusher_settings, logged_in("ann")),
+        Page(pusher_settings, bob),
+        Page(pusher_settings, bob),
+    )
+    pages += [ann_page, bob_tab, bob_other_tab]
+    bob_id = str(User.objects.get(username="bob").pk)
+    ann_page.join(channel)
+    bob_tab.join(channel)
+    assert ann_page.expect("joining", channel=channel)["joining"]["id"] == bob_id
+    assert len(bob_other_tab.join(channel)["here"]) == 2
+    ann_page.quiet("joining", 0.5)
+    bob_tab.send(cmd="leave", channel=channel)
+    ann_page.quiet("leaving", 0.5)
+    bob_other_tab.close()
+    assert ann_page.expect("leaving", channel=channel)["leaving"]["id"] == bob_id
