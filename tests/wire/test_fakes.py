@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import threading
+import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
@@ -76,3 +78,45 @@ def test_pubnub_get_publish_time_and_long_poll(fake_pubnub: FakePubNub) -> None:
     waiter.join(10)
     assert polled and [m["d"] for m in polled[0]["m"]] == [message]
     assert polled[0]["m"][0]["c"] == "fake~check"
+
+
+def test_pubnub_access_manager_needs_the_secret_key_and_a_bound_token(
+    fake_pubnub: FakePubNub,
+) -> None:
+    from pubnub.models.consumer.v3.channel import Channel
+    from pubnub.pnconfiguration import PNConfiguration
+    from pubnub.pubnub import PubNub
+
+    def client(secret: str | None) -> Any:
+        config = PNConfiguration()
+        config.publish_key, config.subscribe_key = "demo-pub", "demo-sub"
+        config.secret_key = secret
+        config.user_id, config.origin, config.ssl = "server", fake_pubnub.host, False
+        config.disable_config_locking = False
+        return PubNub(config)
+
+    fake_pubnub.secret_key = "right"
+    grant = client("right").grant_token().channels([Channel.id("room").read()]).ttl(5)
+    token = grant.authorized_uuid("page-1").sync().result.token
+    parsed = client("right").parse_token(token)
+    assert parsed["authorized_uuid"] == "page-1"
+    assert parsed["resources"]["channels"]["room"]["read"] is True
+    with pytest.raises(Exception, match="403"):
+        client("wrong").grant_token().channels([Channel.id("room").read()]).ttl(5).sync()
+
+    def status(path: str) -> int:
+        url = f"http://{fake_pubnub.host}{path}"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as reply:
+                return int(reply.status)
+        except urllib.error.HTTPError as error:
+            return int(error.code)
+
+    quoted = urllib.parse.quote(token, safe="")
+    assert status(f"/v2/subscribe/demo-sub/room/0?uuid=page-1&auth={quoted}") == 200
+    assert status(f"/v2/subscribe/demo-sub/room,other/0?uuid=page-1&auth={quoted}") == 403
+    assert status(f"/v2/subscribe/demo-sub/room/0?uuid=page-2&auth={quoted}") == 403
+    body = urllib.parse.quote(json.dumps({"event": "x"}))
+    assert status(f"/publish/demo-pub/demo-sub/0/room/0/{body}?uuid=page-1&auth={quoted}") == 403
+    assert status("/v2/presence/sub-key/demo-sub/channel/room?uuid=page-1") == 403
+    assert status(f"/v2/presence/sub-key/demo-sub/channel/room?uuid=page-1&auth={quoted}") == 200
