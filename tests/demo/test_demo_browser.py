@@ -1,8 +1,9 @@
 """``rtbridge demo`` in two Chromium windows: every change shows in the other within a second.
 
 The demo runs as a real subprocess (``python -m rtbridge.demo``, what ``rtbridge demo`` runs)
-on a free port with a temporary data directory, once on the embedded default (``local``) and
-once on ``--backend redis`` with a separate rtbridge server process. Ann and Ben each get a
+on a free port with a temporary data directory: on the embedded default (``local``), on
+``--backend redis`` with a separate rtbridge server process, and over the hosted transports'
+loopback servers (soketi, the fake PubNub and Realtime Database). Ann and Ben each get a
 browser context (their own cookies); Ann adds, edits, toggles, moves and deletes, Ben sees it;
 both edit one item and see each other; then the demo is stopped and started again and both
 pages reconnect and resync. The screenshot in ``docs/images/`` is taken here.
@@ -175,9 +176,19 @@ def demo(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Demo]:
         demo.stop()
 
 
-def log_in(browser: Any, demo: Demo, username: str) -> Any:
+@pytest.fixture
+def windows(browser: Any) -> Iterator[list[Any]]:
+    """The browser contexts a test opens, closed after it."""
+    contexts: list[Any] = []
+    yield contexts
+    for context in contexts:
+        context.close()
+
+
+def log_in(windows: list[Any], browser: Any, demo: Demo, username: str) -> Any:
     """Open a window of its own (cookies included) and log in with the one-click button."""
     context = browser.new_context(viewport={"width": WIDTH, "height": HEIGHT})
+    windows.append(context)
     page = context.new_page()
     page.errors = []
     page.live_ms = HOSTED_LIVE_MS if demo.hosted else LIVE_MS
@@ -191,8 +202,9 @@ def log_in(browser: Any, demo: Demo, username: str) -> Any:
 
 def wait_ready(page: Any, timeout: float = 10_000) -> None:
     page.wait_for_function(
-        "document.body.dataset.ready === 'yes' && "
-        "document.querySelector('#state').dataset.state === 'connected'",
+        # Null-safe: right after the login click the new document may have no body yet.
+        "document.body?.dataset.ready === 'yes' && "
+        "document.querySelector('#state')?.dataset.state === 'connected'",
         timeout=timeout,
     )
 
@@ -247,9 +259,11 @@ def save_screenshot(browser: Any, ann: Any, ben: Any) -> None:
     page.close()
 
 
-def test_two_windows_stay_in_step(browser: Any, demo: Demo, request: pytest.FixtureRequest) -> None:
-    ann = log_in(browser, demo, "ann")
-    ben = log_in(browser, demo, "ben")
+def test_two_windows_stay_in_step(
+    browser: Any, windows: list[Any], demo: Demo, request: pytest.FixtureRequest
+) -> None:
+    ann = log_in(windows, browser, demo, "ann")
+    ben = log_in(windows, browser, demo, "ben")
     assert ann.text_content("header .me strong") == "Ann"
     assert ben.text_content("header .me strong") == "Ben"
     config = ann.evaluate("JSON.parse(document.getElementById('rtbridge-config').textContent)")
