@@ -466,7 +466,9 @@ def _serve(server: Any, banner: str) -> int:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
+            # Windows has no loop signal handlers: Ctrl-C raises KeyboardInterrupt there.
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(signum, stop.set)
         try:
             await server.astart()
         except OSError as exc:
