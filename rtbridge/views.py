@@ -12,7 +12,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_POST
 
 from . import auth, routers
-from .exceptions import InvalidChannelName
+from .exceptions import InvalidChannelName, PublishError
 from .middleware import sender_socket_id
 from .publishers import get_backend
 
@@ -49,7 +49,8 @@ def auth_view(request: HttpRequest) -> JsonResponse:
 
     Body (JSON or form-encoded): ``socket_id`` and ``channel_name`` (or ``channel``). Errors
     are JSON with a code: ``bad_request`` (400), ``invalid_channel`` (400),
-    ``login_required`` / ``forbidden`` / ``no_rule`` / ``undeclared_filter`` (403).
+    ``login_required`` / ``forbidden`` / ``no_rule`` / ``undeclared_filter`` (403),
+    ``unavailable`` (503: the transport could not issue its token).
     CSRF protection applies as to any Django view: send the ``X-CSRFToken`` header.
     """
     try:
@@ -72,8 +73,18 @@ def auth_view(request: HttpRequest) -> JsonResponse:
     except auth.Refused as exc:
         logger.info("rtbridge: refused %r to user %s: %s", channel, _who(user), exc.code)
         return error_response(403, exc.code, str(exc), channel=channel)
+    try:
+        answer = get_backend().auth_response(socket_id, grant)
+    except ValueError as exc:
+        # The transport cannot sign for this socket or channel (e.g. not a Pusher socket id).
+        return error_response(400, "bad_request", str(exc), channel=channel)
+    except PublishError as exc:
+        logger.warning("rtbridge: could not authorize %r: %s", channel, exc)
+        return error_response(
+            503, "unavailable", f"The transport could not authorize {channel!r}: {exc}"
+        )
     logger.debug("rtbridge: granted %r to user %s", channel, _who(user))
-    return JsonResponse(get_backend().auth_response(socket_id, grant))
+    return JsonResponse(answer)
 
 
 def _who(user: Any) -> str:

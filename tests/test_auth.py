@@ -290,3 +290,22 @@ def test_revoke_needs_a_backend_that_can(ann, settings):
         rtbridge.revoke(AnonymousUser(), "private-x")
     with pytest.raises(InvalidChannelName):
         rtbridge.revoke(ann, "bad name")
+
+
+class PickyBackend(rtbridge.get_backend().__class__.__mro__[-2]):  # BaseBackend
+    def publish(self, message: Any) -> None:
+        pass
+
+    def auth_response(self, socket_id: str, grant: auth.Grant) -> dict[str, Any]:
+        if socket_id == "1.1":
+            raise ValueError(f"{socket_id!r} is not a socket id of this transport")
+        raise rtbridge.PublishError("token service down", status=503, retryable=True)
+
+
+def test_endpoint_maps_transport_refusals(client, ann, settings):
+    settings.RTBRIDGE_BACKEND = "tests.test_auth.PickyBackend"
+    client.force_login(ann)
+    bad = post(client, {"socket_id": "1.1", "channel_name": "presence-testapp.todoitem.1"})
+    assert (bad.status_code, bad.json()["error"]["code"]) == (400, "bad_request")
+    down = post(client, {"socket_id": "2.2", "channel_name": "presence-testapp.todoitem.1"})
+    assert (down.status_code, down.json()["error"]["code"]) == (503, "unavailable")
