@@ -177,12 +177,6 @@ def test_presence_per_user_here_join_leave_and_timeout(
     assert json.dumps(sorted(fake_pubnub.occupants.get(encoded, {}))) != "[]"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="rtbridge/clients/js/src/transports/pubnub.js renew(): after a 403 the pubnub SDK's "
-    "subscribe loop stays stopped; setToken + subscribe do not restart it (client.reconnect() "
-    "does, checked by hand). Remove this marker when the JS client calls reconnect().",
-)
 def test_an_expired_token_is_renewed_through_the_endpoint(
     pubnub_settings: dict[str, Any], pages: list[Page], fake_pubnub: FakePubNub
 ) -> None:

@@ -73,6 +73,8 @@ export function pubnub(config, hooks) {
           if (answer?.token) client.setToken(answer.token);
           const name = encodeForPubnub(entry.logical);
           if (channels.get(name) === entry) client.subscribe({ channels: [name], withPresence: !!entry.me });
+          // After a 403 the SDK's subscribe loop stays stopped until told to reconnect.
+          client.reconnect?.();
         },
         (error) => {
           // Refused now: the channel is over (as a revocation on the rtbridge server).
