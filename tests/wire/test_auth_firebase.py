@@ -61,16 +61,13 @@ def open_page(fake_firebase: FakeFirebase, firebase_settings: dict[str, Any]) ->
 
 
 def members_after_join(page: Page, channel: str, expected: set[str]) -> dict[str, Any]:
-    """Join and return the members the page knows once they are ``expected`` (id → info).
+    """Join and return the members of the first ``here`` (id → info); they must be ``expected``.
 
-    The JS adapter lists the presence path before its own entry is written (it waits for the
-    onDisconnect ack first), so its first ``here`` can miss the page itself, which then
-    arrives as a ``joining``; reported to the JS client's owner.
+    The page itself is in its first ``here`` even though the listener can fire before the
+    page's own entry is written.
     """
     members = {m["id"]: m["info"] for m in page.join(channel)["here"]}
-    while set(members) != expected:
-        joined = page.expect("joining", channel=channel, timeout=5)["joining"]
-        members[joined["id"]] = joined["info"]
+    assert set(members) == expected
     return members
 
 

@@ -202,13 +202,20 @@ export function firebase(config, hooks) {
     const path = presencePath(logical);
     const entry = { me, mine: sdk.ref(db, `${path}/${memberKey(me.id)}/${socketId}`), first: true };
     present.set(logical, entry);
-    announce(entry).catch((error) =>
-      hooks.error(new RTBridgeError(`rtbridge: Firebase refused this tab's presence on ${logical}: ${error?.message ?? error}`, { code: error?.code ?? "permission_denied", channel: logical })),
+    announce(entry).then(
+      () => (entry.written = true),
+      (error) =>
+        hooks.error(new RTBridgeError(`rtbridge: Firebase refused this tab's presence on ${logical}: ${error?.message ?? error}`, { code: error?.code ?? "permission_denied", channel: logical })),
     );
     entry.stop = sdk.onValue(sdk.ref(db, path), (snapshot) => {
       const list = [];
       for (const [, tabs] of Object.entries(snapshot.val() ?? {})) {
         for (const [key, value] of Object.entries(tabs ?? {})) if (value?.id != null) list.push({ id: String(value.id), info: value.info ?? null, key });
+      }
+      // The listener can fire before this tab's own entry is written: count it in already,
+      // so `here` includes this page and it never "joins" itself a moment later.
+      if (!entry.written && !list.some((member) => member.key === socketId)) {
+        list.push({ id: String(me.id), info: me.info ?? null, key: socketId });
       }
       hooks.presence(logical, entry.first ? "here" : "sync", list);
       entry.first = false;
