@@ -600,6 +600,12 @@ def main() -> int:
         help="run the rtbridge server as 'python SCRIPT serve ...' instead of 'python -m "
         "rtbridge serve ...' (to measure a server change before it lands)",
     )
+    parser.add_argument(
+        "--results",
+        default=None,
+        metavar="NAME",
+        help="write benchmarks/results/NAME.json (default: fanout, or fanout-quick)",
+    )
     parser.add_argument("--logs", type=Path, default=None, help="keep each server's output in DIR")
     parser.add_argument(
         "--profile", type=Path, default=None, help="py-spy the rtbridge server's peak into DIR"
