@@ -440,6 +440,7 @@ def run_case(
             client.stop()
         server.stop()
     wall = peak.seconds or 1.0
+    last = slow or latency
     return {
         "system": system,
         "subscribers": subscribers,
@@ -471,10 +472,9 @@ def run_case(
         f"lat{SLOW_RATE:g}_p50_ms": round(slow.latency_ms(0.50), 2) if slow else None,
         f"lat{SLOW_RATE:g}_p99_ms": round(slow.latency_ms(0.99), 2) if slow else None,
         "lat_lost": latency.lost + (slow.lost if slow else 0),
-        "closed": peak.closed + latency.closed,
-        "close_codes": " ".join(
-            f"{code}x{n}" for code, n in {**peak.close_codes, **latency.close_codes}.items()
-        ),
+        # The clients count closes since they started, so the last phase has them all.
+        "closed": last.closed,
+        "close_codes": " ".join(f"{code}x{n}" for code, n in last.close_codes.items()),
         "load1": round(load, 2),
     }
 

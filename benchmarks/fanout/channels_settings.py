@@ -16,8 +16,16 @@ DATABASES: dict[str, dict[str, str]] = {}
 ROOT_URLCONF = "benchmarks.fanout.channels_asgi"
 ASGI_APPLICATION = "benchmarks.fanout.channels_asgi.application"
 
+# socket_timeout: redis-py 8 reads with a 5 s timeout by default, the same 5 s that
+# channels_redis blocks in BZPOPMIN, so an idle receiving consumer dies with TimeoutError
+# (its socket closes with 1011) unless the read timeout is longer.
 _config: dict[str, object] = {
-    "hosts": [os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")]
+    "hosts": [
+        {
+            "address": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"),
+            "socket_timeout": 30,
+        }
+    ]
 }
 if os.environ.get("BENCH_CHANNELS_CAPACITY"):
     _config["capacity"] = int(os.environ["BENCH_CHANNELS_CAPACITY"])
