@@ -66,7 +66,9 @@ def test_quickstart_builds_runs_and_delivers(project: tuple[Path, dict[str, str]
     assert serve[:3] == ["python", "manage.py", "rtbridge_server"]
     serve = [sys.executable, *serve[1:]]
     serve[serve.index("--port") + 1] = str(port)
-    server = subprocess.Popen(serve, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    server = subprocess.Popen(
+        serve, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
     try:
         wait_for_port(port, timeout=20)
         jar = http.cookiejar.CookieJar()
@@ -83,7 +85,9 @@ def test_quickstart_builds_runs_and_delivers(project: tuple[Path, dict[str, str]
     assert server.returncode == 0, output
 
 
-async def _subscribe_then_create(port: int, opener: urllib.request.OpenerDirector, csrf: str) -> None:
+async def _subscribe_then_create(
+    port: int, opener: urllib.request.OpenerDirector, csrf: str
+) -> None:
     from websockets.asyncio.client import connect
 
     async with connect(f"ws://127.0.0.1:{port}/rtbridge/ws") as socket:
@@ -94,7 +98,11 @@ async def _subscribe_then_create(port: int, opener: urllib.request.OpenerDirecto
         request = urllib.request.Request(
             f"http://127.0.0.1:{port}/rtbridge/data/todo-item/create",
             data=json.dumps({"text": "milk"}).encode(),
-            headers={"Content-Type": "application/json", "X-CSRFToken": csrf, "Referer": f"http://127.0.0.1:{port}/"},
+            headers={
+                "Content-Type": "application/json",
+                "X-CSRFToken": csrf,
+                "Referer": f"http://127.0.0.1:{port}/",
+            },
             method="POST",
         )
         reply = await asyncio.to_thread(lambda: json.loads(opener.open(request, timeout=10).read()))
