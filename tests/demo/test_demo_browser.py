@@ -237,7 +237,16 @@ def item_id(page: Any, text: str) -> str:
 
 def save_screenshot(browser: Any, ann: Any, ben: Any) -> None:
     """Compose both windows side by side into one PNG (in the browser: no imaging library)."""
-    shots = [base64.b64encode(page.screenshot()).decode() for page in (ann, ben)]
+    # The same pixels on every run (no animation frame or hover state), so re-running the
+    # tests leaves the committed image unchanged.
+    for window in (ann, ben):
+        window.add_style_tag(
+            content="*, *::before, *::after {animation: none !important; transition: none !important}"
+        )
+        window.mouse.move(0, 0)
+    shots = [
+        base64.b64encode(page.screenshot(animations="disabled")).decode() for page in (ann, ben)
+    ]
     page = browser.new_page(viewport={"width": 2 * WIDTH + 72, "height": HEIGHT + 88})
     frames = "".join(
         f"<figure><figcaption><i></i><i></i><i></i><span>{who} — 127.0.0.1</span></figcaption>"
