@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 import tornado.iostream
@@ -11,7 +12,7 @@ import tornado.websocket
 from .. import conf
 from .config import OriginPolicy
 from .connection import Connection
-from .protocol import CloseCode, welcome_frame
+from .protocol import HEARTBEAT_ANSWER, CloseCode, welcome_frame
 
 if TYPE_CHECKING:
     from .app import Server
@@ -84,10 +85,18 @@ class SocketHandler(tornado.websocket.WebSocketHandler):
             )
         )
 
-    async def on_message(self, message: str | bytes) -> None:
-        # Tornado reads the next frame only after this returns, so requests stay in order.
-        if self.connection is not None:
-            await self.connection.handle(message)
+    def on_message(self, message: str | bytes) -> Awaitable[None] | None:
+        # Tornado reads the next frame only after the returned awaitable is done, so requests
+        # stay in order.
+        connection = self.connection
+        if connection is None:
+            return None
+        if message == HEARTBEAT_ANSWER and not connection.closed:
+            # Every client answers every heartbeat at about the same moment: answer them
+            # without the Task and Futures a coroutine costs (measured: ~18% of a cycle).
+            connection.heartbeat_received()
+            return None
+        return connection.handle(message)
 
     def on_close(self) -> None:
         connection = self.connection

@@ -342,6 +342,8 @@ def gap_frame(channel: str) -> bytes:
 
 
 HEARTBEAT_FRAME = websocket_text_frame(b'{"op":"heartbeat"}')
+#: A client's heartbeat answer exactly as the JS client sends it (served without parsing).
+HEARTBEAT_ANSWER = '{"op":"heartbeat"}'
 
 _MESSAGE_HEAD = b'{"op":"message","channel":'
 

@@ -251,14 +251,19 @@ async def test_max_connections_closes_4003(make_server: MakeServer) -> None:
     await third.close()
 
 
-async def test_heartbeats_and_idle_timeout(make_server: MakeServer) -> None:
+@pytest.mark.parametrize(
+    "answer",
+    ['{"op": "heartbeat"}', '{"op":"heartbeat"}'],
+    ids=["parsed", "fast-path (as the JS client sends it)"],
+)
+async def test_heartbeats_and_idle_timeout(make_server: MakeServer, answer: str) -> None:
     server = make_server(options={"heartbeat": 0.1, "idle_timeout": 0.6})
     quiet = await Client.open(server.url)
     chatty = await Client.open(server.url)
     assert (await quiet.recv_op("heartbeat", timeout=2)) == {"op": "heartbeat"}
     started = time.monotonic()
     while time.monotonic() - started < 1.2:
-        await chatty.send({"op": "heartbeat"})
+        await chatty.send(answer)
         await asyncio.sleep(0.1)
     code, reason = await quiet.closed()
     assert code == 4408
