@@ -44,6 +44,7 @@ test-js: $(STAMP) node-deps
 test: lint typecheck test-js test-python
 
 bench: $(STAMP)
+	$(PIP) install --quiet -e ".[all,bench]"
 	$(PY) -m benchmarks
 
 clean:
