@@ -6,14 +6,15 @@ import argparse
 import os
 import sys
 
-DEMO_MISSING = (
-    "rtbridge: the demo is not built yet (issue 8); see README.md for running the server "
-    "with your own project: rtbridge serve --settings mysite.settings --with-django"
-)
-
 
 def main(argv: list[str] | None = None) -> int:
     """Run the ``rtbridge`` command line; return the exit status."""
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    if arguments[:1] == ["demo"]:
+        # The demo parses its own options (rtbridge demo --help).
+        from .demo.cli import main as demo_main
+
+        return demo_main(arguments[1:])
     parser = argparse.ArgumentParser(
         prog="rtbridge", description="rtbridge: real-time pages for Django."
     )
@@ -39,12 +40,10 @@ def main(argv: list[str] | None = None) -> int:
     from .server.runner import add_arguments
 
     add_arguments(serve)
-    commands.add_parser("demo", help="run the todo demo (not built yet)")
-    args = parser.parse_args(argv)
-
-    if args.command == "demo":
-        print(DEMO_MISSING, file=sys.stderr)
-        return 2
+    commands.add_parser(
+        "demo", help="run the real-time todo demo (rtbridge demo --help for its options)"
+    )
+    args = parser.parse_args(arguments)
 
     settings_module = args.settings or os.environ.get("DJANGO_SETTINGS_MODULE")
     if not settings_module:

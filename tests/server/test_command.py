@@ -192,10 +192,12 @@ def test_serve_without_settings_is_a_clear_usage_error() -> None:
     assert "--settings" in result.stderr and "DJANGO_SETTINGS_MODULE" in result.stderr
 
 
-def test_demo_is_honest_about_not_existing_yet() -> None:
-    result = run([sys.executable, "-m", "rtbridge", "demo"])
-    assert result.returncode == 2
-    assert "not built yet" in result.stderr
+def test_demo_subcommand_hands_its_options_to_the_demo() -> None:
+    result = run([sys.executable, "-m", "rtbridge", "demo", "--help"])
+    assert result.returncode == 0
+    assert "usage: rtbridge demo" in result.stdout and "--backend" in result.stdout
+    listed = run([sys.executable, "-m", "rtbridge", "--help"])
+    assert "demo" in listed.stdout and "serve" in listed.stdout
 
 
 def test_bad_server_setting_fails_fast() -> None:
