@@ -1,6 +1,6 @@
 """``rtbridge demo`` in two Chromium windows: every change shows in the other within a second.
 
-The demo runs as a real subprocess (``python -m rtbridge.demo``, what ``rtbridge demo`` runs)
+The demo runs as a real subprocess (``python -m rtbridge demo``, what ``rtbridge demo`` runs)
 on a free port with a temporary data directory: on the embedded default (``local``), on
 ``--backend redis`` with a separate rtbridge server process, and over the hosted transports'
 loopback servers (soketi, the fake PubNub and Realtime Database). Ann and Ben each get a
@@ -61,7 +61,7 @@ class Demo:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        command = [sys.executable, "-m", "rtbridge.demo", "--port", str(self.port)]
+        command = [sys.executable, "-m", "rtbridge", "demo", "--port", str(self.port)]
         command += ["--data-dir", str(self.data_dir), *self.extra]
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
         env.pop("DJANGO_SETTINGS_MODULE", None)
