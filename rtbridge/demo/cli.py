@@ -406,7 +406,7 @@ def _run(args: argparse.Namespace) -> int:
         address=args.address,
         port=args.port,
         broker="memory",
-        wsgi_app=_strip_header_values(StaticFilesHandler(get_wsgi_application())),
+        wsgi_app=StaticFilesHandler(get_wsgi_application()),
     )
     url = f"http://{_reachable_host(args.address)}:{args.port}/"
     with _server_process(args, env):
@@ -424,22 +424,6 @@ def _warm_up_backend() -> None:
     if sdk:
         importlib.import_module(sdk[0])
     backend.open()
-
-
-def _strip_header_values(app: Any) -> Any:
-    """Wrap a WSGI app so its header values carry no leading space.
-
-    Django sends ``Set-Cookie`` values as ``" csrftoken=..."`` (``Morsel.output(header="")``),
-    which Tornado 6.5+'s ``WSGIContainer`` rejects, failing every response that sets a cookie.
-    """
-
-    def wrapped(environ: dict[str, Any], start_response: Any) -> Any:
-        def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-            return start_response(status, [(k, v.strip()) for k, v in headers], exc_info)
-
-        return app(environ, start)
-
-    return wrapped
 
 
 def _check_redis(url: str) -> None:
