@@ -6,7 +6,8 @@ on a free port with a temporary data directory: on the embedded default (``local
 loopback servers (soketi, the fake PubNub and Realtime Database). Ann and Ben each get a
 browser context (their own cookies); Ann adds, edits, toggles, moves and deletes, Ben sees it;
 both edit one item and see each other; then the demo is stopped and started again and both
-pages reconnect and resync. The screenshot in ``docs/images/`` is taken here.
+pages reconnect and resync. The screenshot in ``docs/images/`` is taken here
+(``RTBRIDGE_UPDATE_SCREENSHOT=1 pytest tests/demo`` refreshes it).
 """
 
 from __future__ import annotations
@@ -31,7 +32,10 @@ pytestmark = pytest.mark.browser
 
 CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parents[2]
-SCREENSHOT = ROOT / "docs" / "images" / "demo-two-windows.png"
+# Every run saves the screenshot under tests/artifacts/ (ignored by git); with
+# RTBRIDGE_UPDATE_SCREENSHOT=1 it also replaces the one the README shows.
+SCREENSHOT = ROOT / "tests" / "artifacts" / "demo-two-windows.png"
+README_SCREENSHOT = ROOT / "docs" / "images" / "demo-two-windows.png"
 #: A change must reach the other window within this many milliseconds (issue 8).
 LIVE_MS = 1000
 #: The same over the hosted transports' loopback servers: their SDKs publish from a
@@ -265,6 +269,8 @@ def save_screenshot(browser: Any, ann: Any, ben: Any) -> None:
     page.wait_for_function("[...document.images].every(i => i.complete)")
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOT), full_page=True)
+    if os.environ.get("RTBRIDGE_UPDATE_SCREENSHOT") == "1":
+        README_SCREENSHOT.write_bytes(SCREENSHOT.read_bytes())
     page.close()
 
 
