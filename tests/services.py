@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
@@ -107,3 +110,40 @@ def start_redis() -> RedisServer:
     server = RedisServer(binary=binary)  # type: ignore[arg-type]
     server.start()
     return server
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+
+@contextlib.contextmanager
+def chromium(*, allow_async_unsafe: bool = False) -> Iterator[Any]:
+    """Launch Debian's Chromium through Playwright; skip (fail under CI) when either is missing.
+
+    ``allow_async_unsafe``: Playwright's sync API keeps an event loop running in this thread
+    while it is open, which makes Django refuse the test's own ORM calls ("async context");
+    set it for tests that use the ORM next to the browser. The switch ends with the block.
+    """
+    if not os.path.exists(CHROMIUM):
+        missing_service(f"{CHROMIUM} not found (apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        missing_service("playwright is not installed (pip install playwright)")
+    saved = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    if allow_async_unsafe:
+        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+            )
+            try:
+                yield browser
+            finally:
+                browser.close()
+    finally:
+        if saved is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = saved

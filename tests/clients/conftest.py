@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,9 +13,8 @@ from django.core.wsgi import get_wsgi_application
 from django.test import override_settings
 
 from rtbridge.staticfiles import FINDER_PATH
-from tests.services import missing_service
+from tests.services import chromium
 
-CHROMIUM = "/usr/bin/chromium"
 HERE = Path(__file__).resolve().parent
 SETTINGS: dict[str, Any] = {
     "ROOT_URLCONF": "tests.clients.urls",
@@ -58,30 +56,6 @@ def site() -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """Debian's Chromium driven by Playwright."""
-    if not os.path.exists(CHROMIUM):
-        missing_service(f"{CHROMIUM} not found (apt-get install chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        missing_service("playwright is not installed (pip install playwright)")
-    # Playwright's sync API keeps an event loop running in this thread while it is open, which
-    # makes Django refuse the tests' ORM calls ("async context"); they are plain blocking calls
-    # here. Module scope: the loop and this switch end with the module, so later tests keep
-    # Django's check (e.g. against ORM calls on the server's event loop).
-    saved = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        try:
-            yield browser
-        finally:
-            browser.close()
-            if saved is None:
-                os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-            else:
-                os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = saved
+    """Debian's Chromium driven by Playwright (one per module)."""
+    with chromium(allow_async_unsafe=True) as launched:
+        yield launched

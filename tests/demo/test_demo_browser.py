@@ -26,11 +26,10 @@ from typing import Any
 
 import pytest
 
-from tests.services import free_port, missing_service, wait_for_port
+from tests.services import chromium, free_port, wait_for_port
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parents[2]
 # Every run saves the screenshot under tests/artifacts/ (ignored by git); with
 # RTBRIDGE_UPDATE_SCREENSHOT=1 it also replaces the one the README shows.
@@ -101,23 +100,9 @@ class Demo:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """Debian's Chromium driven by Playwright."""
-    if not os.path.exists(CHROMIUM):
-        missing_service(f"{CHROMIUM} not found (apt-get install chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        missing_service("playwright is not installed (pip install playwright)")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        try:
-            yield browser
-        finally:
-            browser.close()
+    """Debian's Chromium driven by Playwright (one per module)."""
+    with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture(params=["local", "redis", "pusher", "pubnub", "firebase"])

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import pytest
 
 from rtbridge.server import Server
-from tests.services import missing_service
+from tests.services import chromium
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
 # Resolves to the op of the first frame ("welcome"), or "refused" when no socket opens.
 OPEN_SOCKET = """(url) => new Promise((resolve) => {
     const socket = new WebSocket(url);
@@ -30,23 +28,9 @@ def page_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Ite
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """Debian's Chromium driven by Playwright."""
-    if not os.path.exists(CHROMIUM):
-        missing_service(f"{CHROMIUM} not found (apt-get install chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        missing_service("playwright is not installed (pip install playwright)")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        try:
-            yield browser
-        finally:
-            browser.close()
+    """Debian's Chromium driven by Playwright (one per module)."""
+    with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture
