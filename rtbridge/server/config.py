@@ -79,7 +79,9 @@ class OriginPolicy:
       host in production usually means "a proxy checks the host", not "any web page may
       connect"; list the origins explicitly then. With ``DEBUG`` on and ``ALLOWED_HOSTS``
       empty, localhost, 127.0.0.1 and [::1] are allowed, as Django does.
-    * Whatever the setting, a page on the socket's own host and port (same origin) is allowed.
+    * Whatever the setting, a page on the socket's own host and port (same origin) is allowed;
+      with the rule derived from ``ALLOWED_HOSTS``, only when that host passes it (as Django
+      checks the Host header), so a DNS-rebinding page does not count as same origin.
 
     Requests without an ``Origin`` header come from non-browser clients and are allowed;
     browsers always send one, so a cross-site page cannot use this gap.
@@ -131,7 +133,12 @@ class OriginPolicy:
         if host:
             own_domain, own_port = split_domain_port(host.lower())
             default_port = 443 if scheme == "https" else 80
-            if own_domain == domain and (int(own_port) if own_port else default_port) == port:
+            same_origin = (
+                own_domain == domain and (int(own_port) if own_port else default_port) == port
+            )
+            # With the rule derived from ALLOWED_HOSTS the Host header must pass it too, so a
+            # DNS-rebinding page (its own name pointed at this server) is not "same origin".
+            if same_origin and (self.hosts is None or validate_host(own_domain, self.hosts)):
                 return True
         if self.hosts is not None:
             return bool(domain) and validate_host(domain, self.hosts)

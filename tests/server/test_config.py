@@ -136,3 +136,10 @@ def test_system_check_reports_bad_server_settings_and_origins(settings: Any) -> 
     assert [error.id for error in errors] == ["rtbridge.E020", "rtbridge.E021"]
     assert "whisper_rate" in errors[0].msg
     assert "'example.com'" in errors[1].msg
+
+
+def test_same_origin_needs_an_allowed_host_when_derived_from_allowed_hosts() -> None:
+    policy = OriginPolicy(None, ["example.com"], debug=False)
+    assert policy.allows("http://example.com:8000", host="example.com:8000")
+    # DNS rebinding: the attacker's name pointed at this server; Origin and Host agree.
+    assert not policy.allows("http://rebind.evil:8000", host="rebind.evil:8000")
