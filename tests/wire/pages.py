@@ -22,6 +22,17 @@ from django.test import Client
 from tests.wire.servers import WIRE_DIR, node_or_skip
 
 Line = dict[str, Any]
+
+
+def logged_in(username: str) -> Client:
+    """Return a Django test client logged in as a new user ``username``."""
+    from django.contrib.auth.models import User
+
+    client = Client()
+    client.force_login(User.objects.create_user(username))
+    return client
+
+
 #: Answer an auth request instead of Django: (request body) → (status, body).
 Forger = Callable[[dict[str, Any]], tuple[int, Any]]
 

@@ -22,7 +22,7 @@ from rtbridge.publishers import get_backend
 from tests.testapp.models import TodoList
 from tests.wire.fakes.firebase import FakeFirebase
 from tests.wire.fixtures import fake_firebase
-from tests.wire.pages import Forger, Page
+from tests.wire.pages import Forger, Page, logged_in
 
 __all__ = ["fake_firebase"]
 
@@ -69,12 +69,6 @@ def members_after_join(page: Page, channel: str, expected: set[str]) -> dict[str
     members = {m["id"]: m["info"] for m in page.join(channel)["here"]}
     assert set(members) == expected
     return members
-
-
-def logged_in(username: str) -> Client:
-    client = Client()
-    client.force_login(User.objects.create_user(username))
-    return client
 
 
 def test_private_channel_with_django_token_receives(

@@ -24,7 +24,7 @@ from rtbridge.publishers import get_backend
 from tests.testapp.models import TodoList
 from tests.wire.fakes.pubnub import FakePubNub
 from tests.wire.fixtures import fake_pubnub
-from tests.wire.pages import Page
+from tests.wire.pages import Page, logged_in
 
 __all__ = ["fake_pubnub"]
 
@@ -47,20 +47,6 @@ def pubnub_settings(fake_pubnub: FakePubNub, settings: Any) -> Iterator[dict[str
     }
     yield get_backend().client_config()
     get_backend().close()
-
-
-@pytest.fixture
-def pages() -> Iterator[list[Page]]:
-    opened: list[Page] = []
-    yield opened
-    for page in opened:
-        page.close()
-
-
-def logged_in(username: str) -> Client:
-    client = Client()
-    client.force_login(User.objects.create_user(username))
-    return client
 
 
 def subscribe_status(server: FakePubNub, channel: str, **query: str) -> int:

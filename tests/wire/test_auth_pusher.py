@@ -20,7 +20,7 @@ from rtbridge.backends.pusher import PusherBackend
 from rtbridge.publishers import get_backend
 from tests.testapp.models import TodoList
 from tests.wire.fixtures import soketi
-from tests.wire.pages import Page
+from tests.wire.pages import Page, logged_in
 from tests.wire.servers import Soketi
 
 __all__ = ["soketi"]
@@ -34,20 +34,6 @@ def pusher_settings(soketi: Soketi, settings: Any) -> Iterator[dict[str, Any]]:
     settings.RTBRIDGE_OPTIONS = soketi.options
     yield get_backend().client_config()
     get_backend().close()
-
-
-@pytest.fixture
-def pages() -> Iterator[list[Page]]:
-    opened: list[Page] = []
-    yield opened
-    for page in opened:
-        page.close()
-
-
-def logged_in(username: str) -> Client:
-    client = Client()
-    client.force_login(User.objects.create_user(username))
-    return client
 
 
 def test_private_channel_is_authorized_by_django_and_delivers(
