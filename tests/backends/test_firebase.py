@@ -20,7 +20,7 @@ from tests.services import free_port
 from tests.wire.fakes.base import Fault
 from tests.wire.fakes.firebase import FakeFirebase
 from tests.wire.fixtures import fake_firebase
-from tests.wire.servers import NodeListener
+from tests.wire.servers import NodeListener, check_js_client_drops_only_its_own_excluded_messages
 
 __all__ = ["fake_firebase"]
 
@@ -278,21 +278,7 @@ def test_database_down_never_blocks_the_request(make_backend: Any) -> None:
 def test_the_rtbridge_js_client_drops_only_its_own_excluded_messages(
     make_backend: Any,
 ) -> None:
-    backend = make_backend()
-    config = {"config": backend.client_config(), "channels": ["chat.room"]}
-    sender = NodeListener("listen_rtbridge.mjs", config)
-    other = NodeListener("listen_rtbridge.mjs", config)
-    try:
-        backend.publish(Message("chat.room", "said", "hi", exclude=sender.socket_id))
-        backend.publish(Message("chat.room", "said", "all"))
-        backend.flush(5)
-        assert [d.data for d in other.received(2)] == ["hi", "all"]
-        assert [d.data for d in sender.received(1)] == ["all"]
-        time.sleep(0.2)
-        assert len(sender.received(2, timeout=0.2)) == 1
-    finally:
-        sender.close()
-        other.close()
+    check_js_client_drops_only_its_own_excluded_messages(make_backend())
 
 
 def test_service_account_credentials_from_a_path_or_a_dict(

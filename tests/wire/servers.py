@@ -213,3 +213,27 @@ class NodeListener:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(5)
+
+
+def check_js_client_drops_only_its_own_excluded_messages(backend: Any) -> None:
+    """Publish with ``exclude`` through ``backend``; two rtbridge JS pages listen on the wire.
+
+    The page whose socket id was excluded gets only the other message; the other page gets
+    both, in order.
+    """
+    from rtbridge.messages import Message
+
+    config = {"config": backend.client_config(), "channels": ["chat.room"]}
+    sender = NodeListener("listen_rtbridge.mjs", config)
+    other = NodeListener("listen_rtbridge.mjs", config)
+    try:
+        backend.publish(Message("chat.room", "said", "hi", exclude=sender.socket_id))
+        backend.publish(Message("chat.room", "said", "all"))
+        backend.flush(5)
+        assert [d.data for d in other.received(2)] == ["hi", "all"]
+        assert [d.data for d in sender.received(1)] == ["all"]
+        time.sleep(0.2)
+        assert len(sender.received(2, timeout=0.2)) == 1
+    finally:
+        sender.close()
+        other.close()
