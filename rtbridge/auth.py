@@ -28,12 +28,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from django.core import signing
 from django.utils.module_loading import autodiscover_modules
 
 from . import channel_names
-from .exceptions import RTBridgeError
+from .exceptions import InvalidToken, Refused
 from .messages import encode_json
+from .tokens import DEFAULT_TOKEN_TTL, Grant, sign_subscription, verify_subscription
 
 __all__ = [
     "DEFAULT_TOKEN_TTL",
@@ -49,29 +49,10 @@ __all__ = [
     "verify_subscription",
 ]
 
-#: Seconds a subscription token is valid; the client asks for a fresh one when it reconnects.
-DEFAULT_TOKEN_TTL = 3600
-_TOKEN_SALT = "rtbridge.subscription.v1"
 _PLACEHOLDER_RE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # A placeholder matches one name segment: no "." or ";" (the scheme's separators).
 _SEGMENT = r"[^.;]+"
 MAX_MEMBER_INFO_BYTES = 1000
-
-
-class Refused(RTBridgeError):
-    """The user may not subscribe to the channel; ``code`` says why (for the JSON error)."""
-
-    def __init__(self, message: str, code: str = "forbidden") -> None:
-        super().__init__(message)
-        self.code = code
-
-
-class InvalidToken(RTBridgeError):
-    """A subscription token is forged, expired, or for another socket or channel."""
-
-    def __init__(self, message: str, code: str) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 @dataclass(frozen=True)
@@ -85,19 +66,6 @@ class Rule:
     @property
     def presence(self) -> bool:
         return self.pattern.startswith(channel_names.PRESENCE_PREFIX)
-
-
-@dataclass(frozen=True)
-class Grant:
-    """What an authorized subscription carries: the channel, the user and presence info."""
-
-    channel: str
-    user_id: str | None
-    member: dict[str, Any] | None = None
-
-    @property
-    def presence(self) -> bool:
-        return self.channel.startswith(channel_names.PRESENCE_PREFIX)
 
 
 _rules: list[Rule] = []
@@ -260,63 +228,6 @@ def _refusal(user: Any, name: str) -> str:
 
 def _refusal_code(user: Any) -> str:
     return "login_required" if _user_id(user) is None else "forbidden"
-
-
-# Tokens for the self-hosted server ------------------------------------------------------------
-
-
-def sign_subscription(socket_id: str, grant: Grant) -> str:
-    """Return a signed token binding ``grant`` to one socket; verified without a database hit."""
-    payload: dict[str, Any] = {"s": socket_id, "c": grant.channel}
-    if grant.user_id is not None:
-        payload["u"] = grant.user_id
-    if grant.member is not None:
-        payload["m"] = grant.member
-    return signing.dumps(payload, salt=_TOKEN_SALT, compress=False)
-
-
-def verify_subscription(
-    token: object, socket_id: str, channel_name: str, *, max_age: int = DEFAULT_TOKEN_TTL
-) -> Grant:
-    """Check a token for ``socket_id`` and ``channel_name``; return its grant or raise.
-
-    Raises :class:`InvalidToken` with ``code`` ``missing``, ``expired``, ``bad_signature``,
-    ``wrong_socket`` or ``wrong_channel``.
-    """
-    if not isinstance(token, str) or not token:
-        raise InvalidToken(
-            f"Channel {channel_name!r} is protected; subscribe with the token from the auth "
-            "endpoint.",
-            "missing",
-        )
-    try:
-        payload = signing.loads(token, salt=_TOKEN_SALT, max_age=max_age)
-    except signing.SignatureExpired:
-        raise InvalidToken(
-            f"The token for {channel_name!r} has expired; ask the auth endpoint again.",
-            "expired",
-        ) from None
-    except signing.BadSignature:
-        raise InvalidToken(
-            f"The token for {channel_name!r} is not valid (bad signature).", "bad_signature"
-        ) from None
-    if not isinstance(payload, dict):
-        raise InvalidToken("The token has an unexpected shape.", "bad_signature")
-    if payload.get("s") != socket_id:
-        raise InvalidToken(
-            f"The token for {channel_name!r} was issued to another connection.", "wrong_socket"
-        )
-    if payload.get("c") != channel_name:
-        raise InvalidToken(
-            f"The token is for channel {payload.get('c')!r}, not {channel_name!r}.",
-            "wrong_channel",
-        )
-    member = payload.get("m")
-    if channel_name.startswith(channel_names.PRESENCE_PREFIX) and not isinstance(member, dict):
-        raise InvalidToken(
-            f"The token for {channel_name!r} carries no member info.", "wrong_channel"
-        )
-    return Grant(channel_name, payload.get("u"), member)
 
 
 def revoke(user: Any, channel_name: str) -> None:

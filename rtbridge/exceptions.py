@@ -9,9 +9,11 @@ __all__ = [
     "InvalidChannelName",
     "InvalidEventName",
     "InvalidMessage",
+    "InvalidToken",
     "PayloadTooLarge",
     "PublishError",
     "RTBridgeError",
+    "Refused",
 ]
 
 
@@ -51,3 +53,19 @@ class PublishError(RTBridgeError):
         super().__init__(message)
         self.status = status
         self.retryable = retryable
+
+
+class Refused(RTBridgeError):
+    """The user may not subscribe to the channel; ``code`` says why (for the JSON error)."""
+
+    def __init__(self, message: str, code: str = "forbidden") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class InvalidToken(RTBridgeError):
+    """A subscription token is forged, expired, or for another socket or channel."""
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.code = code
