@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .auth import channel, revoke
+from .auth import channel
 from .exceptions import InvalidMessage, PublishError
 from .messages import Message
 from .publishers import (
@@ -13,6 +13,7 @@ from .publishers import (
     publish,
     publish_instances,
     register,
+    revoke,
     suppress,
     unregister,
 )

@@ -35,9 +35,11 @@ from django.db import models, router, transaction
 from django.utils.module_loading import autodiscover_modules
 
 from . import channel_names
-from .auth import Refused, authorize
+from .auth import authorize
+from .exceptions import Refused
 from .middleware import sending_as
-from .publishers import get_backend, get_config
+from .model_config import get_config
+from .publishers import get_backend
 from .serializers import ModelSerializer, as_serializer
 
 __all__ = [

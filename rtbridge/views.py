@@ -12,7 +12,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_POST
 
 from . import auth, routers
-from .exceptions import InvalidChannelName, PublishError
+from .exceptions import InvalidChannelName, PublishError, Refused
 from .middleware import sender_socket_id
 from .publishers import get_backend
 
@@ -70,7 +70,7 @@ def auth_view(request: HttpRequest) -> JsonResponse:
         grant = auth.authorize(user, channel)
     except InvalidChannelName as exc:
         return error_response(400, "invalid_channel", str(exc))
-    except auth.Refused as exc:
+    except Refused as exc:
         logger.info("rtbridge: refused %r to user %s: %s", channel, _who(user), exc.code)
         return error_response(403, exc.code, str(exc), channel=channel)
     try:

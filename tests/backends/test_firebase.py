@@ -340,7 +340,7 @@ def test_auth_response_is_a_custom_token_with_the_connection_grants(
 ) -> None:
     from django.core.cache import cache
 
-    from rtbridge.auth import Grant
+    from rtbridge.tokens import Grant
 
     cache.clear()
     monkeypatch.setenv("FIREBASE_AUTH_EMULATOR_HOST", fake_firebase.host)
@@ -366,7 +366,7 @@ def test_claims_stay_under_firebase_limit_by_dropping_the_oldest(
 ) -> None:
     from django.core.cache import cache
 
-    from rtbridge.auth import Grant
+    from rtbridge.tokens import Grant
 
     cache.clear()
     monkeypatch.setenv("FIREBASE_AUTH_EMULATOR_HOST", fake_firebase.host)

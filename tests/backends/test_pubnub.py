@@ -226,7 +226,7 @@ def test_the_rtbridge_js_client_drops_only_its_own_excluded_messages(
 
 
 def test_without_secret_key_the_answer_has_no_token(make_backend: Any) -> None:
-    from rtbridge.auth import Grant
+    from rtbridge.tokens import Grant
 
     backend = make_backend()
     member = {"id": "7", "info": {}}
@@ -245,7 +245,7 @@ def test_token_ttl_and_whispers_options(make_backend: Any) -> None:
 def test_tokens_are_per_user_and_connection(make_backend: Any, fake_pubnub: FakePubNub) -> None:
     from django.core.cache import cache
 
-    from rtbridge.auth import Grant
+    from rtbridge.tokens import Grant
 
     cache.clear()
     fake_pubnub.secret_key = "sec"
@@ -266,7 +266,7 @@ def test_tokens_are_per_user_and_connection(make_backend: Any, fake_pubnub: Fake
 
 
 def test_a_refused_grant_is_a_publish_error(make_backend: Any, fake_pubnub: FakePubNub) -> None:
-    from rtbridge.auth import Grant
+    from rtbridge.tokens import Grant
 
     fake_pubnub.secret_key = "the-real-secret"
     backend = make_backend(secret_key="a-wrong-secret")

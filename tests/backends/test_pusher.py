@@ -281,7 +281,7 @@ def _signature(secret: str, text: str) -> str:
 
 
 def test_auth_response_signs_socket_and_encoded_channel(make_backend: Any) -> None:
-    from rtbridge.auth import Grant
+    from rtbridge.tokens import Grant
 
     backend = make_backend(**PUSHER_APP)
     answer = backend.auth_response("123.456", Grant("private-todo.todolist.1", "7"))
@@ -290,7 +290,7 @@ def test_auth_response_signs_socket_and_encoded_channel(make_backend: Any) -> No
 
 
 def test_auth_response_on_presence_signs_the_member(make_backend: Any) -> None:
-    from rtbridge.auth import Grant
+    from rtbridge.tokens import Grant
 
     backend = make_backend(**PUSHER_APP)
     member = {"id": "7", "info": {"name": "Ann"}}
@@ -301,7 +301,7 @@ def test_auth_response_on_presence_signs_the_member(make_backend: Any) -> None:
 
 
 def test_auth_response_refuses_a_socket_id_pusher_would_not_issue(make_backend: Any) -> None:
-    from rtbridge.auth import Grant
+    from rtbridge.tokens import Grant
 
     backend = make_backend(**PUSHER_APP)
     with pytest.raises(ValueError, match="socket_id='abc'.*'123.456'"):
@@ -309,7 +309,7 @@ def test_auth_response_refuses_a_socket_id_pusher_would_not_issue(make_backend: 
 
 
 def test_auth_response_refuses_encrypted_channels(make_backend: Any) -> None:
-    from rtbridge.auth import Grant
+    from rtbridge.tokens import Grant
 
     backend = make_backend(**PUSHER_APP)
     with pytest.raises(ValueError, match="'private-encrypted-room'.*not support"):
