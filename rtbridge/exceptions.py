@@ -10,6 +10,7 @@ __all__ = [
     "InvalidEventName",
     "InvalidMessage",
     "InvalidToken",
+    "NotSupported",
     "PayloadTooLarge",
     "PublishError",
     "RTBridgeError",
@@ -53,6 +54,10 @@ class PublishError(RTBridgeError):
         super().__init__(message)
         self.status = status
         self.retryable = retryable
+
+
+class NotSupported(RTBridgeError, NotImplementedError):
+    """The active backend does not offer this optional feature (auth answers, revocation...)."""
 
 
 class Refused(RTBridgeError):

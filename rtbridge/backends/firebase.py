@@ -10,19 +10,18 @@ import re
 import threading
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlparse
 
 from django.core.exceptions import ImproperlyConfigured
 
 from ..channel_names import PRESENCE_PREFIX, PRIVATE_PREFIX, encode_for_firebase
-from ..exceptions import InvalidMessage, PublishError
+from ..exceptions import InvalidMessage, NotSupported, PublishError
 from ..messages import Message
+from ..tokens import Grant
 from .base import import_sdk
-from .dispatch import Call, DispatchingBackend, GrantLedger
-
-if TYPE_CHECKING:
-    from ..auth import Grant
+from .dispatch import Call, DispatchingBackend
+from .grants import GrantLedger
 
 __all__ = ["FirebaseBackend", "PushIdGenerator", "database_rules", "member_key", "push_id_time"]
 
@@ -379,7 +378,7 @@ class FirebaseBackend(DispatchingBackend):
 
     def revoke(self, user_id: str, channel: str) -> None:
         """Refuse: custom-token claims last as long as the page's Firebase session."""
-        raise NotImplementedError(
+        raise NotSupported(
             f"FirebaseBackend cannot revoke {channel!r} for user {user_id!r}: the channel is a "
             "claim of the page's Firebase session, which refreshes itself with the same claims. "
             "Revoke the whole session with firebase_admin.auth.revoke_refresh_tokens(uid) "

@@ -7,10 +7,10 @@ from typing import Any
 import rtbridge
 
 from ..messages import Message
-from .base import BaseBackend
+from .base import BaseBackend, SelfHostedAuthMixin
 
 
-class LocMemBackend(BaseBackend):
+class LocMemBackend(SelfHostedAuthMixin, BaseBackend):
     """Append a copy of every message to ``rtbridge.outbox`` (data as a client receives it)."""
 
     alias = "locmem"

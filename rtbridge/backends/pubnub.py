@@ -6,18 +6,17 @@ import json
 import math
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 
 from ..channel_names import PRESENCE_PREFIX, encode_for_pubnub
-from ..exceptions import PublishError
+from ..exceptions import NotSupported, PublishError
 from ..messages import Message
+from ..tokens import Grant
 from .base import import_sdk
-from .dispatch import Call, DispatchingBackend, GrantLedger
-
-if TYPE_CHECKING:
-    from ..auth import Grant
+from .dispatch import Call, DispatchingBackend
+from .grants import GrantLedger
 
 __all__ = ["PubNubBackend"]
 
@@ -226,7 +225,7 @@ class PubNubBackend(DispatchingBackend):
 
     def revoke(self, user_id: str, channel: str) -> None:
         """Refuse: an Access Manager token cannot lose one channel; it lasts ``token_ttl``."""
-        raise NotImplementedError(
+        raise NotSupported(
             f"PubNubBackend cannot revoke {channel!r} for user {user_id!r}: an Access Manager "
             f"token cannot lose one channel and stays valid for token_ttl={self.token_ttl} "
             "minutes. Lower token_ttl, stop granting the channel in your rule, or use the "

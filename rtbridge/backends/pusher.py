@@ -6,18 +6,16 @@ import re
 import sys
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 
 from ..channel_names import encode_for_pusher
-from ..exceptions import InvalidMessage, PublishError
+from ..exceptions import InvalidMessage, NotSupported, PublishError
 from ..messages import Message
+from ..tokens import Grant
 from .base import import_sdk
 from .dispatch import Call, DispatchingBackend
-
-if TYPE_CHECKING:
-    from ..auth import Grant
 
 __all__ = ["PusherBackend"]
 
@@ -201,7 +199,7 @@ class PusherBackend(DispatchingBackend):
         ``terminate_user_connections`` closes every connection of a user signed in with
         ``pusher.signin()``, not one channel's subscription; rtbridge does not use it.
         """
-        raise NotImplementedError(
+        raise NotSupported(
             f"PusherBackend cannot revoke {channel!r} for user {user_id!r}: Pusher has no way "
             "to end one subscription, and a channel signature stays valid for its socket. "
             "Stop granting the channel in your rule (new subscriptions are then refused) and "
