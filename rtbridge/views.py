@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
@@ -13,6 +12,7 @@ from django.views.decorators.http import require_POST
 
 from . import auth, routers
 from .exceptions import InvalidChannelName, PublishError, Refused
+from .messages import is_socket_id
 from .middleware import sender_socket_id
 from .publishers import get_backend
 
@@ -22,7 +22,6 @@ __all__ = ["auth_view", "data_view", "error_response"]
 READ_VERBS = frozenset({"get_list", "get_single", "subscribe"})
 
 logger = logging.getLogger("rtbridge.auth")
-_SOCKET_ID_RE = re.compile(r"[A-Za-z0-9_\-.:]{1,100}")
 
 
 def error_response(status: int, code: str, message: str, **extra: Any) -> JsonResponse:
@@ -59,7 +58,7 @@ def auth_view(request: HttpRequest) -> JsonResponse:
         return error_response(400, "bad_request", str(exc))
     socket_id = body.get("socket_id")
     channel = body.get("channel_name") or body.get("channel")
-    if not isinstance(socket_id, str) or not _SOCKET_ID_RE.fullmatch(socket_id):
+    if not is_socket_id(socket_id):
         return error_response(
             400, "bad_request", f"socket_id={socket_id!r} is missing or not a socket id."
         )
