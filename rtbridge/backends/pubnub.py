@@ -251,9 +251,22 @@ class PubNubBackend(DispatchingBackend):
         """Flush, stop the dispatcher and close the SDK's HTTP client."""
         super().close()
         client, self._client = self._client, None
-        handler = getattr(client, "_request_handler", None)
-        if handler is not None and hasattr(handler, "close"):
-            handler.close()
+        if client is not None:
+            _close_http_client(client)
+
+
+def _close_http_client(client: Any) -> None:
+    """Close the HTTP client (and watchdog thread) of a ``PubNub`` instance.
+
+    Through the public ``get_request_handler()`` (pubnub >= 10, whose default httpx handler
+    has ``close()``); the requests-based handler of pubnub 9 holds nothing to close. The guard
+    test in tests/backends/test_pubnub.py fails if the installed SDK stops offering this.
+    """
+    get_handler = getattr(client, "get_request_handler", None)
+    handler = get_handler() if get_handler is not None else None
+    close = getattr(handler, "close", None)
+    if close is not None:
+        close()
 
 
 def _call_pubnub(request: Any) -> object:

@@ -85,6 +85,8 @@ class PusherBackend(DispatchingBackend):
         self.ws_port = ws_port
         self._client: Any = None
         self._client_lock = threading.Lock()
+        # The HTTP sessions of the SDK's adapters (see _http_adapter), closed by close().
+        self._sessions: list[Any] = []
 
     @property
     def client(self) -> Any:
@@ -105,7 +107,21 @@ class PusherBackend(DispatchingBackend):
             port=self.port,
             ssl=self.ssl,
             timeout=self.timeout,
+            backend=self._http_adapter,
         )
+
+    def _http_adapter(self, client: Any, **options: Any) -> Any:
+        """Build the SDK's requests adapter and keep its session, so close() can release it.
+
+        ``Pusher(backend=...)`` is the SDK's public hook for its HTTP adapter: it calls it as
+        ``backend(client, **options)`` once per internal client. Wrapping the default
+        ``pusher.requests.RequestsBackend`` keeps its behaviour and spares reading the SDK's
+        private attributes to find the session on close.
+        """
+        requests_backend = import_sdk("pusher.requests", "pusher", backend=self.alias)
+        adapter = requests_backend.RequestsBackend(client, **options)
+        self._sessions.append(adapter.session)
+        return adapter
 
     def check_message(self, message: Message) -> None:
         """Check the size and that ``exclude`` is a Pusher socket id (``123.456``)."""
@@ -220,13 +236,12 @@ class PusherBackend(DispatchingBackend):
         return config
 
     def close(self) -> None:
-        """Flush, stop the dispatcher and drop the HTTP session."""
+        """Flush, stop the dispatcher and close the SDK's HTTP sessions."""
         super().close()
-        client, self._client = self._client, None
-        session = getattr(
-            getattr(getattr(client, "_pusher_client", None), "http", None), "session", None
-        )
-        if session is not None:
+        with self._client_lock:
+            self._client = None
+            sessions, self._sessions = self._sessions, []
+        for session in sessions:
             session.close()
 
 

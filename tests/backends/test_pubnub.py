@@ -277,3 +277,34 @@ def test_a_refused_grant_is_a_publish_error(make_backend: Any, fake_pubnub: Fake
 def test_revoke_explains_the_token_lifetime(make_backend: Any) -> None:
     with pytest.raises(NotImplementedError, match="token_ttl=60 minutes"):
         make_backend().revoke("7", "private-room")
+
+
+def test_guard_close_releases_the_sdk_http_client_through_its_public_handler(
+    make_backend: Any,
+) -> None:
+    """Guard for the pubnub SDK: ``PubNub.get_request_handler()`` and the handler's ``close()``.
+
+    ``PubNubBackend.close()`` relies on both (``_close_http_client``) to stop the SDK's HTTP
+    client and watchdog thread. If this fails after an SDK upgrade, adapt that function and
+    the bound in pyproject.toml's ``pubnub`` extra.
+    """
+    from pubnub.pubnub import PubNub
+
+    assert hasattr(PubNub, "get_request_handler"), "PubNub.get_request_handler() is gone"
+    backend = make_backend(mode="sync")
+    backend.publish(Message("c", "e", 1))
+    handler = backend.client.get_request_handler()
+    assert callable(getattr(type(handler), "close", None)), (
+        f"the SDK's default request handler {type(handler).__name__} has no close(): "
+        "PubNubBackend.close() can no longer release its HTTP client"
+    )
+    closed: list[bool] = []
+    real_close = handler.close
+
+    def spy() -> None:
+        closed.append(True)
+        real_close()
+
+    handler.close = spy
+    backend.close()
+    assert closed == [True]
