@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import rtbridge
-
 from ..messages import Message
 from .base import BaseBackend, SelfHostedAuthMixin
+
+__all__ = ["LocMemBackend", "outbox"]
+
+#: Messages published through this backend, in order; also ``rtbridge.outbox`` (the same
+#: list: clear it, do not rebind it).
+outbox: list[Message] = []
 
 
 class LocMemBackend(SelfHostedAuthMixin, BaseBackend):
@@ -22,4 +26,4 @@ class LocMemBackend(SelfHostedAuthMixin, BaseBackend):
 
     def publish(self, message: Message) -> None:
         """Append a decoded copy of ``message`` to ``rtbridge.outbox``."""
-        rtbridge.outbox.append(message.as_received())
+        outbox.append(message.as_received())
