@@ -226,6 +226,7 @@ def _refusal_code(user: Any) -> str:
 
 
 def __getattr__(name: str) -> Any:
+    """Serve a name listed in ``_MOVED`` from its new home, with a DeprecationWarning."""
     new_path = _MOVED.get(name)
     if new_path is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
