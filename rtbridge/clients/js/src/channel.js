@@ -3,7 +3,8 @@
  * @module rtbridge/channel
  */
 import { isProtected } from "./channel-names.js";
-import { RTBridgeError, addHook } from "./client.js";
+import { RTBridgeError } from "./errors.js";
+import { addHook } from "./hooks.js";
 
 const noop = () => {};
 

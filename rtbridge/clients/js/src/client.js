@@ -6,42 +6,17 @@
  * subscriptions live in `channel.js`.
  * @module rtbridge/client
  */
+import { backoffDelay } from "./backoff.js";
 import { filterChannel, validateChannel } from "./channel-names.js";
 import { Channel } from "./channel.js";
+import { RTBridgeError } from "./errors.js";
+import { addHook } from "./hooks.js";
 import { post } from "./http.js";
 
-/** An error from the server, a transport or a handler; `code` is the server's code when it has one. */
-export class RTBridgeError extends Error {
-  /**
-   * @param {string} message
-   * @param {{code?: number|string, reason?: string, channel?: string, cause?: unknown, retry?: boolean,
-   *   status?: number, fields?: Record<string, string[]>, detail?: string}} [details]
-   */
-  constructor(message, details = {}) {
-    super(message);
-    this.name = "RTBridgeError";
-    Object.assign(this, details);
-  }
-}
-
-/**
- * Return the delay before reconnect attempt `attempt` (0-based): exponential backoff with
- * full jitter, so a thousand clients dropped at once do not come back in lockstep.
- * @param {number} attempt
- * @param {{initialDelay?: number, maxDelay?: number, factor?: number}} [options]
- * @param {() => number} [random]
- */
-export function backoffDelay(attempt, options = {}, random = Math.random) {
-  const { initialDelay = 500, maxDelay = 30000, factor = 2 } = options;
-  return Math.floor(random() * Math.min(maxDelay, initialDelay * factor ** attempt));
-}
-
-/** Add `fn` to `set` and return a function that removes it. */
-export function addHook(set, fn) {
-  if (typeof fn !== "function") throw new TypeError(`Expected a function, got ${typeof fn}.`);
-  set.add(fn);
-  return () => set.delete(fn);
-}
+// `rtbridge/core` has always exported these; they now live in leaf modules.
+export { backoffDelay } from "./backoff.js";
+export { RTBridgeError } from "./errors.js";
+export { addHook } from "./hooks.js";
 
 /** Return `name` with `prefix`, added when missing (`private("orders")` is `private-orders`). */
 export function prefixed(prefix, name) {

@@ -9,7 +9,9 @@
  */
 import { validateChannel } from "./channel-names.js";
 import { Channel } from "./channel.js";
-import { RTBridgeError, addHook, prefixed } from "./client.js";
+import { prefixed } from "./client.js";
+import { RTBridgeError } from "./errors.js";
+import { addHook } from "./hooks.js";
 
 /** A presence channel: `here`, `joining`, `leaving`, `members()`, plus everything a `Channel` has. */
 export class PresenceChannel extends Channel {

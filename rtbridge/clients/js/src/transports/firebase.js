@@ -16,8 +16,8 @@
  * @module rtbridge/transports/firebase
  */
 import { isProtected } from "../channel-names.js";
-import { RTBridgeError } from "../client.js";
 import { encodeForFirebase } from "../encodings.js";
+import { RTBridgeError } from "../errors.js";
 import { findSdk, memberOf, randomId } from "./sdk.js";
 
 const PUSH_CHARS = "-0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz";

@@ -5,8 +5,8 @@
  * when PubNub switches to `interval` events for many members).
  * @module rtbridge/transports/pubnub-presence
  */
-import { RTBridgeError } from "../client.js";
 import { encodeForPubnub } from "../encodings.js";
+import { RTBridgeError } from "../errors.js";
 
 /**
  * Return `{announce(entry), event(presenceEvent)}` for the adapter's channel entries

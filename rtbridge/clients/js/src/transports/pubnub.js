@@ -10,8 +10,8 @@
  * @module rtbridge/transports/pubnub
  */
 import { isProtected } from "../channel-names.js";
-import { RTBridgeError } from "../client.js";
 import { encodeForPubnub } from "../encodings.js";
+import { RTBridgeError } from "../errors.js";
 import { pubnubPresence } from "./pubnub-presence.js";
 import { findSdk, memberOf, randomId } from "./sdk.js";
 

@@ -7,8 +7,8 @@
  * transport; presence is Pusher's own (per user); whispers are `client-` events.
  * @module rtbridge/transports/pusher
  */
-import { RTBridgeError } from "../client.js";
 import { encodeForPusher } from "../encodings.js";
+import { RTBridgeError } from "../errors.js";
 import { findSdk } from "./sdk.js";
 
 const memberFrom = (member) => ({ id: String(member.id), info: member.info ?? null });
