@@ -2,30 +2,22 @@
  * The client core: connection state, the channel registry, resubscribe after reconnect.
  *
  * It knows nothing about any vendor: a transport (see `transports/`) owns the connection and
- * calls back through the hooks below, like laravel-echo's connectors. Channels and
- * subscriptions live in `channel.js`.
+ * calls back through the hooks below. Channels and subscriptions live in `channel.js`; the
+ * client and its channels talk only through a `ChannelLink` and the channel `port` (see there).
  * @module rtbridge/client
  */
 import { backoffDelay } from "./backoff.js";
 import { filterChannel, validateChannel } from "./channel-names.js";
-import { Channel } from "./channel.js";
+import { Channel, port, prefixed } from "./channel.js";
 import { RTBridgeError } from "./errors.js";
 import { addHook } from "./hooks.js";
 import { post } from "./http.js";
 
-// `rtbridge/core` has always exported these; they now live in leaf modules.
+// `rtbridge/core` has always exported these; they live in the modules that use them.
 export { backoffDelay } from "./backoff.js";
+export { prefixed } from "./channel.js";
 export { RTBridgeError } from "./errors.js";
 export { addHook } from "./hooks.js";
-
-/** Return `name` with `prefix`, added when missing (`private("orders")` is `private-orders`). */
-export function prefixed(prefix, name) {
-  if (typeof name !== "string" || name.startsWith(prefix)) return name;
-  if (/^(private|presence)-/.test(name)) {
-    throw new RTBridgeError(`rtbridge: ${JSON.stringify(name)} is not a ${prefix} channel; use ${prefix === "private-" ? "join()" : "private()"}.`, { code: "invalid_channel" });
-  }
-  return prefix + name;
-}
 
 /** One connection to one transport, shared by every channel of a page. */
 export class Client {
@@ -41,19 +33,40 @@ export class Client {
     this._hooks = { state: new Set(), ready: new Set(), error: new Set(), gap: new Set(), resubscribed: new Set() };
     this._everConnected = false;
     this._presetAuth = new Map(); // channel → {socketId, answer}: an auth answer already in hand
-    const on = (channel) => this._channels.get(channel);
-    this.transport = transportFactory(config, {
+    // An event for a channel this client does not hold (any more) is dropped.
+    const to = (handle) => (name, ...args) => {
+      const channel = this._channels.get(name);
+      if (channel) handle(channel, ...args);
+    };
+    const transport = (this.transport = transportFactory(config, {
       open: () => this._opened(),
       state: (state) => this._setState(state),
-      message: (channel, event, data, meta) => on(channel)?._dispatch(event, data, meta),
-      gap: (channel, info) => on(channel)?._gap(info),
-      error: (error) => this._error(error, on(error.channel)),
+      message: to(port.message),
+      gap: to((channel, info) => this._emit("gap", [channel.name, info], channel)),
+      error: (error) => this._error(error, this._channels.get(error.channel)),
       authorize: (channel, socketId) => this._authorize(channel, socketId),
-      presence: (channel, action, members) => on(channel)?._presence?.(action, members),
-      whisper: (channel, event, data, meta) => on(channel)?._whisper(event, data, meta),
-      revoked: (channel, error) => on(channel)?._revoked(error),
-    });
-    this.transport.connect();
+      presence: to(port.presence),
+      whisper: to(port.whisper),
+      revoked: to((channel, error) => {
+        // The server ended this subscription for good: never resubscribed, the app is told.
+        port.revoked(channel);
+        this._forget(channel);
+        this._error(error, channel);
+      }),
+    }));
+    /** What every channel of this client may ask of it (`ChannelLink` in channel.js). */
+    this._link = {
+      backend: config.backend,
+      whisper: transport.whisper?.bind(transport),
+      release: (channel) => {
+        if (this._forget(channel) && this.state === "connected") {
+          Promise.resolve(transport.unsubscribe(channel.name)).catch(() => {});
+        }
+      },
+      call: (fn, args, channel) => this._call(fn, args, channel),
+      error: (error, channel) => this._error(error, channel),
+    };
+    transport.connect();
   }
 
   /** Return the id of this connection (pass it as `exclude` when publishing), or null. */
@@ -108,7 +121,7 @@ export class Client {
     if (typeof handler !== "function") {
       throw new TypeError(`subscribe(${JSON.stringify(channelName)}) needs a handler function as its last argument.`);
     }
-    return this._channel(channelName)._add(handler);
+    return port.add(this._channel(channelName), handler);
   }
 
   /**
@@ -118,7 +131,7 @@ export class Client {
    */
   channel(name) {
     const channel = this._channel(validateChannel(name));
-    channel._explicit = true;
+    port.keep(channel);
     return channel;
   }
 
@@ -159,20 +172,22 @@ export class Client {
     this._setState("disconnected");
   }
 
-  // Internals, used by Channel and the transport hooks. ------------------------------------
+  // Internals, used by the transport hooks, the channel link and the feature modules. ----
 
-  _channel(name, Kind) {
+  /** Return the channel `name`, made (as a `Kind`) and subscribed when there is none yet. */
+  _channel(name, Kind = this._channelClass(name)) {
     let channel = this._channels.get(name);
     if (!channel) {
-      channel = Kind ? new Kind(this, name) : this._newChannel(name);
+      channel = new Kind(this._link, name);
       this._channels.set(name, channel);
-      if (this.state === "connected") channel._subscribe(false);
+      if (this.state === "connected") this._subscribe(channel, false);
     }
     return channel;
   }
 
-  _newChannel(name) {
-    return new Channel(this, name);
+  /** Return the class of a new channel `name` (the full client makes presence channels). */
+  _channelClass() {
+    return Channel;
   }
 
   /**
@@ -196,24 +211,39 @@ export class Client {
     });
   }
 
+  /** Subscribe `channel` on the transport (`again`: after a reconnect) and tell it the outcome. */
+  _subscribe(channel, again) {
+    const { name } = channel;
+    new Promise((resolve) => resolve(this.transport.subscribe(name))).then(
+      () => {
+        if (this._channels.get(name) !== channel) return; // left meanwhile
+        port.subscribed(channel);
+        if (again) this._emit("resubscribed", [name], channel);
+      },
+      (error) => {
+        // A request cut by a lost connection is retried after the reconnect.
+        if (error?.retry || !this._forget(channel)) return; // refused: never resubscribed
+        port.refused(channel, error);
+        this._error(error, channel);
+      },
+    );
+  }
+
+  /** Drop `channel` from the registry; return whether it was there. */
+  _forget(channel) {
+    return this._channels.get(channel.name) === channel && this._channels.delete(channel.name);
+  }
+
   /** Keep an auth answer for `channel` (bound to this socket id) for the next subscribe. */
   _preauthorize(channel, answer, socketId = this.socketId()) {
     if (answer && socketId) this._presetAuth.set(channel, { socketId, answer });
-  }
-
-  _release(channel) {
-    if (this._channels.get(channel.name) !== channel) return;
-    this._channels.delete(channel.name);
-    if (this.state === "connected") {
-      Promise.resolve(this.transport.unsubscribe(channel.name)).catch(() => {});
-    }
   }
 
   _opened() {
     const again = this._everConnected;
     this._everConnected = true;
     this._setState("connected");
-    for (const channel of this._channels.values()) channel._subscribe(again);
+    for (const channel of this._channels.values()) this._subscribe(channel, again);
     for (const resolve of this._hooks.ready) resolve(this);
     this._hooks.ready.clear();
   }
@@ -224,8 +254,11 @@ export class Client {
     this._emit("state", [state]);
   }
 
-  _emit(hook, args) {
-    for (const fn of [...this._hooks[hook]]) this._call(fn, args);
+  /** Call the hooks `hook` of `channel` (when given), then the client's; return how many there were. */
+  _emit(hook, args, channel) {
+    const hooks = [...(channel ? port.hooks(channel, hook) : []), ...this._hooks[hook]];
+    for (const fn of hooks) this._call(fn, args, channel);
+    return hooks.length;
   }
 
   /** Run an application callback; an exception is reported, never allowed to break the socket. */
@@ -245,8 +278,6 @@ export class Client {
   }
 
   _error(error, channel) {
-    const hooks = [...(channel ? channel._hooks.error : []), ...this._hooks.error];
-    if (!hooks.length && error.code !== "handler_error") console.error(error);
-    for (const fn of hooks) this._call(fn, [error], channel);
+    if (!this._emit("error", [error], channel) && error.code !== "handler_error") console.error(error);
   }
 }

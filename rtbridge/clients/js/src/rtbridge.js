@@ -103,8 +103,8 @@ export class Client extends CoreClient {
     return new LiveObject(this, route, lookup, options);
   }
 
-  _newChannel(name) {
-    return name.startsWith("presence-") ? new PresenceChannel(this, name) : super._newChannel(name);
+  _channelClass(name) {
+    return name.startsWith("presence-") ? PresenceChannel : super._channelClass(name);
   }
 }
 
