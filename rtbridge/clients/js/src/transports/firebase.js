@@ -1,5 +1,5 @@
 /**
- * The Firebase Realtime Database adapter over the modular SDK (v9+, e.g. v12).
+ * The Firebase Realtime Database transport over the modular SDK (v9+, e.g. v12).
  *
  * The Python backend writes each message as `{event, data, ts, exclude}` under
  * `/<root>/<encodeForFirebase(channel)>/<push id>`; a subscription gets the messages written

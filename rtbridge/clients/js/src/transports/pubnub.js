@@ -1,5 +1,5 @@
 /**
- * The PubNub adapter over the pubnub JS SDK. The SDK keeps the subscribe loop and reconnects
+ * The PubNub transport over the pubnub JS SDK. The SDK keeps the subscribe loop and reconnects
  * by itself; messages are `{event, data}` objects (plus `exclude`, the sender's socket id,
  * when the publisher set one) on the `encodeForPubnub(channel)` channel.
  *

@@ -1,5 +1,5 @@
 /**
- * The Pusher adapter over pusher-js (also for Pusher-compatible servers such as Soketi).
+ * The Pusher transport over pusher-js (also for Pusher-compatible servers such as Soketi).
  * pusher-js keeps the connection and resubscribes by itself; this maps its states and
  * events onto the rtbridge client. Private and presence channels are authorized through the
  * client's auth request (pusher-js's `channelAuthorization.customHandler`), so the CSRF and

@@ -1,5 +1,5 @@
 /**
- * Shared by the hosted adapters: find the vendor SDK (injected or global) and make socket ids.
+ * Shared by the hosted transports: find the vendor SDK (injected or global) and make socket ids.
  * @module rtbridge/transports/sdk
  */
 import { RTBridgeError } from "../errors.js";
