@@ -13,14 +13,13 @@ import { addHook } from "./hooks.js";
 /**
  * What a channel may ask of its client (`client.js` makes one per client).
  * @typedef {object} ChannelLink
- * @property {string} backend the backend's name, for error messages
- * @property {((name: string, event: string, data: any) => any) | undefined} whisper send a client
- *   event on the transport; undefined when the transport cannot
+ * @property {(channel: Channel, event: string, data: any) => Promise<void>} whisper send a client
+ *   event once `channel` is ready (a failure also reaches onError); throws at once when the
+ *   transport cannot
  * @property {(channel: Channel) => void} release nothing listens any more: drop `channel` and
  *   unsubscribe it on the transport
  * @property {(fn: Function, args: any[], channel?: Channel) => void} call run an application
  *   callback; a throw is reported, never raised
- * @property {(error: Error, channel: Channel) => void} error report to the channel's onError hooks, then the client's
  */
 
 const noop = () => {};
@@ -141,7 +140,7 @@ export class Channel {
    * @returns {Promise<void>}
    */
   whisper(event, data = {}) {
-    const { _link: link, name } = this;
+    const { name } = this;
     if (!isProtected(name)) {
       throw new RTBridgeError(
         `rtbridge: whisper() needs a private- or presence- channel; ${JSON.stringify(name)} is public, so anyone ` +
@@ -150,13 +149,7 @@ export class Channel {
       );
     }
     if (typeof event !== "string" || !event) throw new TypeError(`whisper() needs an event name, got ${JSON.stringify(event)}.`);
-    const send = link.whisper;
-    if (!send) {
-      throw new RTBridgeError(`rtbridge: the ${link.backend} transport cannot send client events.`, { code: "unsupported", channel: name });
-    }
-    const sent = this.ready.then(() => send(name, event, data)).then(noop);
-    sent.catch((error) => link.error(error, this));
-    return sent;
+    return this._link.whisper(this, event, data);
   }
 
   /**

@@ -56,15 +56,21 @@ export class Client {
     }));
     /** What every channel of this client may ask of it (`ChannelLink` in channel.js). */
     this._link = {
-      backend: config.backend,
-      whisper: transport.whisper?.bind(transport),
+      whisper: (channel, event, data) => {
+        const { name } = channel;
+        if (!transport.whisper) {
+          throw new RTBridgeError(`rtbridge: the ${config.backend} transport cannot send client events.`, { code: "unsupported", channel: name });
+        }
+        const sent = channel.ready.then(() => transport.whisper(name, event, data)).then(() => {});
+        sent.catch((error) => this._error(error, channel));
+        return sent;
+      },
       release: (channel) => {
         if (this._forget(channel) && this.state === "connected") {
           Promise.resolve(transport.unsubscribe(channel.name)).catch(() => {});
         }
       },
       call: (fn, args, channel) => this._call(fn, args, channel),
-      error: (error, channel) => this._error(error, channel),
     };
     transport.connect();
   }
