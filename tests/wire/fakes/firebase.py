@@ -559,6 +559,7 @@ class DatabaseSocket(tornado.websocket.WebSocketHandler):
 
 
 MAX_KEY_BYTES, MAX_DEPTH, MAX_VALUE_BYTES = 768, 32, 10 * 1024 * 1024
+_SPECIAL_KEYS = frozenset({".sv", ".priority", ".value"})
 _BAD_KEY_CHARACTERS = set(".$#[]/") | {chr(c) for c in range(32)} | {chr(127)}
 
 
@@ -572,6 +573,8 @@ def tree_problem(path: str, value: Any) -> str | None:
         node, depth = stack.pop()
         if isinstance(node, dict):
             for key, child in node.items():
+                if key in _SPECIAL_KEYS:
+                    continue  # a server value ({".sv": "timestamp"}) or a priority
                 if len(key.encode()) > MAX_KEY_BYTES or _BAD_KEY_CHARACTERS & set(key):
                     return f"Invalid key {key[:40]!r}"
                 stack.append((child, depth + 1))
