@@ -3,6 +3,7 @@
 // The client's fetch() prints {"fetch": {"id", "url", "body"}} and waits for the answer on stdin
 // ({"id", "status", "body"}), so a test can answer through Django's test client as a logged-in
 // user. Other stdin commands: {"cmd": "join", "channel"}, {"cmd": "private", "channel"},
+// {"cmd": "channel", "channel"} (a public one),
 // {"cmd": "whisper", "channel", "event", "data"}, {"cmd": "leave", "channel"},
 // {"cmd": "clock", "minutes"} (Firebase: move the page's clock on, then ask the Auth SDK for its
 // ID token, which it refreshes when the clock says it is due), {"cmd": "exit"}. Output lines: {"ready", "channel", "socketId"}, {"refused", "channel", "code",
@@ -54,6 +55,10 @@ createInterface({ input: process.stdin }).on("line", (line) => {
       .joining((member) => out({ joining: { id: member.id, info: member.info }, channel }))
       .leaving((member) => out({ leaving: { id: member.id, info: member.info ?? null }, channel }))
       .listenForWhisper("typing", (data, meta) => out({ whisper: "typing", data, user_id: meta?.user_id ?? null, channel }));
+    rooms.set(channel, room);
+    room.ready.then(() => out({ ready: true, channel, socketId: rt.socketId() }), refused(channel));
+  } else if (cmd === "channel") {
+    const room = rt.channel(channel).listen("updated", (data) => out({ message: "updated", data, channel }));
     rooms.set(channel, room);
     room.ready.then(() => out({ ready: true, channel, socketId: rt.socketId() }), refused(channel));
   } else if (cmd === "private") {

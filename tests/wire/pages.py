@@ -55,6 +55,8 @@ class Page:
         self.seen: list[Line] = []
         self.errors: list[str] = []
         self.auth_answers: list[tuple[int, Any]] = []
+        #: The bodies of the page's auth requests (``socket_id``, ``channel_name``), oldest first.
+        self.auth_requests: list[dict[str, Any]] = []
         argument = {"config": config}
         self.process = subprocess.Popen(
             [node, str(WIRE_DIR / "member_hosted.mjs"), json.dumps(argument)],
@@ -85,6 +87,7 @@ class Page:
 
     def _answer(self, request: dict[str, Any]) -> None:
         body = request["body"]
+        self.auth_requests.append(body)
         if self.forge is not None:
             status, answer = self.forge(body)
         else:
