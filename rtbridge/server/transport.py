@@ -131,7 +131,9 @@ class MessageTransport:
     """Send each frame's payload with Tornado's public ``write_message`` (the fallback).
 
     Tornado frames it again (and compresses it if negotiated). Unsent bytes are counted from
-    the write futures: a write counts until Tornado has handed all of it to the kernel.
+    the write futures: a write counts until its future is done, a loop turn or two after
+    Tornado handed all of it to the kernel. That is stricter than the direct path for a burst
+    written within one turn (all of it counts), never looser.
     """
 
     __slots__ = ("_handler", "_unsent")

@@ -109,6 +109,24 @@ async def test_foreign_bodies_on_redis_are_dropped(
     await client.close()
 
 
+async def test_malformed_whispers_on_redis_are_dropped_without_a_reconnect(
+    make_server: MakeServer, redis_server: RedisServer, prefix: str
+) -> None:
+    node = make_server(redis_url=redis_server.url, prefix=prefix)
+    client = await Client.open(node.url)
+    await client.subscribe("room")
+    raw = redis.Redis.from_url(redis_server.url)
+    raw.publish(f"{prefix}room", b"rtw1\ntoo few lines")
+    raw.publish(f"{prefix}room", b"rtw1\nev\n\xff\n\n{}")  # a sender id that is not ASCII
+    raw.close()
+    RedisBackend(url=redis_server.url, prefix=prefix).publish(Message("room", "ok", 1))
+    frame = await client.recv()
+    assert (frame["op"], frame["event"], frame["seq"]) == ("message", "ok", 1)  # no gap first
+    assert node.broker.dropped == 2  # type: ignore[attr-defined]
+    assert node.broker.reconnects == 0  # type: ignore[attr-defined]
+    await client.close()
+
+
 async def test_redis_restart_mid_stream(
     make_server: MakeServer, fresh_redis: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
