@@ -9,7 +9,9 @@ from concurrent.futures import ThreadPoolExecutor
 from importlib import import_module
 from typing import Any
 
+from django.contrib.auth import get_user
 from django.db import close_old_connections
+from django.http import HttpRequest
 from django.utils.module_loading import import_string
 
 from .. import conf
@@ -36,11 +38,9 @@ def load_user(session_key: str | None) -> Any:
     ``AuthenticationMiddleware`` does (so a session invalidated by a password change gives
     the anonymous user). Runs in a worker thread: it queries the session store.
     """
-    # django.contrib.auth's models need the app registry, which a server embedded without a
-    # Django project never has (and then never serves calls).
-    from django.contrib.auth import get_user
+    # Models need the app registry, which a server embedded without a Django project never
+    # has (and then it serves no calls), so this import waits until a call runs.
     from django.contrib.auth.models import AnonymousUser
-    from django.http import HttpRequest
 
     _cookie, engine = conf.session_settings()
     if engine is None or not session_key:

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from ..channel_names import is_protected
 from ..exceptions import InvalidToken
 from ..tokens import Grant, token_issued_at, verify_subscription
+from .brokers import Broker
+from .calls import CallRunner
 from .config import ServerConfig
 from .flush import FlushQueue
+from .hub import Hub
 from .presence import Presence
 from .protocol import (
     CloseCode,
@@ -28,11 +31,6 @@ from .protocol import (
 from .ratelimit import TokenBucket
 from .revocations import Revocations
 from .stats import NodeStats
-
-if TYPE_CHECKING:
-    from .brokers import Broker
-    from .calls import CallRunner
-    from .hub import Hub
 
 __all__ = ["Connection", "Transport"]
 

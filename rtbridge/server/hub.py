@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from ..channel_names import PRESENCE_PREFIX
 from ..messages import Message
+from .brokers import Broker
 from .events import PresenceEntry
 from .protocol import (
     gap_frame,
@@ -20,9 +21,6 @@ from .protocol import (
 )
 from .revocations import Revocations
 from .stats import NodeStats
-
-if TYPE_CHECKING:
-    from .brokers import Broker
 
 __all__ = ["Hub", "Subscriber"]
 

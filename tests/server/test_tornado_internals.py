@@ -51,7 +51,7 @@ class Probe(tornado.websocket.WebSocketHandler):
 
 
 class CompressingProbe(Probe):
-    compression: dict[str, Any] | None = {}  # noqa: RUF012 (Tornado reads it per handler)
+    compression: dict[str, Any] | None = {}
 
 
 ProbeServer = tuple[int, list[Probe]]
@@ -104,8 +104,7 @@ async def test_every_internal_the_direct_path_reads_is_there(probe_server: Probe
     handler, sock = await _opened(*probe_server)
     protocol = handler.ws_connection
     assert isinstance(protocol, tornado.websocket.WebSocketProtocol13), (
-        f"Tornado {tornado.version}: handler.ws_connection is {type(protocol).__name__}; "
-        f"{RELIES}"
+        f"Tornado {tornado.version}: handler.ws_connection is {type(protocol).__name__}; {RELIES}"
     )
     for name in PROTOCOL_INTERNALS:
         assert hasattr(protocol, name), (
@@ -122,8 +121,7 @@ async def test_every_internal_the_direct_path_reads_is_there(probe_server: Probe
             f"Tornado {tornado.version}: IOStream.{name} is not an int; {RELIES}"
         )
     assert not stream._write_buffer, (
-        f"Tornado {tornado.version}: an idle IOStream._write_buffer is not empty (falsy); "
-        f"{RELIES}"
+        f"Tornado {tornado.version}: an idle IOStream._write_buffer is not empty (falsy); {RELIES}"
     )
     assert direct_path_refusal(handler) is None
     assert isinstance(transport_for(handler), DirectTransport)
