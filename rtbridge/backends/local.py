@@ -9,7 +9,7 @@ from typing import Any
 from ..exceptions import PublishError
 from ..messages import Message
 from ..server.registry import running_servers
-from .base import BaseBackend
+from .base import BaseBackend, SelfHostedAuthMixin
 from .redis import client_config_for
 
 __all__ = ["LocalBackend"]
@@ -22,7 +22,7 @@ NO_SERVER = (
 )
 
 
-class LocalBackend(BaseBackend):
+class LocalBackend(SelfHostedAuthMixin, BaseBackend):
     """Hand each message to the hub of every server running in this process.
 
     Safe from any thread and never blocks: the hand-off goes through each server's event

@@ -14,7 +14,7 @@ from .. import conf, redis_wire
 from ..exceptions import PublishError
 from ..messages import Message
 from ..tokens import DEFAULT_TOKEN_TTL
-from .base import BaseBackend, import_sdk
+from .base import BaseBackend, SelfHostedAuthMixin, import_sdk
 
 __all__ = ["RedisBackend", "client_config_for"]
 
@@ -54,7 +54,7 @@ def client_config_for(alias: str) -> dict[str, Any]:
     return {"backend": alias, "url": server["public_url"], "path": server["path"]}
 
 
-class RedisBackend(BaseBackend):
+class RedisBackend(SelfHostedAuthMixin, BaseBackend):
     """Publish with Redis ``PUBLISH``; every rtbridge server node subscribed to a channel gets it.
 
     Options (``RTBRIDGE_OPTIONS``): ``url`` (``redis://[:password@]host:port/db``, also

@@ -7,13 +7,13 @@ import asyncio
 import logging
 import signal
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from django.apps import apps
 from django.contrib.staticfiles.handlers import StaticFilesHandler
 from django.core.exceptions import ImproperlyConfigured
 from django.core.wsgi import get_wsgi_application
-from django.utils.module_loading import import_string
 
 from .. import conf
 from ..redis_wire import DEFAULT_PREFIX, DEFAULT_URL, check_prefix, check_url, safe_url
@@ -55,23 +55,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _backend_class() -> Any:
-    # TODO(lead): use the one backend_class() loader once it lands in a module the server may
-    # import (not rtbridge.backends, not rtbridge.publishers).
-    path = conf.resolve_backend_path()
-    try:
-        return import_string(path)
-    except ImportError as exc:
-        raise StartupError(
-            f"RTBRIDGE_BACKEND names {path!r}, which cannot be imported: {exc}"
-        ) from exc
-
-
-def _broker(redis_url: str | None, config: ServerConfig) -> Broker:
+def _broker(backend: type, redis_url: str | None, config: ServerConfig) -> Broker:
     # The backend's alias is what it tells the JS client ("redis": the self-hosted server fed
     # by Redis), so it also says whether this node must read Redis; RedisBackend subclasses
     # inherit it. The server imports no backend: the options are read as the wire defines them.
-    alias = getattr(_backend_class(), "alias", None)
+    alias = getattr(backend, "alias", None)
     uses_redis = alias == "redis"
     if not uses_redis and redis_url is None:
         if alias != "local":
@@ -97,15 +85,20 @@ def _broker(redis_url: str | None, config: ServerConfig) -> Broker:
 
 def build_server(
     *,
+    backend_class: Callable[[], type],
     address: str = DEFAULT_ADDRESS,
     port: int = DEFAULT_PORT,
     with_django: bool = False,
     redis_url: str | None = None,
 ) -> Server:
-    """Build a server from the Django settings (broker, limits, origins, the WSGI app)."""
+    """Build a server from the Django settings (broker, limits, origins, the WSGI app).
+
+    ``backend_class()`` returns the class ``RTBRIDGE_BACKEND`` names (the caller passes
+    ``rtbridge.backends.loading.backend_class``: the server imports no backend code).
+    """
     try:
         config = ServerConfig.load()
-        broker = _broker(redis_url, config)
+        broker = _broker(backend_class(), redis_url, config)
     except ImproperlyConfigured as exc:
         raise StartupError(str(exc)) from exc
     if isinstance(broker, MemoryBroker) and not with_django:
