@@ -157,7 +157,7 @@ class Server:
         self.stats = NodeStats()
         self.revocations = Revocations(self.broker)
         self.hub = Hub(self.broker, self.stats, self.revocations, self.config.max_connections)
-        self.presence = self.broker.presence(self.hub, self.node_id)
+        self.presence = self.broker.make_presence(self.hub, self.node_id)
         self.flushes = FlushQueue()
         self.sweeper = Sweeper(self.config, self.hub, self.revocations, self.stats)
         #: Runs router calls in threads while the server runs (if it offers calls).

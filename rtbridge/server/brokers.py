@@ -47,7 +47,7 @@ class Broker:
     name = "broker"
     _events: BrokerEvents | None = None
 
-    def presence(self, events: PresenceEvents, node_id: str) -> Presence:
+    def make_presence(self, events: PresenceEvents, node_id: str) -> Presence:
         """Return the presence store that goes with this broker (node entries in memory)."""
         return MemoryPresence(events)
 
@@ -150,7 +150,7 @@ class RedisBroker(Broker):
         """Return whether the pub/sub connection is up."""
         return self._connected
 
-    def presence(self, events: PresenceEvents, node_id: str) -> Presence:
+    def make_presence(self, events: PresenceEvents, node_id: str) -> Presence:
         """Return presence kept in this Redis, shared with every node on the same prefix."""
         return RedisPresence(
             events,

@@ -27,6 +27,9 @@ logger = logging.getLogger("rtbridge.server")
 #: serves calls, that is with the Django project's app registry ready.
 ROUTER_ENTRY = "rtbridge.routers.call"
 
+#: The reply body of a call that raised (over HTTP, Django would answer 500).
+_FAILED = {"error": {"code": "server_error", "message": "The call failed on the server."}}
+
 #: ``handler(route, verb, args, *, user, socket_id) -> (status, JSON-ready body)``.
 CallHandler = Callable[..., tuple[int, Any]]
 
@@ -71,39 +74,27 @@ class CallRunner:
         ``user`` is the connection's user when already known, else ``None`` (it is loaded
         from ``session_key`` in the worker thread and returned for the next calls).
         """
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._executor, self._call, user, session_key, route, verb, args, socket_id
-        )
+
+        def call() -> tuple[Any, int, str]:
+            # The same discipline as Django's request_started/request_finished: a thread
+            # reused by many calls must not keep a broken or expired database connection.
+            close_old_connections()
+            try:
+                caller = load_user(session_key) if user is None else user
+                try:
+                    status, body = self._handler(
+                        route, verb, args, user=caller, socket_id=socket_id
+                    )
+                except Exception:
+                    # Over HTTP Django would answer 500; here the socket must stay usable.
+                    logger.exception("rtbridge: socket call %s.%s failed", route, verb)
+                    status, body = 500, _FAILED
+                return caller, status, encode_json(body)
+            finally:
+                close_old_connections()
+
+        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
 
     def shutdown(self) -> None:
         """Stop the threads (calls still queued are cancelled)."""
         self._executor.shutdown(wait=False, cancel_futures=True)
-
-    def _call(
-        self,
-        user: Any,
-        session_key: str | None,
-        route: str,
-        verb: str,
-        args: dict[str, Any],
-        socket_id: str,
-    ) -> tuple[Any, int, str]:
-        # The same discipline as Django's request_started/request_finished: a thread reused
-        # by many calls must not keep a broken or expired database connection.
-        close_old_connections()
-        try:
-            if user is None:
-                user = load_user(session_key)
-            try:
-                status, body = self._handler(route, verb, args, user=user, socket_id=socket_id)
-            except Exception:
-                # Over HTTP Django would answer 500; here the socket must stay usable.
-                logger.exception("rtbridge: socket call %s.%s failed", route, verb)
-                status = 500
-                body = {
-                    "error": {"code": "server_error", "message": "The call failed on the server."}
-                }
-            return user, status, encode_json(body)
-        finally:
-            close_old_connections()

@@ -64,11 +64,12 @@ async def test_write_message_fallback_still_disconnects_a_slow_consumer(
     await reader.subscribe("firehose")
     stalled = _stalled_socket(server.port, server.config.path)
     await eventually(lambda: server.hub.subscribers("firehose") == 2)
-    count = 200  # 20 MB: far more than the kernel buffers and the 256 KiB limit together
+    count = 1000  # 20 MB: far more than the kernel buffers and the 256 KiB limit together
     for number in range(count):
-        # One at a time: the fallback counts a write until its future is done, a turn or two
-        # of the loop after the kernel took it, so a burst would count as unsent here.
-        server.publish(Message("firehose", "chunk", {"n": number, "pad": "x" * 100_000}))
+        # One small frame at a time: the fallback counts a write until its future is done, a
+        # loop turn or two after the kernel took it, so the healthy reader's count is a few
+        # frames; a burst, or frames near the limit, would count as unsent here.
+        server.publish(Message("firehose", "chunk", {"n": number, "pad": "x" * 20_000}))
         assert (await reader.messages(1, timeout=20))[0]["seq"] == number + 1
     assert server.hub.stats.slow_consumers == 1
     assert server.hub.subscribers("firehose") == 1
