@@ -1,4 +1,4 @@
-"""The JS client's built files in ``rtbridge/static/rtbridge/``: which one a page loads, and their checks."""
+"""The JS client's builds in ``rtbridge/static/rtbridge/``: which one a page loads; their checks."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ __all__ = [
 JS_DIR = Path(__file__).resolve().parent / "clients" / "js"
 #: The builds, where Django's ``AppDirectoriesFinder`` finds them as ``rtbridge/<name>``.
 STATIC_DIR = Path(__file__).resolve().parent / "static" / "rtbridge"
-#: Written by the build with the files: ``client_config()["backend"]`` → its module and classic file.
+#: Written with the builds: ``client_config()["backend"]`` → its module and classic file.
 BUNDLES_FILE = STATIC_DIR / "bundles.json"
 #: What rebuilds them in a checkout (they are committed; a test fails when they are stale).
 BUILD_COMMAND = "make js-build"
@@ -66,9 +66,7 @@ def _missing_builds() -> list[str]:
     entries = [manifest["all"], *manifest["backends"].values()]
     names = {name for entry in entries for name in entry.values()}
     return sorted(
-        str(STATIC_DIR.parent / name)
-        for name in names
-        if not (STATIC_DIR.parent / name).is_file()
+        str(STATIC_DIR.parent / name) for name in names if not (STATIC_DIR.parent / name).is_file()
     )
 
 

@@ -37,7 +37,15 @@ console.log(JSON.stringify({refused, state: rt.state, global: globalThis.RTBridg
 rt.disconnect();
 """
     result = run(
-        [node(), "--input-type=module", "-e", script, str(STATIC_DIR / "rtbridge.null.js"), "locmem", "local"],
+        [
+            node(),
+            "--input-type=module",
+            "-e",
+            script,
+            str(STATIC_DIR / "rtbridge.null.js"),
+            "locmem",
+            "local",
+        ],
         cwd=JS_DIR,
     )
     answer = json.loads(result.stdout)

@@ -55,7 +55,9 @@ def test_make_test_runs_the_system_packages_step_before_the_tests() -> None:
 def test_as_root_the_missing_packages_are_installed(apt_get: Path) -> None:
     result = make("system-deps", *MISSING, "USER_ID=0", f"APT_GET={apt_get}")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout == "make: installing chromium redis-server (Debian packages the tests need)\n"
+    assert (
+        result.stdout == "make: installing chromium redis-server (Debian packages the tests need)\n"
+    )
     log = (apt_get.parent / "apt.log").read_text(encoding="utf-8").splitlines()
     assert log == ["update -qq", "install -y -qq chromium redis-server"]
 
@@ -85,7 +87,10 @@ def test_nothing_happens_when_the_packages_are_there(apt_get: Path, tmp_path: Pa
 
 def test_an_old_python_is_refused_in_one_line(tmp_path: Path) -> None:
     python = tmp_path / "python3.9"
-    python.write_text('#!/bin/sh\n[ "$1" = --version ] && echo "Python 3.9.2" && exit 0\nexit 1\n', encoding="utf-8")
+    python.write_text(
+        '#!/bin/sh\n[ "$1" = --version ] && echo "Python 3.9.2" && exit 0\nexit 1\n',
+        encoding="utf-8",
+    )
     python.chmod(0o755)
     result = make("venv", f"PYTHON={python}", f"VENV={tmp_path / 'venv'}")
     assert result.returncode != 0

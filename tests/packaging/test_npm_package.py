@@ -128,7 +128,11 @@ def test_the_tarball_holds_the_client_types_and_licence_only(packed: Path) -> No
     assert manifest["repository"]["url"].startswith("git+https://")
     assert {"package/index.d.ts", "package/types/core.d.ts", "package/src/rtbridge.js"} <= names
     assert "package/classic/rtbridge.iife.js" in names
-    assert not [n for n in names if n.startswith(("package/test/", "package/scripts/", "package/node_modules/"))]
+    assert not [
+        n
+        for n in names
+        if n.startswith(("package/test/", "package/scripts/", "package/node_modules/"))
+    ]
     # Links must work on the registry's page too: absolute, or to a file in the package.
     for target in re.findall(r"\]\(([^)]+)\)", readme):
         assert target.startswith("https://") or f"package/{target}" in names, target
@@ -147,14 +151,27 @@ def test_every_export_has_types_that_match_its_runtime_exports(project: Path) ->
 
 def test_a_strict_typescript_project_type_checks_every_entry(project: Path) -> None:
     run([node(), str(TSC), "-p", "tsconfig.json"], cwd=project)
-    bundler = dict(TSCONFIG, compilerOptions=dict(TSCONFIG["compilerOptions"], module="esnext", moduleResolution="bundler"))  # type: ignore[arg-type]
+    bundler = dict(
+        TSCONFIG,
+        compilerOptions=dict(
+            TSCONFIG["compilerOptions"], module="esnext", moduleResolution="bundler"
+        ),
+    )  # type: ignore[arg-type]
     (project / "tsconfig.bundler.json").write_text(json.dumps(bundler), encoding="utf-8")
     run([node(), str(TSC), "-p", "tsconfig.bundler.json"], cwd=project)
 
 
 def test_the_project_bundles_from_the_installed_package(project: Path) -> None:
     run(
-        [str(ESBUILD), "usage.ts", "--bundle", "--format=esm", "--minify", "--metafile=meta.json", "--outfile=out.js"],
+        [
+            str(ESBUILD),
+            "usage.ts",
+            "--bundle",
+            "--format=esm",
+            "--minify",
+            "--metafile=meta.json",
+            "--outfile=out.js",
+        ],
         cwd=project,
     )
     inputs = json.loads((project / "meta.json").read_text(encoding="utf-8"))["inputs"]
@@ -164,7 +181,17 @@ def test_the_project_bundles_from_the_installed_package(project: Path) -> None:
 
 def bundle_size(project: Path, name: str, source: str) -> int:
     (project / f"{name}.js").write_text(source, encoding="utf-8")
-    run([str(ESBUILD), f"{name}.js", "--bundle", "--format=esm", "--minify", f"--outfile={name}.out.js"], cwd=project)
+    run(
+        [
+            str(ESBUILD),
+            f"{name}.js",
+            "--bundle",
+            "--format=esm",
+            "--minify",
+            f"--outfile={name}.out.js",
+        ],
+        cwd=project,
+    )
     return len(gzip.compress((project / f"{name}.out.js").read_bytes(), compresslevel=9))
 
 

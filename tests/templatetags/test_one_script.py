@@ -72,9 +72,7 @@ def test_a_self_hosted_page_loads_one_rtbridge_script(
     errors: list[str] = []
     page.on(
         "request",
-        lambda request: scripts.append(request.url)
-        if request.resource_type == "script"
-        else None,
+        lambda request: scripts.append(request.url) if request.resource_type == "script" else None,
     )
     page.on("pageerror", lambda error: errors.append(str(error)))
     try:

@@ -179,9 +179,7 @@ def test_collectstatic_with_manifest_storage_and_the_tag_gives_the_hashed_name(
 ) -> None:
     storages = {
         "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-        "staticfiles": {
-            "BACKEND": "django.contrib.staticfiles.storage.ManifestStaticFilesStorage"
-        },
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.ManifestStaticFilesStorage"},
     }
     with override_settings(
         STATIC_ROOT=str(tmp_path), STORAGES=storages, RTBRIDGE_BACKEND="local", RTBRIDGE_OPTIONS={}
