@@ -29,9 +29,9 @@ from django.test import override_settings
 
 import rtbridge
 from benchmarks.common import print_table, write_results
-from rtbridge.auth import Grant
 from rtbridge.channel_names import encode_for_pusher
 from rtbridge.publishers import get_backend
+from rtbridge.tokens import Grant
 from tests.wire.fakes.firebase import FakeFirebase
 from tests.wire.fakes.pubnub import FakePubNub
 from tests.wire.servers import NodeListener, Soketi

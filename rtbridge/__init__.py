@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from .auth import channel, revoke
+from .auth import channel
+from .backends.locmem import outbox  # locmem's messages, in order (like mail.outbox)
 from .exceptions import InvalidMessage, PublishError
 from .messages import Message
 from .publishers import (
@@ -13,6 +14,7 @@ from .publishers import (
     publish,
     publish_instances,
     register,
+    revoke,
     suppress,
     unregister,
 )
@@ -20,9 +22,6 @@ from .routers import BaseRouter, LoginRequired, ModelRouter, Permission, verb
 from .serializers import ModelSerializer
 
 __version__ = "0.1.0.dev0"
-
-#: Messages published through the ``locmem`` backend, in order (like ``django.core.mail.outbox``).
-outbox: list[Message] = []
 
 __all__ = [
     "BaseRouter",

@@ -1,4 +1,4 @@
-"""Channel authorization: the rule registry, model hooks, presence member info, signed tokens.
+"""Channel authorization: the rule registry, model hooks and presence member info.
 
 ::
 
@@ -24,30 +24,30 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from django.utils.module_loading import autodiscover_modules
+from django.utils.module_loading import autodiscover_modules, import_string
 
-from . import channel_names
-from .exceptions import InvalidToken, Refused
+from . import channel_names, exceptions, tokens
 from .messages import encode_json
-from .tokens import DEFAULT_TOKEN_TTL, Grant, sign_subscription, verify_subscription
+from .model_config import config_for_base
 
-__all__ = [
-    "DEFAULT_TOKEN_TTL",
-    "Grant",
-    "InvalidToken",
-    "Refused",
-    "authorize",
-    "autodiscover",
-    "channel",
-    "revoke",
-    "rules",
-    "sign_subscription",
-    "verify_subscription",
-]
+__all__ = ["authorize", "autodiscover", "channel", "rules"]
+
+#: Names that moved out of this module (issue 11): served for one more release with a
+#: DeprecationWarning naming the new path. Resolved by dotted path when first asked for.
+_MOVED = {
+    "DEFAULT_TOKEN_TTL": "rtbridge.tokens.DEFAULT_TOKEN_TTL",
+    "Grant": "rtbridge.tokens.Grant",
+    "sign_subscription": "rtbridge.tokens.sign_subscription",
+    "verify_subscription": "rtbridge.tokens.verify_subscription",
+    "InvalidToken": "rtbridge.exceptions.InvalidToken",
+    "Refused": "rtbridge.exceptions.Refused",
+    "revoke": "rtbridge.revoke",
+}
 
 _PLACEHOLDER_RE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # A placeholder matches one name segment: no "." or ";" (the scheme's separators).
@@ -122,19 +122,13 @@ def autodiscover() -> None:
     autodiscover_modules("channels")
 
 
-def _user_id(user: Any) -> str | None:
-    if user is None or not getattr(user, "is_authenticated", False):
-        return None
-    return str(user.pk)
-
-
 def _member(user: Any, info: Any, channel_name: str) -> dict[str, Any]:
     if not isinstance(info, dict):
         raise TypeError(
             f"The presence authorizer of {channel_name!r} returned {info!r}; return a dict of "
             "member info (or None to refuse)."
         )
-    member_id = info.get("id", _user_id(user))
+    member_id = info.get("id", tokens.user_id_of(user))
     if member_id is None:
         raise TypeError(
             f"The presence authorizer of {channel_name!r} returned no 'id' for an anonymous "
@@ -156,8 +150,6 @@ def _member(user: Any, info: Any, channel_name: str) -> dict[str, Any]:
 
 def _authorize_model_channel(user: Any, name: str) -> bool | None:
     """Authorize ``private-<model channel>`` by the model's ``authorize`` hook; None if no model."""
-    from .publishers import config_for_base
-
     base, filters = channel_names.parse_filter_channel(name)
     pk: str | None = None
     config = config_for_base(base)
@@ -170,10 +162,12 @@ def _authorize_model_channel(user: Any, name: str) -> bool | None:
         return None
     if filters:
         if pk is not None:
-            raise Refused(f"Channel {name!r} mixes an object id and filters.", "invalid_channel")
+            raise exceptions.Refused(
+                f"Channel {name!r} mixes an object id and filters.", "invalid_channel"
+            )
         if tuple(sorted(filters)) not in config.filters:
             allowed = ", ".join("+".join(group) for group in config.filters) or "none"
-            raise Refused(
+            raise exceptions.Refused(
                 f"Channel {name!r} filters on {', '.join(sorted(filters))}, which "
                 f"{config.model._meta.label} does not declare; declared filters: {allowed}.",
                 "undeclared_filter",
@@ -184,16 +178,17 @@ def _authorize_model_channel(user: Any, name: str) -> bool | None:
     return bool(config.authorize(user, values))
 
 
-def authorize(user: Any, name: str) -> Grant:
+def authorize(user: Any, name: str) -> tokens.Grant:
     """Decide whether ``user`` may subscribe to the protected channel ``name``.
 
-    Returns a :class:`Grant` (with member info on presence channels) or raises
-    :class:`Refused` saying why. Public channel names are granted as they are.
+    Returns a :class:`~rtbridge.tokens.Grant` (with member info on presence channels) or
+    raises :class:`~rtbridge.exceptions.Refused` saying why. Public channel names are granted
+    as they are.
     """
     channel_names.validate_channel(name)
-    user_id = _user_id(user)
+    user_id = tokens.user_id_of(user)
     if not channel_names.is_protected(name):
-        return Grant(name, user_id)
+        return tokens.Grant(name, user_id)
     for rule in _rules:
         match = rule.regex.fullmatch(name)
         if match is None:
@@ -201,18 +196,18 @@ def authorize(user: Any, name: str) -> Grant:
         result = rule.callback(user, **match.groupdict())
         if rule.presence:
             if result is None or result is False:
-                raise Refused(_refusal(user, name), _refusal_code(user))
-            return Grant(name, user_id, _member(user, result, name))
+                raise exceptions.Refused(_refusal(user, name), _refusal_code(user))
+            return tokens.Grant(name, user_id, _member(user, result, name))
         if result is not True:
-            raise Refused(_refusal(user, name), _refusal_code(user))
-        return Grant(name, user_id)
+            raise exceptions.Refused(_refusal(user, name), _refusal_code(user))
+        return tokens.Grant(name, user_id)
     if name.startswith(channel_names.PRIVATE_PREFIX):
         allowed = _authorize_model_channel(user, name)
         if allowed:
-            return Grant(name, user_id)
+            return tokens.Grant(name, user_id)
         if allowed is False:
-            raise Refused(_refusal(user, name), _refusal_code(user))
-    raise Refused(
+            raise exceptions.Refused(_refusal(user, name), _refusal_code(user))
+    raise exceptions.Refused(
         f"No authorization rule matches {name!r}; register one with "
         "@rtbridge.channel(pattern) in <app>/channels.py (protected channels are refused "
         "by default).",
@@ -221,25 +216,24 @@ def authorize(user: Any, name: str) -> Grant:
 
 
 def _refusal(user: Any, name: str) -> str:
-    if _user_id(user) is None:
+    if tokens.user_id_of(user) is None:
         return f"Log in to subscribe to {name!r}."
     return f"You may not subscribe to {name!r}."
 
 
 def _refusal_code(user: Any) -> str:
-    return "login_required" if _user_id(user) is None else "forbidden"
+    return "login_required" if tokens.user_id_of(user) is None else "forbidden"
 
 
-def revoke(user: Any, channel_name: str) -> None:
-    """End ``user``'s live subscriptions to ``channel_name`` and refuse tokens issued before now.
-
-    ``user`` is a user object or a user id. Works on the rtbridge server transports; hosted
-    backends raise ``NotImplementedError`` (their grants expire by themselves).
-    """
-    from .publishers import get_backend
-
-    channel_names.validate_channel(channel_name)
-    user_id = _user_id(user) if hasattr(user, "is_authenticated") else str(user)
-    if user_id is None:
-        raise ValueError("Cannot revoke for an anonymous user; give a user or a user id.")
-    get_backend().revoke(user_id, channel_name)
+def __getattr__(name: str) -> Any:
+    """Serve a name listed in ``_MOVED`` from its new home, with a DeprecationWarning."""
+    new_path = _MOVED.get(name)
+    if new_path is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    warnings.warn(
+        f"rtbridge.auth.{name} has moved to {new_path}; import it from there (the old path "
+        "goes away in the next release).",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return import_string(new_path)

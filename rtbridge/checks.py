@@ -6,11 +6,10 @@ from typing import Any
 
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
-from django.utils.module_loading import import_string
 
 from . import conf
-from .backends.base import BaseBackend
-from .publishers import get_config, registered_models
+from .backends.loading import backend_class
+from .model_config import get_config, registered_models
 from .serializers import ModelSerializer
 
 ERROR_IDS = {
@@ -37,50 +36,33 @@ def _error(code: str, msg: str, hint: str, obj: Any = None) -> checks.Error:
 def check_backend(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     """Check ``RTBRIDGE_BACKEND`` and ``RTBRIDGE_OPTIONS`` without opening any connection."""
     try:
-        path = conf.resolve_backend_path()
+        backend_type = backend_class()
     except ImproperlyConfigured as exc:
         return [
             _error(
                 "E001",
                 str(exc),
-                f"Use one of {', '.join(conf.BACKEND_ALIASES)} or a dotted path.",
-            )
-        ]
-    try:
-        backend_class = import_string(path)
-    except ImportError as exc:
-        return [
-            _error(
-                "E001",
-                f"RTBRIDGE_BACKEND names {path!r}, which cannot be imported: {exc}",
-                "Check the dotted path (module.ClassName) and that the module is installed.",
-            )
-        ]
-    if not (isinstance(backend_class, type) and issubclass(backend_class, BaseBackend)):
-        return [
-            _error(
-                "E001",
-                f"RTBRIDGE_BACKEND names {path!r}, which is not a BaseBackend subclass.",
-                "Subclass rtbridge.backends.base.BaseBackend and implement publish(message).",
+                f"Use one of {', '.join(conf.BACKEND_ALIASES)} or the dotted path of a "
+                "BaseBackend subclass (module.ClassName).",
             )
         ]
     errors: list[checks.CheckMessage] = []
     try:
-        backend_class.check_sdk()
+        backend_type.check_sdk()
     except ImproperlyConfigured as exc:
-        extra = backend_class.sdk[1] if backend_class.sdk else backend_class.alias
+        extra = backend_type.sdk[1] if backend_type.sdk else backend_type.alias
         errors.append(_error("E002", str(exc), f"pip install 'rtbridge[{extra}]'"))
     try:
         options = conf.backend_options()
     except ImproperlyConfigured as exc:
         return [*errors, _error("E004", str(exc), "Make RTBRIDGE_OPTIONS a dict.")]
-    accepted = set(backend_class.option_names())
-    for name in backend_class.required_options:
+    accepted = set(backend_type.option_names())
+    for name in backend_type.required_options:
         if name not in options:
             errors.append(
                 _error(
                     "E003",
-                    f"{backend_class.__name__} needs the option {name!r} in RTBRIDGE_OPTIONS.",
+                    f"{backend_type.__name__} needs the option {name!r} in RTBRIDGE_OPTIONS.",
                     f"Add RTBRIDGE_OPTIONS = {{{name!r}: ...}}; see docs/backends.md.",
                 )
             )
@@ -88,7 +70,7 @@ def check_backend(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMe
         errors.append(
             _error(
                 "E004",
-                f"{backend_class.__name__} does not accept the option {name!r}.",
+                f"{backend_type.__name__} does not accept the option {name!r}.",
                 f"Accepted options: {', '.join(sorted(accepted)) or 'none'}.",
             )
         )

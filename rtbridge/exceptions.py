@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from django.core.exceptions import ImproperlyConfigured
 
 __all__ = [
@@ -10,10 +13,12 @@ __all__ = [
     "InvalidEventName",
     "InvalidMessage",
     "InvalidToken",
+    "NotSupported",
     "PayloadTooLarge",
     "PublishError",
     "RTBridgeError",
     "Refused",
+    "RouterError",
 ]
 
 
@@ -55,6 +60,10 @@ class PublishError(RTBridgeError):
         self.retryable = retryable
 
 
+class NotSupported(RTBridgeError, NotImplementedError):
+    """The active backend does not offer this optional feature (auth answers, revocation...)."""
+
+
 class Refused(RTBridgeError):
     """The user may not subscribe to the channel; ``code`` says why (for the JSON error)."""
 
@@ -69,3 +78,28 @@ class InvalidToken(RTBridgeError):
     def __init__(self, message: str, code: str) -> None:
         super().__init__(message)
         self.code = code
+
+
+class RouterError(RTBridgeError):
+    """A call that cannot be served: becomes ``{"error": {...}}`` with an HTTP-like status."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        fields: Mapping[str, list[str]] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.fields = dict(fields) if fields else None
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the JSON error body."""
+        error: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.fields is not None:
+            error["fields"] = self.fields
+        return {"error": error}

@@ -6,18 +6,20 @@ import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 from django.core.serializers.json import DjangoJSONEncoder
 
 from .channel_names import channels_arg
 from .exceptions import InvalidEventName, InvalidMessage, PayloadTooLarge
 
-__all__ = ["MAX_EVENT_LENGTH", "Message", "encode_json"]
+__all__ = ["MAX_EVENT_LENGTH", "Message", "encode_json", "is_socket_id"]
 
 MAX_EVENT_LENGTH = 64
 _EVENT_RE = re.compile(r"[A-Za-z0-9_\-.]+")
 _SOCKET_ID_RE = re.compile(r"[A-Za-z0-9_\-.:]{1,100}")
+#: What :func:`is_socket_id` accepts, for error messages.
+SOCKET_ID_RULE = "1-100 characters of A-Z a-z 0-9 _ - . :"
 # Client events (whispers) are sent by browsers only; the server never publishes them.
 RESERVED_EVENT_PREFIXES = ("client-",)
 
@@ -27,6 +29,11 @@ _encoder = DjangoJSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_na
 def encode_json(value: Any) -> str:
     """Encode ``value`` as compact JSON, allowing Django's types (datetime, Decimal, UUID, ...)."""
     return _encoder.encode(value)
+
+
+def is_socket_id(value: object) -> TypeGuard[str]:
+    """Return whether ``value`` can be a socket id on any transport (see ``SOCKET_ID_RULE``)."""
+    return isinstance(value, str) and _SOCKET_ID_RE.fullmatch(value) is not None
 
 
 def validate_event(event: object) -> str:
@@ -76,12 +83,9 @@ class Message:
     ) -> None:
         object.__setattr__(self, "channels", channels_arg(channels))
         object.__setattr__(self, "event", validate_event(event))
-        if exclude is not None and (
-            not isinstance(exclude, str) or not _SOCKET_ID_RE.fullmatch(exclude)
-        ):
+        if exclude is not None and not is_socket_id(exclude):
             raise InvalidMessage(
-                f"exclude={exclude!r} is not a socket id; socket ids are 1-100 characters "
-                "of A-Z a-z 0-9 _ - . :"
+                f"exclude={exclude!r} is not a socket id; socket ids are {SOCKET_ID_RULE}"
             )
         object.__setattr__(self, "exclude", exclude)
         try:
@@ -116,15 +120,6 @@ class Message:
                 size=size,
                 limit=max_bytes,
             )
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return the message as JSON-ready data (``data`` decoded from the payload)."""
-        return {
-            "channels": list(self.channels),
-            "event": self.event,
-            "data": json.loads(self.payload),
-            "exclude": self.exclude,
-        }
 
     def as_received(self) -> Message:
         """Return a deep copy whose ``data`` is decoded from the payload, as a client gets it.

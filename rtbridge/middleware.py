@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextvars
-import re
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -11,11 +10,12 @@ from typing import Any
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponse
 
+from .messages import is_socket_id
+
 __all__ = ["SOCKET_ID_HEADER", "SocketIdMiddleware", "sender_socket_id", "to_everyone"]
 
 #: The header the JavaScript client sets on its HTTP calls (``X-RTBridge-Socket-Id``).
 SOCKET_ID_HEADER = "HTTP_X_RTBRIDGE_SOCKET_ID"
-_SOCKET_ID_RE = re.compile(r"[A-Za-z0-9_\-.:]{1,100}")
 _sender: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "rtbridge_sender_socket_id", default=None
 )
@@ -62,9 +62,7 @@ class SocketIdMiddleware:
     @staticmethod
     def _socket_id(request: HttpRequest) -> str | None:
         value = request.META.get(SOCKET_ID_HEADER)
-        if isinstance(value, str) and _SOCKET_ID_RE.fullmatch(value):
-            return value
-        return None
+        return value if is_socket_id(value) else None
 
     def __call__(self, request: HttpRequest) -> HttpResponse | Awaitable[HttpResponse]:
         if self._is_async:

@@ -1,33 +1,46 @@
-"""``publish``/``apublish``, the backend cache, and (below) model publishing."""
+"""``publish``/``apublish``/``revoke``, the backend cache, and (below) model publishing."""
 
 from __future__ import annotations
 
 import contextvars
 import logging
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Any
 
 from django.core.signals import setting_changed
 from django.db import models, transaction
 from django.db.models import signals
 from django.dispatch import receiver
-from django.utils.module_loading import import_string
 
 from . import channel_names, conf
 from .backends.base import BaseBackend
+from .backends.loading import backend_class
 from .exceptions import ImproperlyConfigured, PayloadTooLarge
 from .messages import Message
 from .middleware import sender_socket_id
-from .serializers import ModelSerializer, as_serializer
+from .model_config import (
+    EVENT_CREATED,
+    EVENT_DELETED,
+    EVENT_UPDATED,
+    MODEL_EVENTS,
+    PublishConfig,
+    add_config,
+    build_config,
+    config_for_base,
+    get_config,
+    registered_models,
+    remove_config,
+)
+from .tokens import user_id_of
 
 __all__ = [
     "PublishConfig",
     "SelfPublishModel",
     "apublish",
+    "build_config",
+    "config_for_base",
     "flush",
     "get_backend",
     "get_config",
@@ -35,7 +48,9 @@ __all__ = [
     "publish",
     "publish_instances",
     "register",
+    "registered_models",
     "reset_backend",
+    "revoke",
     "suppress",
     "unregister",
 ]
@@ -49,22 +64,11 @@ def load_backend(path: str | None = None, **options: Any) -> BaseBackend:
 
     ``options`` default to ``RTBRIDGE_OPTIONS``.
     """
-    dotted = conf.resolve_backend_path(path)
-    try:
-        backend_class = import_string(dotted)
-    except ImportError as exc:
-        raise ImproperlyConfigured(
-            f"RTBRIDGE_BACKEND names {dotted!r}, which cannot be imported: {exc}"
-        ) from exc
-    if not (isinstance(backend_class, type) and issubclass(backend_class, BaseBackend)):
-        raise ImproperlyConfigured(
-            f"RTBRIDGE_BACKEND names {dotted!r}, which is not a subclass of "
-            "rtbridge.backends.base.BaseBackend."
-        )
-    backend_class.check_sdk()
+    cls = backend_class(path)
+    cls.check_sdk()
     if path is None and not options:
         options = conf.backend_options()
-    return backend_class(**options)
+    return cls(**options)
 
 
 def get_backend() -> BaseBackend:
@@ -142,6 +146,19 @@ def flush(timeout: float | None = None) -> None:
         _backend.flush(timeout)
 
 
+def revoke(user: Any, channel_name: str) -> None:
+    """End ``user``'s live subscriptions to ``channel_name`` and refuse tokens issued before now.
+
+    ``user`` is a user object or a user id. Works on the rtbridge server transports; hosted
+    backends raise ``NotImplementedError`` (their grants expire by themselves).
+    """
+    channel_names.validate_channel(channel_name)
+    user_id = user_id_of(user) if hasattr(user, "is_authenticated") else str(user)
+    if user_id is None:
+        raise ValueError("Cannot revoke for an anonymous user; give a user or a user id.")
+    get_backend().revoke(user_id, channel_name)
+
+
 # Model publishing ---------------------------------------------------------------------------
 #
 # The flow: post_init snapshots the tracked field values; post_save / post_delete / m2m_changed
@@ -150,9 +167,6 @@ def flush(timeout: float | None = None) -> None:
 
 logger = logging.getLogger("rtbridge.publishers")
 
-EVENT_CREATED = "created"
-EVENT_UPDATED = "updated"
-EVENT_DELETED = "deleted"
 #: Sent to a filter channel the object no longer matches (data: ``{"id": pk}``).
 EVENT_LEFT = "left"
 #: Sent to a filter channel the object now matches after an update (data: the whole object).
@@ -165,167 +179,6 @@ _DEFERRED = object()
 _suppressed: contextvars.ContextVar[bool] = contextvars.ContextVar(
     "rtbridge_suppressed", default=False
 )
-_registry: dict[type[models.Model], PublishConfig] = {}
-_CONFIG_OPTIONS = frozenset(
-    {
-        "serializer",
-        "fields",
-        "channel",
-        "filters",
-        "object_channels",
-        "collection_channel",
-        "events",
-        "authorize",
-        "exclude_sender",
-    }
-)
-
-
-@dataclass(frozen=True)
-class PublishConfig:
-    """How one model publishes: serializer, channel base, filter groups and events."""
-
-    model: type[models.Model]
-    serializer: Any
-    base: str
-    filters: tuple[tuple[str, ...], ...]
-    object_channels: bool = True
-    collection_channel: bool = True
-    events: frozenset[str] = frozenset({EVENT_CREATED, EVENT_UPDATED, EVENT_DELETED})
-    tracked: tuple[str, ...] = field(default=())
-    #: ``authorize(user, values) -> bool`` for the model's ``private-`` channels, or None.
-    authorize: Callable[[Any, dict[str, str]], bool] | None = None
-    #: Leave out the socket that sent the request (``SocketIdMiddleware``); default True.
-    exclude_sender: bool = True
-
-    @cached_property
-    def serializer_object(self) -> Any:
-        """Return the serializer, resolved: a ModelSerializer instance or a DRF class."""
-        owner = f"{self.model._meta.label}.RTBridge.serializer"
-        value = self.serializer
-        if isinstance(value, str):
-            try:
-                value = import_string(value)
-            except ImportError as exc:
-                raise ImproperlyConfigured(
-                    f"{owner} = {value!r} cannot be imported: {exc}"
-                ) from exc
-        if isinstance(value, type) and issubclass(value, ModelSerializer):
-            value = value()
-        as_serializer(value, owner=owner)  # validates the kind of serializer
-        return value
-
-    @cached_property
-    def serialize(self) -> Callable[[models.Model], dict[str, Any]]:
-        """Return the function that turns an instance into its whole payload."""
-        return as_serializer(self.serializer_object)
-
-    def serialize_changed(self, obj: models.Model, attnames: set[str]) -> dict[str, Any]:
-        """Return ``id`` plus the payload keys that depend on the changed attributes."""
-        serializer = self.serializer_object
-        if isinstance(serializer, ModelSerializer):
-            return serializer.serialize_changed(obj, attnames)
-        names = attnames | {f.name for f in obj._meta.concrete_fields if f.attname in attnames}
-        return {k: v for k, v in self.serialize(obj).items() if k == "id" or k in names}
-
-    def channels(self, pk: Any, values: dict[str, Any]) -> list[str]:
-        """Return the collection, object and filter channels for ``pk`` and field ``values``."""
-        names: list[str] = []
-        if self.collection_channel:
-            names.append(channel_names.collection_channel(self.base))
-        if self.object_channels:
-            names.append(channel_names.object_channel(self.base, pk))
-        names.extend(self.filter_channels(values))
-        return names
-
-    def filter_channels(self, values: dict[str, Any]) -> list[str]:
-        """Return one filter channel per declared filter group, from attribute ``values``."""
-        return [
-            channel_names.filter_channel(self.base, {name: values[name] for name in group})
-            for group in self.filters
-        ]
-
-
-def _normalize_filters(
-    model: type[models.Model], filters: Iterable[Any]
-) -> tuple[tuple[str, ...], ...]:
-    attnames = {f.attname: f for f in model._meta.concrete_fields}
-    names = {f.name: f for f in model._meta.concrete_fields}
-    groups: list[tuple[str, ...]] = []
-    if isinstance(filters, str):
-        raise ImproperlyConfigured(
-            f"{model._meta.label}.RTBridge.filters = {filters!r} is a string; give a list such "
-            f"as [{filters!r}]."
-        )
-    for entry in filters:
-        group = (entry,) if isinstance(entry, str) else tuple(entry)
-        resolved: list[str] = []
-        for key in group:
-            canonical = channel_names.normalize_filter_key(key)
-            if canonical in attnames:
-                resolved.append(canonical)
-            elif canonical in names:
-                resolved.append(names[canonical].attname)
-            else:
-                raise ImproperlyConfigured(
-                    f"{model._meta.label}.RTBridge.filters names {key!r}, which is not a "
-                    f"concrete field of {model._meta.label}; filters are equality filters on "
-                    f"fields such as {', '.join(sorted(attnames))}."
-                )
-        groups.append(tuple(sorted(set(resolved))))
-    return tuple(dict.fromkeys(groups))
-
-
-def build_config(model: type[models.Model], **options: Any) -> PublishConfig:
-    """Validate publishing ``options`` for ``model`` and return its :class:`PublishConfig`."""
-    unknown = set(options) - _CONFIG_OPTIONS
-    if unknown:
-        raise ImproperlyConfigured(
-            f"{model._meta.label}.RTBridge has unknown option(s) {', '.join(sorted(unknown))}; "
-            f"allowed: {', '.join(sorted(_CONFIG_OPTIONS))}."
-        )
-    serializer = options.get("serializer")
-    fields = options.get("fields")
-    if serializer is None and fields is not None:
-        serializer = type(
-            f"{model.__name__}AutoSerializer",
-            (ModelSerializer,),
-            {"Meta": type("Meta", (), {"model": model, "fields": list(fields)})},
-        )
-    concrete = model._meta.concrete_model or model
-    base = options.get("channel") or f"{concrete._meta.app_label}.{concrete._meta.model_name}"
-    authorizer = options.get("authorize")
-    if isinstance(authorizer, str):
-        authorizer = import_string(authorizer)
-    if authorizer is not None:
-        if not callable(authorizer):
-            raise ImproperlyConfigured(
-                f"{model._meta.label}.RTBridge.authorize = {authorizer!r} is not callable; give "
-                "a function authorize(user, values) -> bool or its dotted path."
-            )
-        # Protected on every transport: Pusher, PubNub and Firebase only authorize by name.
-        if not base.startswith(channel_names.PRIVATE_PREFIX):
-            base = channel_names.PRIVATE_PREFIX + base
-    channel_names.collection_channel(base)  # validates the base
-    events = options.get("events", (EVENT_CREATED, EVENT_UPDATED, EVENT_DELETED))
-    bad_events = set(events) - {EVENT_CREATED, EVENT_UPDATED, EVENT_DELETED}
-    if bad_events:
-        raise ImproperlyConfigured(
-            f"{model._meta.label}.RTBridge.events has {sorted(bad_events)}; allowed: "
-            "'created', 'updated', 'deleted'."
-        )
-    return PublishConfig(
-        model=model,
-        serializer=serializer,
-        base=base,
-        filters=_normalize_filters(model, options.get("filters", ())),
-        object_channels=bool(options.get("object_channels", True)),
-        collection_channel=bool(options.get("collection_channel", True)),
-        events=frozenset(events),
-        tracked=tuple(f.attname for f in model._meta.concrete_fields),
-        authorize=authorizer,
-        exclude_sender=bool(options.get("exclude_sender", True)),
-    )
 
 
 def register(model: type[models.Model], **options: Any) -> PublishConfig:
@@ -337,7 +190,7 @@ def register(model: type[models.Model], **options: Any) -> PublishConfig:
     if model._meta.abstract:
         raise ImproperlyConfigured(f"{model.__name__} is abstract; register concrete models.")
     config = build_config(model, **options)
-    _registry[model] = config
+    add_config(config)
     uid = f"rtbridge:{model._meta.label}"
     signals.post_init.connect(_on_post_init, sender=model, dispatch_uid=uid)
     signals.post_save.connect(_on_post_save, sender=model, dispatch_uid=uid)
@@ -347,28 +200,10 @@ def register(model: type[models.Model], **options: Any) -> PublishConfig:
 
 def unregister(model: type[models.Model]) -> None:
     """Stop publishing ``model``'s changes."""
-    _registry.pop(model, None)
+    remove_config(model)
     uid = f"rtbridge:{model._meta.label}"
     for signal in (signals.post_init, signals.post_save, signals.post_delete):
         signal.disconnect(sender=model, dispatch_uid=uid)
-
-
-def get_config(model: type[models.Model]) -> PublishConfig | None:
-    """Return the publishing config of ``model``, or ``None`` if it does not publish."""
-    return _registry.get(model)
-
-
-def config_for_base(base: str) -> PublishConfig | None:
-    """Return the config whose collection channel is ``base``, or ``None``."""
-    for config in _registry.values():
-        if config.base == base:
-            return config
-    return None
-
-
-def registered_models() -> list[type[models.Model]]:
-    """Return every model that publishes its changes."""
-    return list(_registry)
 
 
 class SelfPublishModel:
@@ -429,7 +264,7 @@ def _snapshot(instance: models.Model, config: PublishConfig) -> None:
 
 
 def _on_post_init(sender: type[models.Model], instance: models.Model, **kwargs: Any) -> None:
-    config = _registry.get(sender)
+    config = get_config(sender)
     if config is not None:
         _snapshot(instance, config)
 
@@ -508,7 +343,7 @@ def _on_post_save(
     update_fields: Any = None,
     **kwargs: Any,
 ) -> None:
-    config = _registry.get(sender)
+    config = get_config(sender)
     if config is None or raw:
         return
     if _suppressed.get():
@@ -558,7 +393,7 @@ def _on_post_save(
 def _on_post_delete(
     sender: type[models.Model], instance: models.Model, using: str | None = None, **kwargs: Any
 ) -> None:
-    config = _registry.get(sender)
+    config = get_config(sender)
     if config is None or _suppressed.get() or EVENT_DELETED not in config.events:
         return
     state = instance.__dict__.get(_STATE_ATTR) or {}
@@ -592,11 +427,11 @@ def _on_m2m_changed(
     using: str | None = None,
     **kwargs: Any,
 ) -> None:
-    if not _registry or _suppressed.get():
+    if _suppressed.get() or not registered_models():
         return
     if action == "pre_clear" and reverse:
         # post_clear carries no pk_set; remember who is about to lose the relation.
-        if model in _registry:
+        if get_config(model) is not None:
             name = _m2m_field_name(model, sender)
             if name is not None:
                 affected = model._default_manager.using(using).filter(**{name: instance})
@@ -605,13 +440,13 @@ def _on_m2m_changed(
     if action not in ("post_add", "post_remove", "post_clear"):
         return
     if not reverse:
-        config = _registry.get(type(instance))
+        config = get_config(type(instance))
         name = _m2m_field_name(type(instance), sender)
         if config is None or name is None or EVENT_UPDATED not in config.events:
             return
         targets: list[models.Model] = [instance]
     else:
-        config = _registry.get(model)
+        config = get_config(model)
         name = _m2m_field_name(model, sender)
         if config is None or name is None or EVENT_UPDATED not in config.events:
             return
@@ -637,12 +472,12 @@ def publish_instances(
     ``publish_instances(created_objs, "created")``). Inside a transaction the messages go out
     when it commits. The models must publish (mixin or :func:`register`).
     """
-    if event not in (EVENT_CREATED, EVENT_UPDATED, EVENT_DELETED):
+    if event not in MODEL_EVENTS:
         raise ValueError(f"event={event!r} is not allowed; use 'created', 'updated' or 'deleted'.")
     messages: list[Message | None] = []
     database = using
     for instance in instances:
-        config = _registry.get(type(instance))
+        config = get_config(type(instance))
         if config is None:
             raise ImproperlyConfigured(
                 f"{type(instance)._meta.label} does not publish; add rtbridge.SelfPublishModel "

@@ -35,9 +35,11 @@ from django.db import models, router, transaction
 from django.utils.module_loading import autodiscover_modules
 
 from . import channel_names
-from .auth import Refused, authorize
+from .auth import authorize
+from .exceptions import Refused, RouterError
 from .middleware import sending_as
-from .publishers import get_backend, get_config
+from .model_config import get_config
+from .publishers import get_backend
 from .serializers import ModelSerializer, as_serializer
 
 __all__ = [
@@ -62,31 +64,6 @@ logger = logging.getLogger("rtbridge.routers")
 STANDARD_VERBS = ("get_list", "get_single", "create", "update", "delete", "subscribe")
 #: Largest page a client may ask for, whatever ``page_size`` it sends.
 DEFAULT_MAX_PAGE_SIZE = 100
-
-
-class RouterError(Exception):
-    """A call that cannot be served: becomes ``{"error": {...}}`` with an HTTP-like status."""
-
-    def __init__(
-        self,
-        status: int,
-        code: str,
-        message: str,
-        *,
-        fields: Mapping[str, list[str]] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.fields = dict(fields) if fields else None
-
-    def as_dict(self) -> dict[str, Any]:
-        """Return the JSON error body."""
-        error: dict[str, Any] = {"code": self.code, "message": self.message}
-        if self.fields is not None:
-            error["fields"] = self.fields
-        return {"error": error}
 
 
 @dataclass

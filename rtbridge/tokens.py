@@ -15,6 +15,7 @@ __all__ = [
     "Grant",
     "sign_subscription",
     "token_issued_at",
+    "user_id_of",
     "verify_subscription",
 ]
 
@@ -34,6 +35,13 @@ class Grant:
     @property
     def presence(self) -> bool:
         return self.channel.startswith(PRESENCE_PREFIX)
+
+
+def user_id_of(user: Any) -> str | None:
+    """Return the id a grant records for ``user``: its primary key as text, None if anonymous."""
+    if user is None or not getattr(user, "is_authenticated", False):
+        return None
+    return str(user.pk)
 
 
 def sign_subscription(socket_id: str, grant: Grant) -> str:

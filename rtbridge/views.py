@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
@@ -12,7 +11,8 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_POST
 
 from . import auth, routers
-from .exceptions import InvalidChannelName, PublishError
+from .exceptions import InvalidChannelName, PublishError, Refused
+from .messages import is_socket_id
 from .middleware import sender_socket_id
 from .publishers import get_backend
 
@@ -22,7 +22,6 @@ __all__ = ["auth_view", "data_view", "error_response"]
 READ_VERBS = frozenset({"get_list", "get_single", "subscribe"})
 
 logger = logging.getLogger("rtbridge.auth")
-_SOCKET_ID_RE = re.compile(r"[A-Za-z0-9_\-.:]{1,100}")
 
 
 def error_response(status: int, code: str, message: str, **extra: Any) -> JsonResponse:
@@ -59,7 +58,7 @@ def auth_view(request: HttpRequest) -> JsonResponse:
         return error_response(400, "bad_request", str(exc))
     socket_id = body.get("socket_id")
     channel = body.get("channel_name") or body.get("channel")
-    if not isinstance(socket_id, str) or not _SOCKET_ID_RE.fullmatch(socket_id):
+    if not is_socket_id(socket_id):
         return error_response(
             400, "bad_request", f"socket_id={socket_id!r} is missing or not a socket id."
         )
@@ -70,7 +69,7 @@ def auth_view(request: HttpRequest) -> JsonResponse:
         grant = auth.authorize(user, channel)
     except InvalidChannelName as exc:
         return error_response(400, "invalid_channel", str(exc))
-    except auth.Refused as exc:
+    except Refused as exc:
         logger.info("rtbridge: refused %r to user %s: %s", channel, _who(user), exc.code)
         return error_response(403, exc.code, str(exc), channel=channel)
     try:

@@ -46,6 +46,6 @@ else:
     DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
 
 RTBRIDGE_BACKEND = "locmem"
-RTBRIDGE_OPTIONS = {}
+RTBRIDGE_OPTIONS: dict[str, object] = {}
 # Fast hashing: the tests create users, they do not test password storage.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -12,9 +12,10 @@ from django.core import signing
 from django.test import Client
 
 import rtbridge
-from rtbridge import auth
-from rtbridge.exceptions import InvalidChannelName
+from rtbridge import auth, tokens
+from rtbridge.exceptions import InvalidChannelName, InvalidToken, Refused
 from rtbridge.middleware import sending_as, to_everyone
+from rtbridge.tokens import DEFAULT_TOKEN_TTL, Grant, sign_subscription, verify_subscription
 from tests.testapp.models import Document, TodoList
 
 pytestmark = pytest.mark.django_db
@@ -44,22 +45,22 @@ def test_rules_are_autodiscovered_from_app_channels_modules():
 
 def test_private_rule_grants_and_refuses(ann, bob, ann_list):
     name = f"private-testapp.todolist.{ann_list.pk}"
-    assert auth.authorize(ann, name) == auth.Grant(name, str(ann.pk))
-    with pytest.raises(auth.Refused, match="You may not subscribe") as info:
+    assert auth.authorize(ann, name) == Grant(name, str(ann.pk))
+    with pytest.raises(Refused, match="You may not subscribe") as info:
         auth.authorize(bob, name)
     assert info.value.code == "forbidden"
-    with pytest.raises(auth.Refused, match="Log in") as info:
+    with pytest.raises(Refused, match="Log in") as info:
         auth.authorize(AnonymousUser(), name)
     assert info.value.code == "login_required"
 
 
 def test_only_true_grants_a_private_channel(ann):
-    with pytest.raises(auth.Refused):
+    with pytest.raises(Refused):
         auth.authorize(ann, "private-rooms.7.secret")
 
 
 def test_placeholders_match_one_segment_only(ann, ann_list):
-    with pytest.raises(auth.Refused, match="No authorization rule matches") as info:
+    with pytest.raises(Refused, match="No authorization rule matches") as info:
         auth.authorize(ann, f"private-testapp.todolist.{ann_list.pk}.extra")
     assert info.value.code == "no_rule"
 
@@ -67,7 +68,7 @@ def test_placeholders_match_one_segment_only(ann, ann_list):
 def test_presence_rule_returns_member_info(ann):
     grant = auth.authorize(ann, "presence-testapp.todoitem.7")
     assert grant.member == {"id": str(ann.pk), "info": {"id": ann.pk, "name": "ann"}}
-    with pytest.raises(auth.Refused) as info:
+    with pytest.raises(Refused) as info:
         auth.authorize(AnonymousUser(), "presence-testapp.todoitem.7")
     assert info.value.code == "login_required"
 
@@ -89,12 +90,12 @@ def test_model_hook_authorizes_private_filter_channels(ann, bob):
     assert Document.RTBridge.authorize  # the model declares a hook...
     name = "private-testapp.document;owner=ann"
     assert auth.authorize(ann, name).channel == name
-    with pytest.raises(auth.Refused):
+    with pytest.raises(Refused):
         auth.authorize(bob, name)  # ...and a client cannot widen the filter to someone else
-    with pytest.raises(auth.Refused, match="does not declare") as info:
+    with pytest.raises(Refused, match="does not declare") as info:
         auth.authorize(ann, "private-testapp.document;title=x")
     assert info.value.code == "undeclared_filter"
-    with pytest.raises(auth.Refused):
+    with pytest.raises(Refused):
         auth.authorize(ann, "private-testapp.document")  # the whole collection: nobody
 
 
@@ -112,8 +113,8 @@ def test_models_with_a_hook_publish_on_private_channels(
 
 def test_tokens_bind_socket_channel_and_member(ann):
     grant = auth.authorize(ann, "presence-testapp.todoitem.7")
-    token = auth.sign_subscription("1.2", grant)
-    assert auth.verify_subscription(token, "1.2", grant.channel) == grant
+    token = sign_subscription("1.2", grant)
+    assert verify_subscription(token, "1.2", grant.channel) == grant
     cases = [
         (None, "1.2", grant.channel, "missing"),
         (token + "x", "1.2", grant.channel, "bad_signature"),
@@ -121,31 +122,33 @@ def test_tokens_bind_socket_channel_and_member(ann):
         (token, "1.2", "presence-testapp.todoitem.8", "wrong_channel"),
     ]
     for bad_token, socket_id, channel, code in cases:
-        with pytest.raises(auth.InvalidToken) as info:
-            auth.verify_subscription(bad_token, socket_id, channel)
+        with pytest.raises(InvalidToken) as info:
+            verify_subscription(bad_token, socket_id, channel)
         assert info.value.code == code
 
 
 def test_a_private_token_does_not_open_a_presence_channel(ann):
-    forged = signing.dumps({"s": "1.2", "c": "presence-testapp.todoitem.7"}, salt=auth._TOKEN_SALT)
-    with pytest.raises(auth.InvalidToken, match="carries no member info"):
-        auth.verify_subscription(forged, "1.2", "presence-testapp.todoitem.7")
+    forged = signing.dumps(
+        {"s": "1.2", "c": "presence-testapp.todoitem.7"}, salt=tokens._TOKEN_SALT
+    )
+    with pytest.raises(InvalidToken, match="carries no member info"):
+        verify_subscription(forged, "1.2", "presence-testapp.todoitem.7")
 
 
 def test_expired_token(ann, monkeypatch):
-    token = auth.sign_subscription("1.2", auth.Grant("private-x", str(ann.pk)))
-    later = time.time() + auth.DEFAULT_TOKEN_TTL + 5
+    token = sign_subscription("1.2", Grant("private-x", str(ann.pk)))
+    later = time.time() + DEFAULT_TOKEN_TTL + 5
     monkeypatch.setattr(signing.time, "time", lambda: later)
-    with pytest.raises(auth.InvalidToken) as info:
-        auth.verify_subscription(token, "1.2", "private-x")
+    with pytest.raises(InvalidToken) as info:
+        verify_subscription(token, "1.2", "private-x")
     assert info.value.code == "expired"
 
 
 def test_token_signed_with_another_secret_is_forged(ann, settings):
-    token = auth.sign_subscription("1.2", auth.Grant("private-x", str(ann.pk)))
+    token = sign_subscription("1.2", Grant("private-x", str(ann.pk)))
     settings.SECRET_KEY = "another-secret"
-    with pytest.raises(auth.InvalidToken) as info:
-        auth.verify_subscription(token, "1.2", "private-x")
+    with pytest.raises(InvalidToken) as info:
+        verify_subscription(token, "1.2", "private-x")
     assert info.value.code == "bad_signature"
 
 
@@ -165,7 +168,7 @@ def test_endpoint_returns_a_token_the_server_can_verify(client, ann, ann_list):
     channel = f"private-testapp.todolist.{ann_list.pk}"
     response = post(client, {"socket_id": "5.6", "channel_name": channel})
     assert response.status_code == 200
-    assert auth.verify_subscription(response.json()["auth"], "5.6", channel).user_id == str(ann.pk)
+    assert verify_subscription(response.json()["auth"], "5.6", channel).user_id == str(ann.pk)
 
 
 def test_endpoint_accepts_pusher_js_form_posts_and_presence(client, ann):
@@ -296,7 +299,7 @@ class PickyBackend(rtbridge.get_backend().__class__.__mro__[-2]):  # BaseBackend
     def publish(self, message: Any) -> None:
         pass
 
-    def auth_response(self, socket_id: str, grant: auth.Grant) -> dict[str, Any]:
+    def auth_response(self, socket_id: str, grant: Grant) -> dict[str, Any]:
         if socket_id == "1.1":
             raise ValueError(f"{socket_id!r} is not a socket id of this transport")
         raise rtbridge.PublishError("token service down", status=503, retryable=True)
@@ -309,3 +312,26 @@ def test_endpoint_maps_transport_refusals(client, ann, settings):
     assert (bad.status_code, bad.json()["error"]["code"]) == (400, "bad_request")
     down = post(client, {"socket_id": "2.2", "channel_name": "presence-testapp.todoitem.1"})
     assert (down.status_code, down.json()["error"]["code"]) == (503, "unavailable")
+
+
+@pytest.mark.parametrize(
+    ("old_name", "new_object", "new_path"),
+    [
+        ("Grant", Grant, "rtbridge.tokens.Grant"),
+        ("sign_subscription", sign_subscription, "rtbridge.tokens.sign_subscription"),
+        ("verify_subscription", verify_subscription, "rtbridge.tokens.verify_subscription"),
+        ("DEFAULT_TOKEN_TTL", DEFAULT_TOKEN_TTL, "rtbridge.tokens.DEFAULT_TOKEN_TTL"),
+        ("Refused", Refused, "rtbridge.exceptions.Refused"),
+        ("InvalidToken", InvalidToken, "rtbridge.exceptions.InvalidToken"),
+        ("revoke", rtbridge.revoke, "rtbridge.revoke"),
+    ],
+)
+def test_moved_names_still_import_from_auth_with_a_deprecation_warning(
+    old_name: str, new_object: Any, new_path: str
+) -> None:
+    with pytest.warns(
+        DeprecationWarning, match=f"rtbridge.auth.{old_name} has moved to {new_path}"
+    ):
+        assert getattr(auth, old_name) is new_object
+    with pytest.raises(AttributeError, match="no attribute 'nosuch'"):
+        auth.nosuch  # noqa: B018

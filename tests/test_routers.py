@@ -13,7 +13,7 @@ from rest_framework import serializers as drf
 
 import rtbridge
 from rtbridge import routers
-from rtbridge.auth import verify_subscription
+from rtbridge.tokens import verify_subscription
 from tests.testapp.models import Document, TodoItem, TodoList
 
 pytestmark = pytest.mark.django_db

@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 import logging
 from collections.abc import Iterable
 from types import ModuleType, TracebackType
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from asgiref.sync import sync_to_async
-from django.core.exceptions import ImproperlyConfigured
 
-from ..exceptions import PublishError
+from ..exceptions import ImproperlyConfigured, NotSupported, PublishError
 from ..messages import Message
+from ..tokens import Grant, sign_subscription
 
-if TYPE_CHECKING:
-    from ..auth import Grant
-
-__all__ = ["BaseBackend", "import_sdk"]
+__all__ = ["BaseBackend", "SelfHostedAuthMixin", "import_sdk", "self_hosted_auth_response"]
 
 logger = logging.getLogger("rtbridge.backends")
 
@@ -31,6 +29,11 @@ def import_sdk(module: str, extra: str, *, backend: str) -> ModuleType:
             f"The {backend} backend needs the {module!r} package, which is not installed "
             f"({exc}). Install it with: pip install 'rtbridge[{extra}]'"
         ) from exc
+
+
+#: Aliases of backends that still get the rtbridge server's auth answer from BaseBackend itself
+#: (issue 11, transitional): empty this once ``local`` and ``redis`` inherit SelfHostedAuthMixin.
+_LEGACY_SELF_HOSTED_ALIASES = frozenset({"local", "redis"})
 
 
 class BaseBackend:
@@ -65,8 +68,6 @@ class BaseBackend:
     @classmethod
     def option_names(cls) -> list[str]:
         """Return the keyword options the backend's constructor accepts."""
-        import inspect
-
         names: list[str] = []
         for klass in cls.__mro__:
             init = klass.__dict__.get("__init__")
@@ -118,16 +119,22 @@ class BaseBackend:
     def auth_response(self, socket_id: str, grant: Grant) -> dict[str, Any]:
         """Return the auth endpoint's answer for an authorized subscription.
 
-        The default suits the rtbridge server: ``{"auth": <signed token>}`` (plus
-        ``"channel_data"`` on presence channels). Hosted backends return what their client
-        SDK expects (a Pusher signature, a PubNub or Firebase token).
+        Each transport answers in the form its client SDK expects (a Pusher signature, a
+        PubNub or Firebase token, the rtbridge server's signed token), so there is no default:
+        a backend for protected channels overrides this, or inherits
+        :class:`SelfHostedAuthMixin` when it delivers through the rtbridge server.
         """
-        from ..auth import sign_subscription
-
-        answer: dict[str, Any] = {"auth": sign_subscription(socket_id, grant)}
-        if grant.member is not None:
-            answer["channel_data"] = grant.member
-        return answer
+        name = type(self).__name__
+        if self.alias in _LEGACY_SELF_HOSTED_ALIASES:
+            # Transitional (issue 11): the rtbridge server backends relied on this default
+            # before SelfHostedAuthMixin existed; remove once they inherit the mixin.
+            return self_hosted_auth_response(socket_id, grant)
+        raise NotSupported(
+            f"{name} cannot authorize protected channels: it does not implement "
+            f"auth_response(socket_id, grant). Override it in {name} to return what the "
+            "transport's client expects, or inherit rtbridge.backends.base.SelfHostedAuthMixin "
+            "if it delivers through the rtbridge server."
+        )
 
     def revoke(self, user_id: str, channel: str) -> None:
         """End ``user_id``'s live subscriptions to ``channel`` and refuse its older tokens.
@@ -135,7 +142,7 @@ class BaseBackend:
         The rtbridge server backends (``local``, ``redis``) implement this; hosted transports
         cannot end a single subscription, so their grants simply expire (docs/auth.md).
         """
-        raise NotImplementedError(
+        raise NotSupported(
             f"{type(self).__name__} cannot revoke a live subscription; its authorizations "
             "expire by themselves (see docs/auth.md). Revocation needs the rtbridge server "
             "('local' or 'redis' backend)."
@@ -188,3 +195,27 @@ class BaseBackend:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} alias={self.alias!r}>"
+
+
+def self_hosted_auth_response(socket_id: str, grant: Grant) -> dict[str, Any]:
+    """Return the rtbridge server's auth answer: ``{"auth": <signed token>}``.
+
+    Presence channels add ``"channel_data"`` (the member), which the client shows as itself.
+    """
+    answer: dict[str, Any] = {"auth": sign_subscription(socket_id, grant)}
+    if grant.member is not None:
+        answer["channel_data"] = grant.member
+    return answer
+
+
+class SelfHostedAuthMixin:
+    """Answer the auth endpoint with the rtbridge server's signed token.
+
+    For backends whose messages reach browsers through the rtbridge server (``local``,
+    ``redis``) and those standing in for it (``locmem``, ``dummy``, ``console``). List it
+    before the base class: ``class MyBackend(SelfHostedAuthMixin, BaseBackend)``.
+    """
+
+    def auth_response(self, socket_id: str, grant: Grant) -> dict[str, Any]:
+        """Return ``{"auth": <signed token>}``, plus ``"channel_data"`` on presence channels."""
+        return self_hosted_auth_response(socket_id, grant)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from ..exceptions import ImproperlyConfigured
 from ..messages import Message
-from .base import BaseBackend
+from .base import BaseBackend, SelfHostedAuthMixin
 
 logger = logging.getLogger("rtbridge.console")
 
 
-class ConsoleBackend(BaseBackend):
+class ConsoleBackend(SelfHostedAuthMixin, BaseBackend):
     """Log every message at ``level`` (default INFO) instead of sending it."""
 
     alias = "console"
@@ -20,8 +21,6 @@ class ConsoleBackend(BaseBackend):
         super().__init__(**options)
         resolved = logging.getLevelName(level) if isinstance(level, str) else level
         if not isinstance(resolved, int):
-            from django.core.exceptions import ImproperlyConfigured
-
             raise ImproperlyConfigured(
                 f"ConsoleBackend option level={level!r} is not a logging level; "
                 "use e.g. 'INFO', 'DEBUG' or logging.INFO."

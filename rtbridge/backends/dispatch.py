@@ -12,8 +12,8 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar, Literal, get_args
 
 from asgiref.sync import sync_to_async
 from django.core.exceptions import ImproperlyConfigured
@@ -22,7 +22,7 @@ from ..exceptions import PublishError
 from ..messages import Message
 from .base import BaseBackend
 
-__all__ = ["Call", "Dispatcher", "DispatchingBackend", "GrantLedger"]
+__all__ = ["Call", "DispatchOptions", "Dispatcher", "DispatchingBackend"]
 
 logger = logging.getLogger("rtbridge.backends")
 
@@ -58,6 +58,64 @@ class Call:
         return self.messages if self.unsent is None else self.unsent()
 
 
+@dataclass(frozen=True, slots=True)
+class DispatchOptions:
+    """How a :class:`DispatchingBackend` delivers: its options in ``RTBRIDGE_OPTIONS``.
+
+    Documented in ``docs/backends.md``; :class:`Dispatcher` explains what each one does.
+    Numbers are checked by their annotation: ``float`` options are seconds > 0, ``int``
+    options whole numbers >= 1.
+    """
+
+    mode: Mode = "background"
+    batch_window: float = 0.005
+    max_batch: int = 100
+    queue_size: int = 10_000
+    when_full: WhenFull = "block"
+    block_timeout: float = 1.0
+    max_attempts: int = 4
+    retry_backoff: float = 0.1
+    shutdown_timeout: float = 5.0
+
+    def check(self, backend: str) -> None:
+        """Raise ``ImproperlyConfigured`` naming ``backend``'s first invalid option."""
+        if self.mode not in get_args(Mode):
+            raise ImproperlyConfigured(
+                f"{backend} option mode={self.mode!r} is not valid; use 'background' (the "
+                "default: publish queues and returns) or 'sync' (publish sends and raises on "
+                "failure)."
+            )
+        if self.when_full not in get_args(WhenFull):
+            raise ImproperlyConfigured(
+                f"{backend} option when_full={self.when_full!r} is not valid; use 'block' (wait "
+                "up to block_timeout for room) or 'drop' (drop and count at once)."
+            )
+        for option in fields(self):
+            value = getattr(self, option.name)
+            if option.type in (float, "float") and not _is_positive_number(value):
+                raise ImproperlyConfigured(
+                    f"{backend} option {option.name}={value!r} is not valid; give a number of "
+                    "seconds > 0."
+                )
+            if option.type in (int, "int") and not _is_whole_number(value):
+                raise ImproperlyConfigured(
+                    f"{backend} option {option.name}={value!r} is not valid; give a whole number "
+                    ">= 1."
+                )
+
+
+#: The option names :class:`DispatchingBackend` takes for its :class:`DispatchOptions`.
+DISPATCH_OPTION_NAMES = tuple(option.name for option in fields(DispatchOptions))
+
+
+def _is_positive_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+
+
+def _is_whole_number(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
 class Dispatcher:
     """Deliver messages through ``build_calls`` from a daemon thread, or inline in ``sync`` mode.
 
@@ -75,33 +133,17 @@ class Dispatcher:
         self,
         name: str,
         build_calls: Callable[[list[Message]], list[Call]],
+        options: DispatchOptions | None = None,
         *,
-        mode: Mode = "background",
-        batch_window: float = 0.005,
-        max_batch: int = 100,
-        queue_size: int = 10_000,
-        when_full: WhenFull = "block",
-        block_timeout: float = 1.0,
-        max_attempts: int = 4,
-        retry_backoff: float = 0.1,
         max_backoff: float = 2.0,
-        shutdown_timeout: float = 5.0,
         concurrency: int = 1,
         housekeeping: Callable[[], None] | None = None,
         housekeeping_interval: float = 30.0,
     ) -> None:
         self.name = name
         self.build_calls = build_calls
-        self.mode = mode
-        self.batch_window = batch_window
-        self.max_batch = max_batch
-        self.queue_size = queue_size
-        self.when_full = when_full
-        self.block_timeout = block_timeout
-        self.max_attempts = max_attempts
-        self.retry_backoff = retry_backoff
+        self.options = options or DispatchOptions()
         self.max_backoff = max_backoff
-        self.shutdown_timeout = shutdown_timeout
         self.concurrency = concurrency
         self.housekeeping = housekeeping
         self.housekeeping_interval = housekeeping_interval
@@ -144,7 +186,7 @@ class Dispatcher:
 
     def submit(self, messages: list[Message]) -> None:
         """Queue ``messages`` (background) or deliver them now and raise on failure (sync)."""
-        if self.mode == "sync":
+        if self.options.mode == "sync":
             error = self.deliver(messages, count_failures=False)
             self._run_housekeeping_if_due()
             if error is not None:
@@ -162,8 +204,8 @@ class Dispatcher:
             self._reset_state()
         with self._lock:
             # An empty queue takes any batch, so a publish_many() over queue_size still goes.
-            if self._queue and len(self._queue) + len(messages) > self.queue_size:
-                if self.when_full == "block":
+            if self._queue and len(self._queue) + len(messages) > self.options.queue_size:
+                if self.options.when_full == "block":
                     return False
                 self._drop(messages)
                 return True
@@ -171,9 +213,9 @@ class Dispatcher:
         return True
 
     def _submit_blocking(self, messages: list[Message]) -> None:
-        deadline = time.monotonic() + self.block_timeout
+        deadline = time.monotonic() + self.options.block_timeout
         with self._lock:
-            while self._queue and len(self._queue) + len(messages) > self.queue_size:
+            while self._queue and len(self._queue) + len(messages) > self.options.queue_size:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or self._stopping:
                     self._drop(messages)
@@ -187,7 +229,7 @@ class Dispatcher:
         self._queue.extend(messages)
         self._pending += len(messages)
         # Hysteresis: a queue hovering at its limit is one burst, not a burst per free slot.
-        if self._dropping.count and len(self._queue) <= self.queue_size // 2:
+        if self._dropping.count and len(self._queue) <= self.options.queue_size // 2:
             dropped = self._dropping.end()
             if dropped is not None:
                 logger.warning(
@@ -199,7 +241,7 @@ class Dispatcher:
             self._start()
         # Waking the thread on every message costs the request; it only sleeps when idle or
         # inside the batch window, and it wakes by itself at the end of the window.
-        if was_empty or len(self._queue) >= self.max_batch:
+        if was_empty or len(self._queue) >= self.options.max_batch:
             self._has_items.notify()
 
     def _drop(self, messages: list[Message]) -> None:
@@ -210,8 +252,8 @@ class Dispatcher:
                 "rtbridge: %s queue is full (%d messages, when_full=%r); dropping messages until "
                 "it drains (see dropped_count). Raise queue_size or check the vendor's health.",
                 self.name,
-                self.queue_size,
-                self.when_full,
+                self.options.queue_size,
+                self.options.when_full,
             )
 
     def _start(self) -> None:
@@ -253,7 +295,7 @@ class Dispatcher:
         if self._pid != os.getpid():
             self._reset_state()
             return
-        timeout = self.shutdown_timeout if timeout is None else timeout
+        timeout = self.options.shutdown_timeout if timeout is None else timeout
         deadline = time.monotonic() + timeout
         self.flush(timeout)
         with self._lock:
@@ -298,13 +340,13 @@ class Dispatcher:
                 if remaining <= 0:
                     return []
                 self._has_items.wait(remaining)
-            deadline = time.monotonic() + self.batch_window
-            while len(self._queue) < self.max_batch and not (self._hurry or self._stopping):
+            deadline = time.monotonic() + self.options.batch_window
+            while len(self._queue) < self.options.max_batch and not (self._hurry or self._stopping):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
                 self._has_items.wait(remaining)
-            size = min(self.max_batch, len(self._queue))
+            size = min(self.options.max_batch, len(self._queue))
             batch = [self._queue.popleft() for _ in range(size)]
             self.batches_count += 1
             self._has_room.notify_all()
@@ -366,8 +408,8 @@ class Dispatcher:
         return [self._perform(call) for call in calls]
 
     def _perform(self, call: Call) -> PublishError | None:
-        delay = self.retry_backoff
-        for attempt in range(1, self.max_attempts + 1):
+        delay = self.options.retry_backoff
+        for attempt in range(1, self.options.max_attempts + 1):
             with self._lock:
                 self.calls_count += 1
             try:
@@ -379,14 +421,14 @@ class Dispatcher:
                 # Backends map vendor errors to PublishError; anything else is a bug to report.
                 logger.error("rtbridge: %s %s failed", self.name, call.label, exc_info=True)
                 error = PublishError(f"{call.label} failed unexpectedly: {exc!r}")
-            if not error.retryable or attempt == self.max_attempts:
+            if not error.retryable or attempt == self.options.max_attempts:
                 break
             # Full jitter keeps many processes from retrying in lockstep after an outage.
             time.sleep(random.uniform(0.5, 1.0) * min(delay, self.max_backoff))
             delay *= 2
-        if error.retryable and self.max_attempts > 1:
+        if error.retryable and self.options.max_attempts > 1:
             error = PublishError(
-                f"{error} (gave up after {self.max_attempts} attempts of {call.label})",
+                f"{error} (gave up after {self.options.max_attempts} attempts of {call.label})",
                 status=error.status,
                 retryable=True,
             )
@@ -451,56 +493,27 @@ class DispatchingBackend(BaseBackend):
     """A backend whose ``publish`` hands messages to a :class:`Dispatcher`.
 
     Subclasses implement :meth:`build_calls` (messages → vendor requests, no I/O) and may set
-    ``send_concurrency`` or call ``self.dispatcher.set_housekeeping(...)``. The dispatcher
-    options below are documented in ``docs/backends.md``.
+    ``send_concurrency`` or call ``self.dispatcher.set_housekeeping(...)``. The delivery
+    options it takes from ``RTBRIDGE_OPTIONS`` are the fields of :class:`DispatchOptions`.
     """
 
     #: How many calls of one batch may run at once (1 keeps them in order).
     send_concurrency: ClassVar[int] = 1
 
-    def __init__(
-        self,
-        *,
-        mode: Mode = "background",
-        batch_window: float = 0.005,
-        max_batch: int = 100,
-        queue_size: int = 10_000,
-        when_full: WhenFull = "block",
-        block_timeout: float = 1.0,
-        max_attempts: int = 4,
-        retry_backoff: float = 0.1,
-        shutdown_timeout: float = 5.0,
-        **options: Any,
-    ) -> None:
+    def __init__(self, **options: Any) -> None:
+        delivery = {name: options.pop(name) for name in DISPATCH_OPTION_NAMES if name in options}
         super().__init__(**options)
         name = type(self).__name__
-        if mode not in ("background", "sync"):
-            raise ImproperlyConfigured(
-                f"{name} option mode={mode!r} is not valid; use 'background' (the default: "
-                "publish queues and returns) or 'sync' (publish sends and raises on failure)."
-            )
-        if when_full not in ("block", "drop"):
-            raise ImproperlyConfigured(
-                f"{name} option when_full={when_full!r} is not valid; use 'block' (wait up to "
-                "block_timeout for room) or 'drop' (drop and count at once)."
-            )
-        _positive(name, batch_window=batch_window, block_timeout=block_timeout)
-        _positive(name, retry_backoff=retry_backoff, shutdown_timeout=shutdown_timeout)
-        _positive_int(name, max_batch=max_batch, queue_size=queue_size, max_attempts=max_attempts)
+        dispatch_options = DispatchOptions(**delivery)
+        dispatch_options.check(name)
         self.dispatcher = Dispatcher(
-            name,
-            self.build_calls,
-            mode=mode,
-            batch_window=batch_window,
-            max_batch=max_batch,
-            queue_size=queue_size,
-            when_full=when_full,
-            block_timeout=block_timeout,
-            max_attempts=max_attempts,
-            retry_backoff=retry_backoff,
-            shutdown_timeout=shutdown_timeout,
-            concurrency=self.send_concurrency,
+            name, self.build_calls, dispatch_options, concurrency=self.send_concurrency
         )
+
+    @classmethod
+    def option_names(cls) -> list[str]:
+        """Return the keyword options the backend accepts, the dispatcher's included."""
+        return sorted({*super().option_names(), *DISPATCH_OPTION_NAMES})
 
     def build_calls(self, messages: list[Message]) -> list[Call]:
         """Turn ``messages`` into vendor requests, in order, without doing any I/O."""
@@ -537,7 +550,7 @@ class DispatchingBackend(BaseBackend):
             self.check_message(message)
         if not batch:
             return
-        if self.dispatcher.mode == "background" and self.dispatcher.try_submit(batch):
+        if self.dispatcher.options.mode == "background" and self.dispatcher.try_submit(batch):
             return
         # Sync mode, or a full queue with when_full="block": wait in a thread, not the loop.
         await sync_to_async(self.dispatcher.submit, thread_sensitive=False)(batch)
@@ -568,78 +581,3 @@ class DispatchingBackend(BaseBackend):
         dispatcher = self.__dict__.get("dispatcher")
         background = dispatcher.failed_count if dispatcher is not None else 0
         self.__dict__["_silent_failures"] = value - background
-
-
-def _positive(backend: str, **values: float) -> None:
-    for option, value in values.items():
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
-            raise ImproperlyConfigured(
-                f"{backend} option {option}={value!r} is not valid; give a number of seconds > 0."
-            )
-
-
-def _positive_int(backend: str, **values: int) -> None:
-    for option, value in values.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ImproperlyConfigured(
-                f"{backend} option {option}={value!r} is not valid; give a whole number >= 1."
-            )
-
-
-class GrantLedger:
-    """Remember the protected channels granted to one connection, for tokens that cover them all.
-
-    PubNub and the Firebase client hold one token per connection: each new token replaces
-    the last, so a token must name every protected channel the connection was granted, not
-    only the newest. Entries live in Django's default cache (shared by every Django process
-    when the cache is), keyed by the user *and* the connection, so nobody can collect another
-    user's grants by reusing their socket id; an entry is dropped ``ttl`` seconds after its
-    channel was authorized, so a newer token never carries a grant older than one token
-    lifetime.
-    """
-
-    def __init__(self, namespace: str, ttl: float, *, limit: int = 50) -> None:
-        self.namespace = namespace
-        self.ttl = ttl
-        #: Most channels one token names; the oldest grants are dropped beyond it.
-        self.limit = limit
-        # Concurrent auth requests of one page in one process must not lose each other's entry.
-        self._lock = threading.Lock()
-
-    def _key(self, user_id: str | None, socket_id: str) -> str:
-        import hashlib
-
-        who = f"{user_id or ''}\x00{socket_id}".encode()
-        return f"rtbridge:grants:{self.namespace}:{hashlib.sha256(who).hexdigest()}"
-
-    def add(
-        self, user_id: str | None, socket_id: str, channel: str, value: Any = True
-    ) -> dict[str, Any]:
-        """Record ``channel`` (with ``value``) for the connection; return every live grant of it.
-
-        The result maps channel → value, oldest grant first, newest last, at most ``limit``.
-        Anonymous grants (``user_id`` None) are not remembered: a page's id is visible to other
-        members (PubNub presence lists it), and nothing else would tell two anonymous users
-        apart, so an anonymous page's token names only the channel it just asked for.
-        """
-        from django.core.cache import cache
-
-        if user_id is None:
-            return {channel: value}
-
-        key = self._key(user_id, socket_id)
-        now = time.time()
-        with self._lock:
-            stored = cache.get(key)
-            entries: dict[str, list[Any]] = stored if isinstance(stored, dict) else {}
-            entries = {
-                name: entry
-                for name, entry in entries.items()
-                if isinstance(entry, list) and len(entry) == 2 and entry[0] > now - self.ttl
-            }
-            entries.pop(channel, None)
-            entries[channel] = [now, value]
-            while len(entries) > self.limit:
-                entries.pop(next(iter(entries)))
-            cache.set(key, entries, timeout=max(1, int(self.ttl)))
-        return {name: entry[1] for name, entry in entries.items()}

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from ..messages import Message
-from .base import BaseBackend
+from .base import BaseBackend, SelfHostedAuthMixin
 
 
-class DummyBackend(BaseBackend):
+class DummyBackend(SelfHostedAuthMixin, BaseBackend):
     """Drop every message after validation."""
 
     alias = "dummy"

@@ -4,25 +4,27 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import os
 import random
 import re
+import sys
 import threading
 import time
+import weakref
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlparse
 
 from django.core.exceptions import ImproperlyConfigured
 
 from ..channel_names import PRESENCE_PREFIX, PRIVATE_PREFIX, encode_for_firebase
-from ..exceptions import InvalidMessage, PublishError
+from ..exceptions import InvalidMessage, NotSupported, PublishError
 from ..messages import Message
+from ..tokens import Grant
 from .base import import_sdk
-from .dispatch import Call, DispatchingBackend, GrantLedger
-
-if TYPE_CHECKING:
-    from ..auth import Grant
+from .dispatch import Call, DispatchingBackend
+from .grants import GrantLedger
 
 __all__ = ["FirebaseBackend", "PushIdGenerator", "database_rules", "member_key", "push_id_time"]
 
@@ -42,6 +44,10 @@ CUSTOM_TOKEN_TTL = 3600
 PRESENCE_KEY = "presence"
 _ROOT_RE = re.compile(r"[A-Za-z0-9_\-]+(/[A-Za-z0-9_\-]+)*")
 _MEMBER_KEY_RE = re.compile(r"[.$#\[\]/%]")
+# The SDK sessions whose own retries are off (see _disable_sdk_retries), and whether it warned.
+_sessions_without_retries: weakref.WeakSet[Any] = weakref.WeakSet()
+_warned_sdk_changed = False
+logger = logging.getLogger("rtbridge.backends")
 
 
 def member_key(member_id: str) -> str:
@@ -379,7 +385,7 @@ class FirebaseBackend(DispatchingBackend):
 
     def revoke(self, user_id: str, channel: str) -> None:
         """Refuse: custom-token claims last as long as the page's Firebase session."""
-        raise NotImplementedError(
+        raise NotSupported(
             f"FirebaseBackend cannot revoke {channel!r} for user {user_id!r}: the channel is a "
             "claim of the page's Firebase session, which refreshes itself with the same claims. "
             "Revoke the whole session with firebase_admin.auth.revoke_refresh_tokens(uid) "
@@ -442,17 +448,34 @@ def _find_bad_key(payload: str) -> str | None:
 
 
 def _disable_sdk_retries(ref: Any) -> None:
-    # firebase-admin retries 500/503 up to 4 times with backoff on its own; the dispatcher
-    # already retries with bounded attempts, and two layers would multiply the delay.
-    client = getattr(ref, "_client", None)
-    session = getattr(client, "session", None)
-    if session is None or getattr(session, "_rtbridge_no_retry", False):
+    """Switch off firebase-admin's own HTTP retries on the session behind ``ref``.
+
+    firebase-admin retries 500/503 up to 4 times with backoff by itself; the dispatcher
+    already retries with bounded attempts, and two layers would multiply the delay. The SDK
+    has no public option for it, so this is the one place rtbridge reads an SDK private
+    (``Reference._client``, whose ``session`` is a ``requests.Session``); the guard test in
+    tests/backends/test_firebase.py fails when an SDK upgrade changes it. Should it be gone
+    at run time, the SDK keeps its retries (slower failures, same results) and this warns once.
+    """
+    global _warned_sdk_changed
+    session = getattr(getattr(ref, "_client", None), "session", None)
+    if session is None:
+        if not _warned_sdk_changed:
+            _warned_sdk_changed = True
+            logger.warning(
+                "rtbridge: firebase-admin %s has no Reference._client.session; its own HTTP "
+                "retries stay on, so failing writes take longer to report. Check the "
+                "firebase-admin version against the 'firebase' extra of rtbridge.",
+                getattr(sys.modules.get("firebase_admin"), "__version__", "?"),
+            )
         return
-    from requests.adapters import HTTPAdapter
+    if session in _sessions_without_retries:
+        return
+    from requests.adapters import HTTPAdapter  # comes with firebase-admin
 
     session.mount("http://", HTTPAdapter(max_retries=0))
     session.mount("https://", HTTPAdapter(max_retries=0))
-    session._rtbridge_no_retry = True
+    _sessions_without_retries.add(session)
 
 
 def _call_firebase(request: Any) -> Any:

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-import rtbridge
-
 from ..messages import Message
-from .base import BaseBackend
+from .base import BaseBackend, SelfHostedAuthMixin
+
+__all__ = ["LocMemBackend", "outbox"]
+
+#: Messages published through this backend, in order; also ``rtbridge.outbox`` (the same
+#: list: clear it, do not rebind it).
+outbox: list[Message] = []
 
 
-class LocMemBackend(BaseBackend):
+class LocMemBackend(SelfHostedAuthMixin, BaseBackend):
     """Append a copy of every message to ``rtbridge.outbox`` (data as a client receives it)."""
 
     alias = "locmem"
@@ -22,4 +26,4 @@ class LocMemBackend(BaseBackend):
 
     def publish(self, message: Message) -> None:
         """Append a decoded copy of ``message`` to ``rtbridge.outbox``."""
-        rtbridge.outbox.append(message.as_received())
+        outbox.append(message.as_received())

@@ -6,18 +6,16 @@ import re
 import sys
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 
 from ..channel_names import encode_for_pusher
-from ..exceptions import InvalidMessage, PublishError
+from ..exceptions import InvalidMessage, NotSupported, PublishError
 from ..messages import Message
+from ..tokens import Grant
 from .base import import_sdk
 from .dispatch import Call, DispatchingBackend
-
-if TYPE_CHECKING:
-    from ..auth import Grant
 
 __all__ = ["PusherBackend"]
 
@@ -87,6 +85,8 @@ class PusherBackend(DispatchingBackend):
         self.ws_port = ws_port
         self._client: Any = None
         self._client_lock = threading.Lock()
+        # The HTTP sessions of the SDK's adapters (see _http_adapter), closed by close().
+        self._sessions: list[Any] = []
 
     @property
     def client(self) -> Any:
@@ -107,7 +107,21 @@ class PusherBackend(DispatchingBackend):
             port=self.port,
             ssl=self.ssl,
             timeout=self.timeout,
+            backend=self._http_adapter,
         )
+
+    def _http_adapter(self, client: Any, **options: Any) -> Any:
+        """Build the SDK's requests adapter and keep its session, so close() can release it.
+
+        ``Pusher(backend=...)`` is the SDK's public hook for its HTTP adapter: it calls it as
+        ``backend(client, **options)`` once per internal client. Wrapping the default
+        ``pusher.requests.RequestsBackend`` keeps its behaviour and spares reading the SDK's
+        private attributes to find the session on close.
+        """
+        requests_backend = import_sdk("pusher.requests", "pusher", backend=self.alias)
+        adapter = requests_backend.RequestsBackend(client, **options)
+        self._sessions.append(adapter.session)
+        return adapter
 
     def check_message(self, message: Message) -> None:
         """Check the size and that ``exclude`` is a Pusher socket id (``123.456``)."""
@@ -201,7 +215,7 @@ class PusherBackend(DispatchingBackend):
         ``terminate_user_connections`` closes every connection of a user signed in with
         ``pusher.signin()``, not one channel's subscription; rtbridge does not use it.
         """
-        raise NotImplementedError(
+        raise NotSupported(
             f"PusherBackend cannot revoke {channel!r} for user {user_id!r}: Pusher has no way "
             "to end one subscription, and a channel signature stays valid for its socket. "
             "Stop granting the channel in your rule (new subscriptions are then refused) and "
@@ -222,13 +236,12 @@ class PusherBackend(DispatchingBackend):
         return config
 
     def close(self) -> None:
-        """Flush, stop the dispatcher and drop the HTTP session."""
+        """Flush, stop the dispatcher and close the SDK's HTTP sessions."""
         super().close()
-        client, self._client = self._client, None
-        session = getattr(
-            getattr(getattr(client, "_pusher_client", None), "http", None), "session", None
-        )
-        if session is not None:
+        with self._client_lock:
+            self._client = None
+            sessions, self._sessions = self._sessions, []
+        for session in sessions:
             session.close()
 
 

@@ -390,28 +390,3 @@ def test_housekeeping_runs_in_the_thread_and_its_failures_log_once(
     assert all(name.endswith("-dispatcher") for name in runs)
     failures = [r for r in caplog.records if "housekeeping failed" in r.getMessage()]
     assert len(failures) == 1 and not failures[0].exc_info
-
-
-# GrantLedger -----------------------------------------------------------------------------------
-
-
-def test_grant_ledger_collects_per_user_and_connection(monkeypatch: Any) -> None:
-    from django.core.cache import cache
-
-    from rtbridge.backends import dispatch
-    from rtbridge.backends.dispatch import GrantLedger
-
-    cache.clear()
-    ledger = GrantLedger("test", ttl=60, limit=3)
-    assert ledger.add("1", "s", "a") == {"a": True}
-    assert ledger.add("1", "s", "b", "m") == {"a": True, "b": "m"}
-    assert ledger.add("2", "s", "c") == {"c": True}, "another user, same socket"
-    assert ledger.add("1", "t", "d") == {"d": True}, "same user, another socket"
-    assert list(ledger.add("1", "s", "a")) == ["b", "a"], "a renewed grant is the newest"
-    assert list(ledger.add("1", "s", "e")) == ["b", "a", "e"]
-    assert list(ledger.add("1", "s", "f")) == ["a", "e", "f"], "the oldest goes beyond limit"
-    now = dispatch.time.time()
-    monkeypatch.setattr(dispatch.time, "time", lambda: now + 61)
-    assert ledger.add("1", "s", "g") == {"g": True}, "grants older than ttl are dropped"
-    assert ledger.add(None, "s", "h") == {"h": True}
-    assert ledger.add(None, "s", "i") == {"i": True}, "anonymous grants are not remembered"

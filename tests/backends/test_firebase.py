@@ -340,7 +340,7 @@ def test_auth_response_is_a_custom_token_with_the_connection_grants(
 ) -> None:
     from django.core.cache import cache
 
-    from rtbridge.auth import Grant
+    from rtbridge.tokens import Grant
 
     cache.clear()
     monkeypatch.setenv("FIREBASE_AUTH_EMULATOR_HOST", fake_firebase.host)
@@ -366,7 +366,7 @@ def test_claims_stay_under_firebase_limit_by_dropping_the_oldest(
 ) -> None:
     from django.core.cache import cache
 
-    from rtbridge.auth import Grant
+    from rtbridge.tokens import Grant
 
     cache.clear()
     monkeypatch.setenv("FIREBASE_AUTH_EMULATOR_HOST", fake_firebase.host)
@@ -432,3 +432,22 @@ def test_rules_command_prints_and_writes(tmp_path: Any, settings: Any) -> None:
 def test_revoke_points_to_refresh_token_revocation(make_backend: Any) -> None:
     with pytest.raises(NotImplementedError, match="revoke_refresh_tokens"):
         make_backend().revoke("7", "private-room")
+
+
+def test_guard_the_sdk_session_whose_retries_rtbridge_switches_off(make_backend: Any) -> None:
+    """Guard for firebase-admin: ``Reference._client.session``, the one SDK private used.
+
+    ``FirebaseBackend.reference()`` mounts retry-free adapters on that session
+    (``_disable_sdk_retries``) so only the dispatcher retries. If this fails after an SDK
+    upgrade, adapt that function and the bound in pyproject.toml's ``firebase`` extra.
+    """
+    import requests
+
+    ref = make_backend().reference()
+    session = getattr(getattr(ref, "_client", None), "session", None)
+    assert isinstance(session, requests.Session), (
+        "firebase_admin.db.Reference has no _client.session any more: rtbridge cannot switch "
+        "off the SDK's own retries (see rtbridge.backends.firebase._disable_sdk_retries)"
+    )
+    for prefix in ("http://", "https://"):
+        assert session.get_adapter(prefix).max_retries.total == 0, prefix

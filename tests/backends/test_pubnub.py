@@ -226,7 +226,7 @@ def test_the_rtbridge_js_client_drops_only_its_own_excluded_messages(
 
 
 def test_without_secret_key_the_answer_has_no_token(make_backend: Any) -> None:
-    from rtbridge.auth import Grant
+    from rtbridge.tokens import Grant
 
     backend = make_backend()
     member = {"id": "7", "info": {}}
@@ -245,7 +245,7 @@ def test_token_ttl_and_whispers_options(make_backend: Any) -> None:
 def test_tokens_are_per_user_and_connection(make_backend: Any, fake_pubnub: FakePubNub) -> None:
     from django.core.cache import cache
 
-    from rtbridge.auth import Grant
+    from rtbridge.tokens import Grant
 
     cache.clear()
     fake_pubnub.secret_key = "sec"
@@ -266,7 +266,7 @@ def test_tokens_are_per_user_and_connection(make_backend: Any, fake_pubnub: Fake
 
 
 def test_a_refused_grant_is_a_publish_error(make_backend: Any, fake_pubnub: FakePubNub) -> None:
-    from rtbridge.auth import Grant
+    from rtbridge.tokens import Grant
 
     fake_pubnub.secret_key = "the-real-secret"
     backend = make_backend(secret_key="a-wrong-secret")
@@ -277,3 +277,34 @@ def test_a_refused_grant_is_a_publish_error(make_backend: Any, fake_pubnub: Fake
 def test_revoke_explains_the_token_lifetime(make_backend: Any) -> None:
     with pytest.raises(NotImplementedError, match="token_ttl=60 minutes"):
         make_backend().revoke("7", "private-room")
+
+
+def test_guard_close_releases_the_sdk_http_client_through_its_public_handler(
+    make_backend: Any,
+) -> None:
+    """Guard for the pubnub SDK: ``PubNub.get_request_handler()`` and the handler's ``close()``.
+
+    ``PubNubBackend.close()`` relies on both (``_close_http_client``) to stop the SDK's HTTP
+    client and watchdog thread. If this fails after an SDK upgrade, adapt that function and
+    the bound in pyproject.toml's ``pubnub`` extra.
+    """
+    from pubnub.pubnub import PubNub
+
+    assert hasattr(PubNub, "get_request_handler"), "PubNub.get_request_handler() is gone"
+    backend = make_backend(mode="sync")
+    backend.publish(Message("c", "e", 1))
+    handler = backend.client.get_request_handler()
+    assert callable(getattr(type(handler), "close", None)), (
+        f"the SDK's default request handler {type(handler).__name__} has no close(): "
+        "PubNubBackend.close() can no longer release its HTTP client"
+    )
+    closed: list[bool] = []
+    real_close = handler.close
+
+    def spy() -> None:
+        closed.append(True)
+        real_close()
+
+    handler.close = spy
+    backend.close()
+    assert closed == [True]

@@ -281,7 +281,7 @@ def _signature(secret: str, text: str) -> str:
 
 
 def test_auth_response_signs_socket_and_encoded_channel(make_backend: Any) -> None:
-    from rtbridge.auth import Grant
+    from rtbridge.tokens import Grant
 
     backend = make_backend(**PUSHER_APP)
     answer = backend.auth_response("123.456", Grant("private-todo.todolist.1", "7"))
@@ -290,7 +290,7 @@ def test_auth_response_signs_socket_and_encoded_channel(make_backend: Any) -> No
 
 
 def test_auth_response_on_presence_signs_the_member(make_backend: Any) -> None:
-    from rtbridge.auth import Grant
+    from rtbridge.tokens import Grant
 
     backend = make_backend(**PUSHER_APP)
     member = {"id": "7", "info": {"name": "Ann"}}
@@ -301,7 +301,7 @@ def test_auth_response_on_presence_signs_the_member(make_backend: Any) -> None:
 
 
 def test_auth_response_refuses_a_socket_id_pusher_would_not_issue(make_backend: Any) -> None:
-    from rtbridge.auth import Grant
+    from rtbridge.tokens import Grant
 
     backend = make_backend(**PUSHER_APP)
     with pytest.raises(ValueError, match="socket_id='abc'.*'123.456'"):
@@ -309,7 +309,7 @@ def test_auth_response_refuses_a_socket_id_pusher_would_not_issue(make_backend: 
 
 
 def test_auth_response_refuses_encrypted_channels(make_backend: Any) -> None:
-    from rtbridge.auth import Grant
+    from rtbridge.tokens import Grant
 
     backend = make_backend(**PUSHER_APP)
     with pytest.raises(ValueError, match="'private-encrypted-room'.*not support"):
@@ -320,3 +320,28 @@ def test_revoke_explains_what_pusher_cannot_do(make_backend: Any) -> None:
     backend = make_backend(**PUSHER_APP)
     with pytest.raises(NotImplementedError, match="no way to end one subscription"):
         backend.revoke("7", "private-room")
+
+
+def test_guard_sdk_http_adapters_come_from_our_backend_hook_and_close_releases_them(
+    fake_pusher_api: FakePusherAPI, make_backend: Any
+) -> None:
+    """Guard for pusher-http-python: ``Pusher(backend=...)`` builds every HTTP adapter.
+
+    ``PusherBackend.close()`` releases the sessions of the adapters it built through that hook
+    (``PusherBackend._http_adapter``). If this fails after an SDK upgrade, the SDK changed how it
+    builds adapters: adapt ``_http_adapter`` and the bound in pyproject.toml's ``pusher`` extra.
+    """
+    backend = make_backend(**_api_options(fake_pusher_api), mode="sync")
+    backend.publish(Message("c", "e", 1))
+    assert backend._sessions, (
+        "pusher.Pusher did not call its backend= hook: PusherBackend.close() can no longer "
+        "release the SDK's HTTP sessions (see PusherBackend._http_adapter)"
+    )
+    pools = [
+        adapter.poolmanager.pools
+        for session in backend._sessions
+        for adapter in session.adapters.values()
+    ]
+    assert any(len(pool) for pool in pools), "the SDK sent through a session it did not build"
+    backend.close()
+    assert not any(len(pool) for pool in pools), "close() left connections open"

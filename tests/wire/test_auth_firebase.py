@@ -16,9 +16,9 @@ from django.contrib.auth.models import User
 from django.test import Client
 
 import rtbridge
-from rtbridge.auth import Grant
 from rtbridge.backends.firebase import FirebaseBackend, database_rules
 from rtbridge.publishers import get_backend
+from rtbridge.tokens import Grant
 from tests.testapp.models import TodoList
 from tests.wire.fakes.firebase import FakeFirebase
 from tests.wire.fixtures import fake_firebase

@@ -15,9 +15,9 @@ from django.contrib.auth.models import User
 from django.test import Client
 
 import rtbridge
-from rtbridge.auth import Grant
 from rtbridge.backends.pusher import PusherBackend
 from rtbridge.publishers import get_backend
+from rtbridge.tokens import Grant
 from tests.testapp.models import TodoList
 from tests.wire.fixtures import soketi
 from tests.wire.pages import Page, logged_in
