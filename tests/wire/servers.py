@@ -72,6 +72,14 @@ class Soketi:
             "SOKETI_SHUTDOWN_GRACE_PERIOD": "100",
             # Whispers: Pusher apps enable client events in their settings; soketi needs this.
             "SOKETI_DEFAULT_APP_ENABLE_CLIENT_MESSAGES": "true",
+            # Pusher allows 10 client events per second per connection (Pusher docs, Client
+            # events); soketi answers pusher:error 4301 above the rate, as Pusher does.
+            "SOKETI_DEFAULT_APP_MAX_CLIENT_EVENTS_PER_SEC": "10",
+            # User authentication (pusher-js signin(), terminate_user_connections): soketi
+            # also closes connections not signed in within the timeout, which Pusher does only
+            # when "enforce user authentication" is on: an hour keeps anonymous pages open.
+            "SOKETI_DEFAULT_APP_USER_AUTHENTICATION": "true",
+            "SOKETI_USER_AUTHENTICATION_TIMEOUT": "3600000",
         }
         soketi_bin = NODE_MODULES / "@soketi" / "soketi" / "bin" / "server.js"
         self.process = subprocess.Popen(
