@@ -522,7 +522,7 @@ def _project_from_namespace(namespace: str) -> str | None:
 def exceptions_of_firebase() -> type[Exception]:
     """Return firebase-admin's base exception class (imported with the SDK, lazily)."""
     exceptions = import_sdk("firebase_admin.exceptions", "firebase", backend="firebase")
-    return exceptions.FirebaseError  # type: ignore[no-any-return]
+    return exceptions.FirebaseError
 
 
 def _check_tree(payload: str, max_depth: int) -> str | None:
