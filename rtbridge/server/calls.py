@@ -76,7 +76,7 @@ def _call(
     from django.db import close_old_connections
 
     from ..messages import encode_json
-    from ..routers import call
+    from ..routers import call, server_error
 
     # The same discipline as Django's request_started/request_finished: a thread reused by
     # many calls must not keep a broken or expired database connection.
@@ -86,11 +86,11 @@ def _call(
             user = load_user(session_key)
         try:
             status, body = call(route, verb, args, user=user, socket_id=socket_id)
-        except Exception:
+        except Exception as exc:
             # Over HTTP Django would answer 500; here the socket must stay usable.
             logger.exception("rtbridge: socket call %s.%s failed", route, verb)
             status = 500
-            body = {"error": {"code": "server_error", "message": "The call failed on the server."}}
+            body = server_error(route, verb, exc)
         return user, status, encode_json(body)
     finally:
         close_old_connections()
