@@ -3,7 +3,7 @@
  *
  * This is the JavaScript twin of `rtbridge/channel_names.py`; both sides are checked against
  * `tests/vectors/channel_names.json`, so a filter always gives the same name in Python and
- * in the browser. Per-transport encodings live in `encodings.js` (only the hosted adapters
+ * in the browser. Per-transport encodings live in `encodings.js` (only the hosted transports
  * need them).
  * @module rtbridge/channel-names
  */

@@ -1,20 +1,102 @@
 /**
  * Channels and subscriptions: who listens to what, and their ready/gap/resubscribed hooks.
+ *
+ * A channel and its client never touch each other's members: the client gives each channel a
+ * `ChannelLink` (what a channel may ask of its client), and drives a channel only through
+ * `port` (what a client may do to a channel).
  * @module rtbridge/channel
  */
 import { isProtected } from "./channel-names.js";
-import { RTBridgeError, addHook } from "./client.js";
+import { RTBridgeError } from "./errors.js";
+import { addHook } from "./hooks.js";
+
+/**
+ * What a channel may ask of its client (`client.js` makes one per client).
+ * @typedef {object} ChannelLink
+ * @property {(channel: Channel, event: string, data: any) => Promise<void>} whisper send a client
+ *   event once `channel` is ready (a failure also reaches onError); throws at once when the
+ *   transport cannot
+ * @property {(channel: Channel) => void} release nothing listens any more: drop `channel` and
+ *   unsubscribe it on the transport
+ * @property {(fn: Function, args: any[], channel?: Channel) => void} call run an application
+ *   callback; a throw is reported, never raised
+ */
 
 const noop = () => {};
+
+/** Return `name` with `prefix`, added when missing (`private("orders")` is `private-orders`). */
+export function prefixed(prefix, name) {
+  if (typeof name !== "string" || name.startsWith(prefix)) return name;
+  if (isProtected(name)) {
+    throw new RTBridgeError(`rtbridge: ${JSON.stringify(name)} is not a ${prefix} channel; use ${prefix === "private-" ? "join()" : "private()"}.`, { code: "invalid_channel" });
+  }
+  return prefix + name;
+}
+
+/**
+ * What a client may do to its channels: hand on the transport's answers and events, and
+ * register handlers. The client reaches a channel through these alone.
+ */
+export const port = {
+  /** The transport confirmed the subscription. */
+  subscribed(channel) {
+    channel.subscribed = true;
+    channel._resolve(channel);
+  },
+
+  /** The transport refused the subscription: `ready` rejects. */
+  refused(channel, error) {
+    channel._reject(error);
+  },
+
+  /** The server ended the subscription for good. */
+  revoked(channel) {
+    channel.subscribed = false;
+  },
+
+  /** Deliver a message to the subscriptions and the listeners of `event`. */
+  message(channel, event, data, meta) {
+    const { _link: link, _subscriptions: subscriptions } = channel;
+    for (const subscription of [...subscriptions]) {
+      if (subscriptions.has(subscription)) link.call(subscription._handler, [event, data, meta], channel);
+    }
+    for (const fn of [...(channel._listeners.get(event) ?? [])]) link.call(fn, [data, meta], channel);
+  },
+
+  /** Deliver a whisper from another member to the listeners of `event`. */
+  whisper(channel, event, data, meta) {
+    for (const fn of [...(channel._whispers.get(event) ?? [])]) channel._link.call(fn, [data, meta], channel);
+  },
+
+  /** Report presence (`here`, `sync`, `join`, `leave`); only a `PresenceChannel` keeps members. */
+  presence(channel, action, entries) {
+    channel._presence(action, entries);
+  },
+
+  /** Return the channel's own hooks `hook` (`gap`, `resubscribed`, `error`; the client's come after). */
+  hooks: (channel, hook) => channel._hooks[hook],
+
+  /** Add `handler` for every event (`client.subscribe`); return its subscription. */
+  add(channel, handler) {
+    const subscription = new Subscription(channel, handler);
+    channel._subscriptions.add(subscription);
+    return subscription;
+  },
+
+  /** Keep the channel until `leave()`, listeners or not (`client.channel`, `join`). */
+  keep(channel) {
+    channel._explicit = true;
+  },
+};
 
 /** One logical channel of a client; `client.channel(name)` returns the same object each time. */
 export class Channel {
   /**
-   * @param {import("./client.js").Client} client
+   * @param {ChannelLink} link
    * @param {string} name
    */
-  constructor(client, name) {
-    this.client = client;
+  constructor(link, name) {
+    this._link = link;
     this.name = name;
     /** True once the transport confirmed the subscription. */
     this.subscribed = false;
@@ -58,7 +140,7 @@ export class Channel {
    * @returns {Promise<void>}
    */
   whisper(event, data = {}) {
-    const { client, name } = this;
+    const { name } = this;
     if (!isProtected(name)) {
       throw new RTBridgeError(
         `rtbridge: whisper() needs a private- or presence- channel; ${JSON.stringify(name)} is public, so anyone ` +
@@ -67,13 +149,7 @@ export class Channel {
       );
     }
     if (typeof event !== "string" || !event) throw new TypeError(`whisper() needs an event name, got ${JSON.stringify(event)}.`);
-    const { transport } = client;
-    if (!transport.whisper) {
-      throw new RTBridgeError(`rtbridge: the ${client.config.backend} transport cannot send client events.`, { code: "unsupported", channel: name });
-    }
-    const sent = this.ready.then(() => transport.whisper(name, event, data)).then(noop);
-    sent.catch((error) => client._error(error, this));
-    return sent;
+    return this._link.whisper(this, event, data);
   }
 
   /**
@@ -115,69 +191,15 @@ export class Channel {
     this._listeners.clear();
     this._whispers.clear();
     this._explicit = false;
-    this.client._release(this);
-  }
-
-  _add(handler) {
-    const subscription = new Subscription(this, handler);
-    this._subscriptions.add(subscription);
-    return subscription;
+    this._link.release(this);
   }
 
   _remove(subscription) {
     if (!this._subscriptions.delete(subscription)) return;
-    if (!this._subscriptions.size && !this._listeners.size && !this._whispers.size && !this._explicit) this.client._release(this);
+    if (!this._subscriptions.size && !this._listeners.size && !this._whispers.size && !this._explicit) this._link.release(this);
   }
 
-  _live() {
-    return this.client._channels.get(this.name) === this;
-  }
-
-  _subscribe(again) {
-    const { client, name } = this;
-    new Promise((resolve) => resolve(client.transport.subscribe(name))).then(
-      () => {
-        if (!this._live()) return;
-        this.subscribed = true;
-        this._resolve(this);
-        if (again) this._emit("resubscribed", [name]);
-      },
-      (error) => {
-        // A request cut by a lost connection is retried after the reconnect.
-        if (error?.retry || !this._live()) return;
-        client._channels.delete(name); // refused: never resubscribed
-        this._reject(error);
-        client._error(error, this);
-      },
-    );
-  }
-
-  _dispatch(event, data, meta) {
-    const { client } = this;
-    for (const subscription of [...this._subscriptions]) {
-      if (this._subscriptions.has(subscription)) client._call(subscription._handler, [event, data, meta], this);
-    }
-    for (const fn of [...(this._listeners.get(event) ?? [])]) client._call(fn, [data, meta], this);
-  }
-
-  _whisper(event, data, meta) {
-    for (const fn of [...(this._whispers.get(event) ?? [])]) this.client._call(fn, [data, meta], this);
-  }
-
-  _revoked(error) {
-    // The server ended this subscription for good: never resubscribed, the app is told.
-    this.subscribed = false;
-    this.client._channels.delete(this.name);
-    this.client._error(error, this);
-  }
-
-  _gap(info) {
-    this._emit("gap", [this.name, info]);
-  }
-
-  _emit(hook, args) {
-    for (const fn of [...this._hooks[hook], ...this.client._hooks[hook]]) this.client._call(fn, args, this);
-  }
+  _presence() {} // a plain channel has no members; PresenceChannel keeps them
 }
 
 function unlisten(map, event, fn, channel) {

@@ -2,55 +2,22 @@
  * The client core: connection state, the channel registry, resubscribe after reconnect.
  *
  * It knows nothing about any vendor: a transport (see `transports/`) owns the connection and
- * calls back through the hooks below, like laravel-echo's connectors. Channels and
- * subscriptions live in `channel.js`.
+ * calls back through the hooks below. Channels and subscriptions live in `channel.js`; the
+ * client and its channels talk only through a `ChannelLink` and the channel `port` (see there).
  * @module rtbridge/client
  */
+import { backoffDelay } from "./backoff.js";
 import { filterChannel, validateChannel } from "./channel-names.js";
-import { Channel } from "./channel.js";
+import { Channel, port, prefixed } from "./channel.js";
+import { RTBridgeError } from "./errors.js";
+import { addHook } from "./hooks.js";
 import { post } from "./http.js";
 
-/** An error from the server, a transport or a handler; `code` is the server's code when it has one. */
-export class RTBridgeError extends Error {
-  /**
-   * @param {string} message
-   * @param {{code?: number|string, reason?: string, channel?: string, cause?: unknown, retry?: boolean,
-   *   status?: number, fields?: Record<string, string[]>, detail?: string}} [details]
-   */
-  constructor(message, details = {}) {
-    super(message);
-    this.name = "RTBridgeError";
-    Object.assign(this, details);
-  }
-}
-
-/**
- * Return the delay before reconnect attempt `attempt` (0-based): exponential backoff with
- * full jitter, so a thousand clients dropped at once do not come back in lockstep.
- * @param {number} attempt
- * @param {{initialDelay?: number, maxDelay?: number, factor?: number}} [options]
- * @param {() => number} [random]
- */
-export function backoffDelay(attempt, options = {}, random = Math.random) {
-  const { initialDelay = 500, maxDelay = 30000, factor = 2 } = options;
-  return Math.floor(random() * Math.min(maxDelay, initialDelay * factor ** attempt));
-}
-
-/** Add `fn` to `set` and return a function that removes it. */
-export function addHook(set, fn) {
-  if (typeof fn !== "function") throw new TypeError(`Expected a function, got ${typeof fn}.`);
-  set.add(fn);
-  return () => set.delete(fn);
-}
-
-/** Return `name` with `prefix`, added when missing (`private("orders")` is `private-orders`). */
-export function prefixed(prefix, name) {
-  if (typeof name !== "string" || name.startsWith(prefix)) return name;
-  if (/^(private|presence)-/.test(name)) {
-    throw new RTBridgeError(`rtbridge: ${JSON.stringify(name)} is not a ${prefix} channel; use ${prefix === "private-" ? "join()" : "private()"}.`, { code: "invalid_channel" });
-  }
-  return prefix + name;
-}
+// `rtbridge/core` has always exported these; they live in the modules that use them.
+export { backoffDelay } from "./backoff.js";
+export { prefixed } from "./channel.js";
+export { RTBridgeError } from "./errors.js";
+export { addHook } from "./hooks.js";
 
 /** One connection to one transport, shared by every channel of a page. */
 export class Client {
@@ -66,19 +33,46 @@ export class Client {
     this._hooks = { state: new Set(), ready: new Set(), error: new Set(), gap: new Set(), resubscribed: new Set() };
     this._everConnected = false;
     this._presetAuth = new Map(); // channel → {socketId, answer}: an auth answer already in hand
-    const on = (channel) => this._channels.get(channel);
-    this.transport = transportFactory(config, {
+    // An event for a channel this client does not hold (any more) is dropped.
+    const to = (handle) => (name, ...args) => {
+      const channel = this._channels.get(name);
+      if (channel) handle(channel, ...args);
+    };
+    const transport = (this.transport = transportFactory(config, {
       open: () => this._opened(),
       state: (state) => this._setState(state),
-      message: (channel, event, data, meta) => on(channel)?._dispatch(event, data, meta),
-      gap: (channel, info) => on(channel)?._gap(info),
-      error: (error) => this._error(error, on(error.channel)),
+      message: to(port.message),
+      gap: to((channel, info) => this._emit("gap", [channel.name, info], channel)),
+      error: (error) => this._error(error, this._channels.get(error.channel)),
       authorize: (channel, socketId) => this._authorize(channel, socketId),
-      presence: (channel, action, members) => on(channel)?._presence?.(action, members),
-      whisper: (channel, event, data, meta) => on(channel)?._whisper(event, data, meta),
-      revoked: (channel, error) => on(channel)?._revoked(error),
-    });
-    this.transport.connect();
+      presence: to(port.presence),
+      whisper: to(port.whisper),
+      revoked: to((channel, error) => {
+        // The server ended this subscription for good: never resubscribed, the app is told.
+        port.revoked(channel);
+        this._forget(channel);
+        this._error(error, channel);
+      }),
+    }));
+    /** What every channel of this client may ask of it (`ChannelLink` in channel.js). */
+    this._link = {
+      whisper: (channel, event, data) => {
+        const { name } = channel;
+        if (!transport.whisper) {
+          throw new RTBridgeError(`rtbridge: the ${config.backend} transport cannot send client events.`, { code: "unsupported", channel: name });
+        }
+        const sent = channel.ready.then(() => transport.whisper(name, event, data)).then(() => {});
+        sent.catch((error) => this._error(error, channel));
+        return sent;
+      },
+      release: (channel) => {
+        if (this._forget(channel) && this.state === "connected") {
+          Promise.resolve(transport.unsubscribe(channel.name)).catch(() => {});
+        }
+      },
+      call: (fn, args, channel) => this._call(fn, args, channel),
+    };
+    transport.connect();
   }
 
   /** Return the id of this connection (pass it as `exclude` when publishing), or null. */
@@ -133,7 +127,7 @@ export class Client {
     if (typeof handler !== "function") {
       throw new TypeError(`subscribe(${JSON.stringify(channelName)}) needs a handler function as its last argument.`);
     }
-    return this._channel(channelName)._add(handler);
+    return port.add(this._channel(channelName), handler);
   }
 
   /**
@@ -143,7 +137,7 @@ export class Client {
    */
   channel(name) {
     const channel = this._channel(validateChannel(name));
-    channel._explicit = true;
+    port.keep(channel);
     return channel;
   }
 
@@ -184,20 +178,22 @@ export class Client {
     this._setState("disconnected");
   }
 
-  // Internals, used by Channel and the transport hooks. ------------------------------------
+  // Internals, used by the transport hooks, the channel link and the feature modules. ----
 
-  _channel(name, Kind) {
+  /** Return the channel `name`, made (as a `Kind`) and subscribed when there is none yet. */
+  _channel(name, Kind = this._channelClass(name)) {
     let channel = this._channels.get(name);
     if (!channel) {
-      channel = Kind ? new Kind(this, name) : this._newChannel(name);
+      channel = new Kind(this._link, name);
       this._channels.set(name, channel);
-      if (this.state === "connected") channel._subscribe(false);
+      if (this.state === "connected") this._subscribe(channel, false);
     }
     return channel;
   }
 
-  _newChannel(name) {
-    return new Channel(this, name);
+  /** Return the class of a new channel `name` (the full client makes presence channels). */
+  _channelClass() {
+    return Channel;
   }
 
   /**
@@ -221,24 +217,39 @@ export class Client {
     });
   }
 
+  /** Subscribe `channel` on the transport (`again`: after a reconnect) and tell it the outcome. */
+  _subscribe(channel, again) {
+    const { name } = channel;
+    new Promise((resolve) => resolve(this.transport.subscribe(name))).then(
+      () => {
+        if (this._channels.get(name) !== channel) return; // left meanwhile
+        port.subscribed(channel);
+        if (again) this._emit("resubscribed", [name], channel);
+      },
+      (error) => {
+        // A request cut by a lost connection is retried after the reconnect.
+        if (error?.retry || !this._forget(channel)) return; // refused: never resubscribed
+        port.refused(channel, error);
+        this._error(error, channel);
+      },
+    );
+  }
+
+  /** Drop `channel` from the registry; return whether it was there. */
+  _forget(channel) {
+    return this._channels.get(channel.name) === channel && this._channels.delete(channel.name);
+  }
+
   /** Keep an auth answer for `channel` (bound to this socket id) for the next subscribe. */
   _preauthorize(channel, answer, socketId = this.socketId()) {
     if (answer && socketId) this._presetAuth.set(channel, { socketId, answer });
-  }
-
-  _release(channel) {
-    if (this._channels.get(channel.name) !== channel) return;
-    this._channels.delete(channel.name);
-    if (this.state === "connected") {
-      Promise.resolve(this.transport.unsubscribe(channel.name)).catch(() => {});
-    }
   }
 
   _opened() {
     const again = this._everConnected;
     this._everConnected = true;
     this._setState("connected");
-    for (const channel of this._channels.values()) channel._subscribe(again);
+    for (const channel of this._channels.values()) this._subscribe(channel, again);
     for (const resolve of this._hooks.ready) resolve(this);
     this._hooks.ready.clear();
   }
@@ -249,8 +260,11 @@ export class Client {
     this._emit("state", [state]);
   }
 
-  _emit(hook, args) {
-    for (const fn of [...this._hooks[hook]]) this._call(fn, args);
+  /** Call the hooks `hook` of `channel` (when given), then the client's; return how many there were. */
+  _emit(hook, args, channel) {
+    const hooks = [...(channel ? port.hooks(channel, hook) : []), ...this._hooks[hook]];
+    for (const fn of hooks) this._call(fn, args, channel);
+    return hooks.length;
   }
 
   /** Run an application callback; an exception is reported, never allowed to break the socket. */
@@ -270,8 +284,6 @@ export class Client {
   }
 
   _error(error, channel) {
-    const hooks = [...(channel ? channel._hooks.error : []), ...this._hooks.error];
-    if (!hooks.length && error.code !== "handler_error") console.error(error);
-    for (const fn of hooks) this._call(fn, [error], channel);
+    if (!this._emit("error", [error], channel) && error.code !== "handler_error") console.error(error);
   }
 }

@@ -4,7 +4,7 @@
  * `call`. Both give the same answers and the same errors.
  * @module rtbridge/data
  */
-import { RTBridgeError } from "./client.js";
+import { RTBridgeError } from "./errors.js";
 import { post, settle } from "./http.js";
 
 // Safe to repeat over HTTP when the socket dropped before the answer; writes are not.

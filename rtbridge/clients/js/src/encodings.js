@@ -1,7 +1,7 @@
 /**
  * Per-transport channel encodings, the twins of `encode_for_*` in `rtbridge/channel_names.py`.
  *
- * Only the hosted adapters import this module, so the self-hosted bundle stays small.
+ * Only the hosted transports import this module, so the self-hosted bundle stays small.
  * @module rtbridge/encodings
  */
 import { validateChannel } from "./channel-names.js";

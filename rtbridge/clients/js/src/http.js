@@ -3,7 +3,7 @@
  * cookie, `X-CSRFToken` and `X-RTBridge-Socket-Id`, and one error shape for every failure.
  * @module rtbridge/http
  */
-import { RTBridgeError } from "./client.js";
+import { RTBridgeError } from "./errors.js";
 
 /**
  * Return the CSRF token to send: `config.csrfToken()` when it is a function; else the

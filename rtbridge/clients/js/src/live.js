@@ -9,8 +9,8 @@
  * @module rtbridge/live
  */
 import { normalizeFilterKey } from "./channel-names.js";
-import { addHook } from "./client.js";
 import { call, getList, getSingle, onWrite } from "./data.js";
+import { addHook } from "./hooks.js";
 
 const noop = () => {};
 const keyOf = (row) => String(row.id);

@@ -8,13 +8,18 @@
  * @module rtbridge/presence
  */
 import { validateChannel } from "./channel-names.js";
-import { Channel } from "./channel.js";
-import { RTBridgeError, addHook, prefixed } from "./client.js";
+import { Channel, port, prefixed } from "./channel.js";
+import { RTBridgeError } from "./errors.js";
+import { addHook } from "./hooks.js";
 
 /** A presence channel: `here`, `joining`, `leaving`, `members()`, plus everything a `Channel` has. */
 export class PresenceChannel extends Channel {
-  constructor(client, name) {
-    super(client, name);
+  /**
+   * @param {import("./channel.js").ChannelLink} link
+   * @param {string} name
+   */
+  constructor(link, name) {
+    super(link, name);
     this._members = new Map(); // member id → {member: {id, info}, keys: Set<connection key>}
     this._known = false; // the member list of the current subscription has arrived
     Object.assign(this._hooks, { here: new Set(), joining: new Set(), leaving: new Set() });
@@ -27,7 +32,7 @@ export class PresenceChannel extends Channel {
    */
   here(fn) {
     addHook(this._hooks.here, fn);
-    if (this._known) this.client._call(fn, [this.members()], this);
+    if (this._known) this._link.call(fn, [this.members()], this);
     return this;
   }
 
@@ -58,7 +63,7 @@ export class PresenceChannel extends Channel {
     const before = this._members;
     if (action === "here" || action === "sync") {
       this._members = new Map();
-      for (const entry of entries) this._add(entry);
+      for (const entry of entries) this._addMember(entry);
       if (action === "here" || !this._known) {
         this._known = true;
         return this._tell("here", this.members());
@@ -71,7 +76,7 @@ export class PresenceChannel extends Channel {
       const id = String(entry.id);
       const known = this._members.get(id);
       if (action === "join") {
-        this._add(entry);
+        this._addMember(entry);
         if (!known) this._tell("joining", this._members.get(id).member);
       } else if (action === "leave" && known) {
         // Without a connection key the transport speaks per user already: the user is gone.
@@ -84,7 +89,7 @@ export class PresenceChannel extends Channel {
     }
   }
 
-  _add({ id, info = null, key = "" }) {
+  _addMember({ id, info = null, key = "" }) {
     id = String(id);
     const known = this._members.get(id);
     if (known) {
@@ -96,7 +101,7 @@ export class PresenceChannel extends Channel {
   }
 
   _tell(hook, value) {
-    for (const fn of [...this._hooks[hook]]) this.client._call(fn, [value], this);
+    for (const fn of [...this._hooks[hook]]) this._link.call(fn, [value], this);
   }
 }
 
@@ -116,6 +121,6 @@ export function join(client, name) {
       { code: "invalid_channel", channel: name },
     );
   }
-  channel._explicit = true;
+  port.keep(channel);
   return channel;
 }

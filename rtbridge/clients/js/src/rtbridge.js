@@ -3,8 +3,9 @@
  * Firebase. `connect()` reads the page's `{% rtbridge_config %}` and picks the transport.
  * @module rtbridge
  */
-import { Client as CoreClient, RTBridgeError } from "./client.js";
+import { Client as CoreClient } from "./client.js";
 import * as data from "./data.js";
+import { RTBridgeError } from "./errors.js";
 import { LiveList, LiveObject } from "./live.js";
 import { PresenceChannel, join } from "./presence.js";
 import { firebase } from "./transports/firebase.js";
@@ -13,7 +14,8 @@ import { pubnub } from "./transports/pubnub.js";
 import { pusher } from "./transports/pusher.js";
 import { selfhosted } from "./transports/selfhosted.js";
 
-export { RTBridgeError, backoffDelay } from "./client.js";
+export { backoffDelay } from "./backoff.js";
+export { RTBridgeError } from "./errors.js";
 export { Channel, Subscription } from "./channel.js";
 export { PresenceChannel } from "./presence.js";
 export { LiveList, LiveObject, comparator } from "./live.js";
@@ -101,8 +103,8 @@ export class Client extends CoreClient {
     return new LiveObject(this, route, lookup, options);
   }
 
-  _newChannel(name) {
-    return name.startsWith("presence-") ? new PresenceChannel(this, name) : super._newChannel(name);
+  _channelClass(name) {
+    return name.startsWith("presence-") ? PresenceChannel : super._channelClass(name);
   }
 }
 

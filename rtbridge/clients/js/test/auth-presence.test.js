@@ -338,6 +338,20 @@ test("a throwing presence callback is reported, the others still run", async () 
   assert.deepEqual(errors, ["handler_error"]);
 });
 
+test("subscribe() on a presence channel gets events like any channel and adds no member", async () => {
+  const rt = connect({ backend: "null" });
+  clients.push(rt);
+  await rt.ready();
+  const events = [];
+  const subscription = rt.subscribe("presence-room", (event, data) => events.push([event, data]));
+  assert.equal(subscription.channel, "presence-room");
+  await subscription.ready;
+  const room = rt.join("room");
+  assert.deepEqual(room.members(), []);
+  rt.transport.deliver("presence-room", "moved", { to: 2 });
+  assert.deepEqual(events, [["moved", { to: 2 }]]);
+});
+
 // Whispers ------------------------------------------------------------------------------------
 
 test("whisper(): sends the whisper op once subscribed; whisper frames reach listenForWhisper with user_id", async () => {

@@ -317,7 +317,8 @@ test("after a reconnect (resubscribed) or a gap everything is loaded again, buff
   // The channel's onResubscribed (after a reconnect) does the same.
   router.hold = null;
   router.table.delete(1);
-  live._subscription._channel._emit("resubscribed", [CHANNEL]);
+  rt.transport.disconnect();
+  rt.transport.connect();
   await until(() => changes.length === 3);
   assert.deepEqual(changes[2], ["missed while away"]);
   assert.equal(router.fetch.calls.filter((call) => call.url.endsWith("/get_list")).length, 3);

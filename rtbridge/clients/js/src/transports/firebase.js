@@ -1,5 +1,5 @@
 /**
- * The Firebase Realtime Database adapter over the modular SDK (v9+, e.g. v12).
+ * The Firebase Realtime Database transport over the modular SDK (v9+, e.g. v12).
  *
  * The Python backend writes each message as `{event, data, ts, exclude}` under
  * `/<root>/<encodeForFirebase(channel)>/<push id>`; a subscription gets the messages written
@@ -16,8 +16,8 @@
  * @module rtbridge/transports/firebase
  */
 import { isProtected } from "../channel-names.js";
-import { RTBridgeError } from "../client.js";
 import { encodeForFirebase } from "../encodings.js";
+import { RTBridgeError } from "../errors.js";
 import { findSdk, memberOf, randomId } from "./sdk.js";
 
 const PUSH_CHARS = "-0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz";

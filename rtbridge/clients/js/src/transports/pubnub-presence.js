@@ -1,15 +1,15 @@
 /**
- * PubNub presence for the PubNub adapter: PubNub reports tabs (uuids), and each tab's state
+ * PubNub presence for the PubNub transport: PubNub reports tabs (uuids), and each tab's state
  * `{id, info}` (set from the auth answer's `channel_data`) names its member, so the client can
  * count tabs per member. The full list comes from `hereNow` (once per (re)subscribe, and again
  * when PubNub switches to `interval` events for many members).
  * @module rtbridge/transports/pubnub-presence
  */
-import { RTBridgeError } from "../client.js";
 import { encodeForPubnub } from "../encodings.js";
+import { RTBridgeError } from "../errors.js";
 
 /**
- * Return `{announce(entry), event(presenceEvent)}` for the adapter's channel entries
+ * Return `{announce(entry), event(presenceEvent)}` for the transport's channel entries
  * (`entry.me` is this tab's member, `entry.tabs` maps uuids to member ids).
  * @param {{client: () => any, socketId: string, channels: Map<string, any>, hooks: object}} options
  */

@@ -1,5 +1,5 @@
 /**
- * The PubNub adapter over the pubnub JS SDK. The SDK keeps the subscribe loop and reconnects
+ * The PubNub transport over the pubnub JS SDK. The SDK keeps the subscribe loop and reconnects
  * by itself; messages are `{event, data}` objects (plus `exclude`, the sender's socket id,
  * when the publisher set one) on the `encodeForPubnub(channel)` channel.
  *
@@ -10,8 +10,8 @@
  * @module rtbridge/transports/pubnub
  */
 import { isProtected } from "../channel-names.js";
-import { RTBridgeError } from "../client.js";
 import { encodeForPubnub } from "../encodings.js";
+import { RTBridgeError } from "../errors.js";
 import { pubnubPresence } from "./pubnub-presence.js";
 import { findSdk, memberOf, randomId } from "./sdk.js";
 

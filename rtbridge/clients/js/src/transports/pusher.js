@@ -1,5 +1,5 @@
 /**
- * The Pusher adapter over pusher-js (also for Pusher-compatible servers such as Soketi).
+ * The Pusher transport over pusher-js (also for Pusher-compatible servers such as Soketi).
  * pusher-js keeps the connection and resubscribes by itself; this maps its states and
  * events onto the rtbridge client. Private and presence channels are authorized through the
  * client's auth request (pusher-js's `channelAuthorization.customHandler`), so the CSRF and
@@ -7,8 +7,8 @@
  * transport; presence is Pusher's own (per user); whispers are `client-` events.
  * @module rtbridge/transports/pusher
  */
-import { RTBridgeError } from "../client.js";
 import { encodeForPusher } from "../encodings.js";
+import { RTBridgeError } from "../errors.js";
 import { findSdk } from "./sdk.js";
 
 const memberFrom = (member) => ({ id: String(member.id), info: member.info ?? null });

@@ -1,8 +1,8 @@
 /**
- * Shared by the hosted adapters: find the vendor SDK (injected or global) and make socket ids.
+ * Shared by the hosted transports: find the vendor SDK (injected or global) and make socket ids.
  * @module rtbridge/transports/sdk
  */
-import { RTBridgeError } from "../client.js";
+import { RTBridgeError } from "../errors.js";
 
 /**
  * Return the SDK passed as `config[key]`, else `globalThis[key]`, else throw saying how to supply it.

@@ -4,8 +4,9 @@
  * reconnect with backoff.
  * @module rtbridge/transports/selfhosted
  */
+import { backoffDelay } from "../backoff.js";
 import { isProtected } from "../channel-names.js";
-import { RTBridgeError, backoffDelay } from "../client.js";
+import { RTBridgeError } from "../errors.js";
 
 // Close codes after which the client stays away (protocol v1: normal close, abuse).
 const FINAL_CLOSE_CODES = [1000, 4001];

@@ -1,4 +1,4 @@
-// Protected channels, presence and whispers through the hosted adapters (SDK stand-ins).
+// Protected channels, presence and whispers through the hosted transports (SDK stand-ins).
 import assert from "node:assert/strict";
 import { afterEach, test } from "node:test";
 

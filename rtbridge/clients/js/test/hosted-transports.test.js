@@ -1,4 +1,4 @@
-// The hosted adapters against small stand-ins for pusher-js, the PubNub SDK and Firebase's modular SDK.
+// The hosted transports against small stand-ins for pusher-js, the PubNub SDK and Firebase's modular SDK.
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
