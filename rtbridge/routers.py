@@ -715,8 +715,9 @@ def _check_verb_overrides(cls: type[BaseRouter]) -> list[checks.CheckMessage]:
     errors: list[checks.CheckMessage] = []
     for name, value in _defined_by_user(cls).items():
         overrides_a_verb = any(
-            getattr(getattr(klass, name, None), "_rtbridge_verb", False)
-            for klass in _RTBRIDGE_CLASSES
+            getattr(getattr(base, name, None), "_rtbridge_verb", False)
+            for base in (BaseRouter, ModelRouter)
+            if issubclass(cls, base)
         )
         if overrides_a_verb and not getattr(value, "_rtbridge_verb", False):
             errors.append(

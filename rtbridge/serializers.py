@@ -366,10 +366,12 @@ class ModelSerializer:
         errors: dict[str, list[str]] = {}
         updates: dict[str, Any] = {}
         for key, value in data.items():
+            if key == "id":
+                continue  # identifies the object; never written
             if key not in allowed:
                 if key not in published:
                     errors[key] = [self._unknown_key_message(key, allowed)]
-                continue  # read-only: documented above
+                continue  # published but read-only: skipped, as documented above
             attname = sources[key]
             field = next(f for f in instance._meta.concrete_fields if f.attname == attname)
             try:
@@ -402,7 +404,7 @@ class ModelSerializer:
             )
         return (
             f"{key!r} is not a field of this object; writable fields: {writable} (read-only "
-            f"fields: {', '.join(sorted(self.published_keys() - allowed))})."
+            f"fields: {', '.join(sorted(self.published_keys() - allowed - {'id'}))})."
         )
 
 
