@@ -65,7 +65,6 @@ __all__ = [
     "get_router",
     "register",
     "routes",
-    "server_error",
     "unregister",
     "verb",
 ]
@@ -936,15 +935,3 @@ def call(
         return exc.status, exc.as_dict()
     except Refused as exc:
         return 403, RouterError(403, exc.code, str(exc)).as_dict()
-
-
-def server_error(route_name: str, verb_name: str, exc: BaseException) -> dict[str, Any]:
-    """Return the JSON body for a call that raised ``exc`` (the caller logs the traceback).
-
-    The page learns which call failed, and with ``DEBUG`` the exception, as Django's debug
-    page would show it; never a traceback.
-    """
-    message = f"{route_name}.{verb_name} failed on the server; the server log has the traceback."
-    if conf.debug_enabled():
-        message += f" {type(exc).__name__}: {exc}"
-    return {"error": {"code": "server_error", "message": message}}

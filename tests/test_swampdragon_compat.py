@@ -25,6 +25,7 @@ import rtbridge
 from rtbridge import publishers, routers
 from rtbridge.checks import check_migrations, check_models, check_routers
 from rtbridge.model_config import build_config
+from rtbridge.server.calls import failure_body
 from tests.testapp.models import Bare, Note, TodoItem, TodoList
 from tests.testapp.swampdragon_port import ROUTERS, TalkTodoItemSerializer
 
@@ -485,7 +486,7 @@ def test_django_exceptions_in_a_verb_become_replies(serve, verb, status, error):
 
 def test_an_unexpected_exception_names_the_call_and_only_with_debug_the_exception(settings):
     settings.DEBUG = False
-    body = routers.server_error("todo-item", "update", KeyError("id"))
+    body = failure_body("todo-item", "update", KeyError("id"))
     assert body == {
         "error": {
             "code": "server_error",
@@ -493,7 +494,7 @@ def test_an_unexpected_exception_names_the_call_and_only_with_debug_the_exceptio
         }
     }
     settings.DEBUG = True
-    assert routers.server_error("todo-item", "update", KeyError("id"))["error"]["message"].endswith(
+    assert failure_body("todo-item", "update", KeyError("id"))["error"]["message"].endswith(
         "traceback. KeyError: 'id'"
     )
 
