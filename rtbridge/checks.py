@@ -30,6 +30,7 @@ ERROR_IDS = {
     "E031": "a serializer Meta sets both fields and publish_fields",
     "E032": "a serializer names a related serializer by a string",
     "E033": "a serializer's validate_<field>() is never called (the field is not writable)",
+    "E034": "a serializer's serialize_<name>() cannot be called as serialize_<name>(obj)",
     # Returned by BaseRouter.check / ModelRouter.check:
     "E040": "a router attribute rtbridge never reads (get_query_set, valid_verbs...)",
     "E041": "a router hook rtbridge cannot call as documented (get_object, updated...)",

@@ -28,6 +28,7 @@ an alias of ``fields``; any other ``Meta`` option rtbridge does not take is a sy
 from __future__ import annotations
 
 import difflib
+import inspect
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar
 
@@ -160,7 +161,9 @@ class ModelSerializer:
         ``base_channel``, DRF's ``read_only_fields``...; the hint names what to use instead).
         ``E031``: ``fields`` together with its SwampDragon alias ``publish_fields``. ``E032``: a
         relation given a serializer by name (SwampDragon's ``todo_list = 'TodoListSerializer'``).
-        ``E033``: a ``validate_<field>()`` that no client write reaches. Nested serializers are
+        ``E033``: a ``validate_<field>()`` that no client write reaches. ``E034``: a
+        ``serialize_<name>()`` that cannot be called as ``serialize_<name>(obj)`` (SwampDragon's
+        ``(obj, serializer)`` form). Nested serializers are
         checked too. A serializer with any of these refuses to serialize
         (``ImproperlyConfigured``), so no option is ever silently ignored.
         """
@@ -175,6 +178,7 @@ class ModelSerializer:
             *_check_meta_options(cls, meta, model),
             *_check_string_relations(cls, model),
             *_check_validators(cls, meta),
+            *_check_computed(cls),
         ]
         for nested in cls._related.values():
             errors.extend(type(nested).check())
@@ -502,6 +506,26 @@ def _check_validators(cls: type[ModelSerializer], meta: type) -> list[checks.Che
                     "Meta.update_fields or Meta.create_fields, so no client writes it.",
                     f"Add {field_name!r} to update_fields (or create_fields), or remove "
                     f"{attribute}().",
+                )
+            )
+    return errors
+
+
+def _check_computed(cls: type[ModelSerializer]) -> list[checks.CheckMessage]:
+    errors: list[checks.CheckMessage] = []
+    for name, method in cls._computed.items():
+        signature = inspect.signature(getattr(cls, method))
+        try:
+            signature.bind(None, None)  # (self, obj)
+        except TypeError as exc:
+            errors.append(
+                _error(
+                    cls,
+                    "E034",
+                    f"{cls.__name__}.{method}{signature} cannot be called as {method}(obj) "
+                    f"({exc}).",
+                    f"Write def {method}(self, obj); to publish a related object with its "
+                    f"serializer, nest it instead ({name} = TheSerializer()).",
                 )
             )
     return errors

@@ -310,6 +310,15 @@ def test_a_validate_method_no_write_reaches():
     assert "validate_text() is never called: 'text' is not in Meta.update_fields" in errors[0].msg
 
 
+def test_a_serialize_method_with_swampdragons_serializer_argument():
+    errors = serializer(
+        {"model": TodoItem, "fields": ["text"]},
+        serialize_list_name=lambda self, obj, serializer: obj.todo_list.name,
+    ).check()
+    assert ids(errors) == ["rtbridge.E034"]
+    assert "cannot be called as serialize_list_name(obj)" in errors[0].msg
+
+
 def test_nested_serializers_are_checked_too():
     nested = serializer({"model": TodoList, "base_channel": "lists"})
     errors = serializer({"model": TodoItem, "fields": ["todo_list"]}, todo_list=nested()).check()
