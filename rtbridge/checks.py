@@ -42,7 +42,8 @@ ERROR_IDS = {
     "E020": "RTBRIDGE_SERVER has an invalid value",
     "E021": "RTBRIDGE_ALLOWED_ORIGINS is invalid",
     # Registered by rtbridge.staticfiles:
-    "W101": "staticfiles cannot find the JS client (RTBridgeJSFinder not listed)",
+    "E101": "the built JS client (rtbridge/static/rtbridge/) is missing",
+    "W101": "STATICFILES_FINDERS still lists the retired RTBridgeJSFinder",
 }
 
 
