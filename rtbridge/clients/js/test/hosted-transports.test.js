@@ -122,10 +122,15 @@ test("pubnub: config, encoded channels, messages, exclude, reconnect and access 
   assert.deepEqual(pubnub.tokens, ["token-private-x"], "the auth answer's token is given to the SDK");
   pubnub.status({ category: "PNConnectionErrorCategory", error: "PNAccessDeniedCategory" });
   await assert.rejects(refused.ready, (error) => error.code === 403 && error.channel === "private-x");
+  // A refused subscribe loop is not "connected"; the refused channel leaves the SDK's list.
+  assert.equal(rt.state, "reconnecting");
+  assert.deepEqual(pubnub.unsubscribed, ["private-x"]);
+  pubnub.status({ category: "PNConnectedCategory", affectedChannels: ["todo~todoitem;todo_list_id=1"] });
+  assert.equal(rt.state, "connected");
 
   sub.unsubscribe();
   await tick();
-  assert.deepEqual(pubnub.unsubscribed, ["todo~todoitem;todo_list_id=1"]);
+  assert.deepEqual(pubnub.unsubscribed, ["private-x", "todo~todoitem;todo_list_id=1"]);
   rt.disconnect();
   assert.equal(pubnub.listeners.length, 0);
 });

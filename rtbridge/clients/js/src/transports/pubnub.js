@@ -1,7 +1,9 @@
 /**
  * The PubNub transport over the pubnub JS SDK. The SDK keeps the subscribe loop and reconnects
  * by itself; messages are `{event, data}` objects (plus `exclude`, the sender's socket id,
- * when the publisher set one) on the `encodeForPubnub(channel)` channel.
+ * when the publisher set one, and `offset`/`epoch` with history on) on the
+ * `encodeForPubnub(channel)` channel. A refused or failing subscribe loop is "reconnecting",
+ * not "connected", and is restarted with backoff.
  *
  * Protected channels: the auth endpoint answers `{token}` (an Access Manager v3 token), given
  * to the SDK with `setToken`. Presence: PubNub's own (`-pnpres` events, `hereNow`) with each
@@ -11,6 +13,7 @@
  */
 import { isProtected } from "../channel-names.js";
 import { encodeForPubnub } from "../encodings.js";
+import { backoffDelay } from "../backoff.js";
 import { RTBridgeError } from "../errors.js";
 import { pubnubPresence } from "./pubnub-presence.js";
 import { findSdk, memberOf, randomId } from "./sdk.js";
@@ -41,6 +44,8 @@ export function pubnub(config, hooks) {
   const channels = new Map(); // encoded name → {logical, resolve, reject, ready, done, me?, tabs?}
   let client = null;
   let online = false;
+  let retryTimer;
+  let attempt = 0;
 
   // PubNub reports tabs (uuids); pubnub-presence.js turns them into members.
   const presence = pubnubPresence({ client: () => client, socketId, channels, hooks });
@@ -52,6 +57,7 @@ export function pubnub(config, hooks) {
       entry.done = true;
       if (error) {
         channels.delete(name);
+        client.unsubscribe({ channels: [name] }); // or the SDK's loop would be refused again and again
         entry.reject(new RTBridgeError(`rtbridge: PubNub refused ${entry.logical}: ${error}`, { code: 403, reason: error, channel: entry.logical }));
       } else entry.resolve();
     }
@@ -91,8 +97,8 @@ export function pubnub(config, hooks) {
     message({ channel, message, timetoken }) {
       const entry = channels.get(channel);
       if (!entry || !message || typeof message !== "object") return;
-      if (message.exclude && message.exclude === socketId) return;
-      const meta = { channel: entry.logical, timetoken };
+      if (message.exclude && message.exclude === socketId) return hooks.skip(entry.logical, message); // our own: the position moves on
+      const meta = { channel: entry.logical, timetoken, offset: message.offset, epoch: message.epoch };
       const { event } = message;
       if (typeof event === "string" && event.startsWith("client-")) {
         if (isProtected(entry.logical)) hooks.whisper(entry.logical, event.slice(7), message.data, { ...meta, user_id: message.user_id });
@@ -106,8 +112,14 @@ export function pubnub(config, hooks) {
       if (category === "PNAccessDeniedCategory" || status.error === "PNAccessDeniedCategory") {
         // The event engine reports a refused handshake without naming channels: fail the waiting ones.
         const names = status.affectedChannels ?? status.errorData?.payload?.channels ?? [...channels.keys()];
+        down();
         renew(names);
         return settle(names, status.errorData?.message ?? "access denied (Access Manager)");
+      }
+      if (category === "PNRequestMessageCountExceededCategory") {
+        // One response held more than the SDK's threshold: PubNub may have dropped the rest.
+        for (const entry of channels.values()) if (entry.done) hooks.missed(entry.logical);
+        return;
       }
       if (UP.includes(category)) {
         const names = status.subscribedChannels ?? status.affectedChannels ?? [];
@@ -116,16 +128,25 @@ export function pubnub(config, hooks) {
           if (entry.me && (again ? entry.done : !entry.done && names.includes(encodeForPubnub(entry.logical)))) presence.announce(entry);
         }
         settle(names);
+        clearTimeout(retryTimer);
+        attempt = 0;
         if (!online || category === "PNReconnectedCategory") {
           online = true;
           hooks.open(socketId);
         }
       } else if (DOWN.includes(category)) {
-        online = false;
-        hooks.state("reconnecting");
+        down();
       }
     },
   };
+
+  function down() {
+    online = false;
+    hooks.state("reconnecting");
+    // After a refusal, or once its own retries are spent, the SDK's loop waits for reconnect().
+    clearTimeout(retryTimer);
+    retryTimer = setTimeout(() => client?.reconnect?.(), backoffDelay(attempt++, config.reconnect || {}) + 1000);
+  }
 
   return {
     connect() {
@@ -145,6 +166,7 @@ export function pubnub(config, hooks) {
       });
     },
     disconnect() {
+      clearTimeout(retryTimer);
       client?.removeListener(listener);
       client?.unsubscribeAll();
       client?.stop?.();

@@ -4,7 +4,8 @@
  * events onto the rtbridge client. Private and presence channels are authorized through the
  * client's auth request (pusher-js's `channelAuthorization.customHandler`), so the CSRF and
  * socket-id headers, the error codes and a router's ready auth answer work as on every
- * transport; presence is Pusher's own (per user); whispers are `client-` events.
+ * transport; presence is Pusher's own (per user); whispers are `client-` events. With history
+ * on (`config.historyEndpoint`), an event's data is `{data, offset, epoch}`.
  * @module rtbridge/transports/pusher
  */
 import { encodeForPusher } from "../encodings.js";
@@ -121,7 +122,11 @@ export function pusher(config, hooks) {
       channel.bind_global((event, data) => {
         // pusher:* and pusher_internal:* are the protocol's own events, not the app's.
         // client- events (whispers) come through the connection's messages, which carry user_id.
-        if (!/^(pusher(_internal)?:|client-)/.test(event)) hooks.message(logical, event, data, { channel: logical });
+        if (/^(pusher(_internal)?:|client-)/.test(event)) return;
+        // With history on, Django sends {data, offset, epoch}: the position travels with the data.
+        const positioned = config.historyEndpoint && typeof data?.offset === "number" && typeof data.epoch === "string";
+        const meta = { channel: logical, ...(positioned && { offset: data.offset, epoch: data.epoch }) };
+        hooks.message(logical, event, positioned ? data.data : data, meta);
       });
       return entry.ready;
     },
