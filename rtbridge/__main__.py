@@ -58,11 +58,13 @@ def main(argv: list[str] | None = None) -> int:
     import django
 
     django.setup()
+    from .backends.loading import backend_class
     from .server.runner import StartupError, build_server, configure_logging, run
 
     configure_logging(args.verbosity)
     try:
         server = build_server(
+            backend_class=backend_class,
             address=args.address,
             port=args.port,
             with_django=args.with_django,

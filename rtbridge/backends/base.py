@@ -31,11 +31,6 @@ def import_sdk(module: str, extra: str, *, backend: str) -> ModuleType:
         ) from exc
 
 
-#: Aliases of backends that still get the rtbridge server's auth answer from BaseBackend itself
-#: (issue 11, transitional): empty this once ``local`` and ``redis`` inherit SelfHostedAuthMixin.
-_LEGACY_SELF_HOSTED_ALIASES = frozenset({"local", "redis"})
-
-
 class BaseBackend:
     """Deliver messages to one transport.
 
@@ -125,10 +120,6 @@ class BaseBackend:
         :class:`SelfHostedAuthMixin` when it delivers through the rtbridge server.
         """
         name = type(self).__name__
-        if self.alias in _LEGACY_SELF_HOSTED_ALIASES:
-            # Transitional (issue 11): the rtbridge server backends relied on this default
-            # before SelfHostedAuthMixin existed; remove once they inherit the mixin.
-            return self_hosted_auth_response(socket_id, grant)
         raise NotSupported(
             f"{name} cannot authorize protected channels: it does not implement "
             f"auth_response(socket_id, grant). Override it in {name} to return what the "

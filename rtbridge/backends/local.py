@@ -8,8 +8,8 @@ from typing import Any
 
 from ..exceptions import PublishError
 from ..messages import Message
-from ..server import registry
-from .base import BaseBackend
+from ..server.registry import running_servers
+from .base import BaseBackend, SelfHostedAuthMixin
 from .redis import client_config_for
 
 __all__ = ["LocalBackend"]
@@ -22,7 +22,7 @@ NO_SERVER = (
 )
 
 
-class LocalBackend(BaseBackend):
+class LocalBackend(SelfHostedAuthMixin, BaseBackend):
     """Hand each message to the hub of every server running in this process.
 
     Safe from any thread and never blocks: the hand-off goes through each server's event
@@ -42,7 +42,7 @@ class LocalBackend(BaseBackend):
 
     def publish_many(self, messages: Iterable[Message]) -> None:
         """Deliver several messages in order."""
-        servers = [server for server in registry.running_servers() if server.running]
+        servers = running_servers()
         if not servers:
             raise PublishError(NO_SERVER, retryable=False)
         for message in messages:
@@ -66,12 +66,12 @@ class LocalBackend(BaseBackend):
         Applies to every server running in this process (their in-memory revocation lists
         keep it for the token lifetime). Never blocks.
         """
-        servers = [server for server in registry.running_servers() if server.running]
+        servers = running_servers()
         if not servers:
             raise PublishError(NO_SERVER, retryable=False)
         now = time.time()
         for server in servers:
-            server.call_soon(server.hub.revoke, user_id, channel, now)
+            server.revoke(user_id, channel, now)
 
     def client_config(self) -> dict[str, Any]:
         """Return ``{"backend": "local", "url": public_url or None, "path": ws path}``."""

@@ -3,99 +3,49 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 import time
+import warnings
 import weakref
 from collections.abc import Iterable
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-from .. import conf
-from ..exceptions import ImproperlyConfigured, PublishError
+from .. import conf, redis_wire
+from ..exceptions import PublishError
 from ..messages import Message
-from .base import BaseBackend, import_sdk
+from ..tokens import DEFAULT_TOKEN_TTL
+from .base import BaseBackend, SelfHostedAuthMixin, import_sdk
 
-__all__ = [
-    "DEFAULT_PREFIX",
-    "DEFAULT_URL",
-    "RedisBackend",
-    "control_channel",
-    "decode_body",
-    "encode_control",
-    "encode_message",
-    "revocation_key",
-    "safe_url",
-]
+__all__ = ["RedisBackend", "client_config_for"]
 
-DEFAULT_URL = "redis://127.0.0.1:6379/0"
-DEFAULT_PREFIX = "rtbridge:"
-#: First line of every message body; a server drops bodies with another version.
-BODY_VERSION = b"rtb1"
-#: First line of a control body (presence events, revocations) on ``<prefix>!node``.
-CONTROL_VERSION = b"rtc1"
-
-
-def control_channel(prefix: str) -> str:
-    """Return the Redis channel of node control events: ``<prefix>!node``.
-
-    ``!`` is outside the logical channel alphabet, so no client channel can have this name.
-    """
-    return f"{prefix}!node"
+# The wire format moved to rtbridge.redis_wire (shared with the server); the old names still
+# work for one release.
+_MOVED_TO_WIRE = frozenset(
+    {
+        "BODY_VERSION",
+        "CONTROL_VERSION",
+        "DEFAULT_PREFIX",
+        "DEFAULT_URL",
+        "control_channel",
+        "decode_body",
+        "encode_control",
+        "encode_message",
+        "revocation_key",
+        "safe_url",
+    }
+)
 
 
-def encode_control(event: dict[str, Any]) -> bytes:
-    """Return the body of a control event: ``rtc1\n<compact JSON>``."""
-    return CONTROL_VERSION + b"\n" + json.dumps(event, separators=(",", ":")).encode("utf-8")
-
-
-def revocation_key(prefix: str, user_id: str, channel: str) -> str:
-    """Return the Redis key holding when ``user_id`` lost access to ``channel``."""
-    return f"{prefix}revoked:{channel}|{user_id}"
-
-
-def encode_message(message: Message, prefix: str) -> list[tuple[bytes, bytes]]:
-    """Return the ``(redis channel, body)`` pairs that carry ``message``: one per channel.
-
-    The body is ``rtb1\\n<event>\\n<exclude or empty>\\n<payload>`` in UTF-8, where the
-    payload is ``message.payload`` unchanged (docs/server.md, "Redis message format"). Event
-    names and socket ids never contain a newline, so a reader splits on the first three.
-    """
-    body = b"\n".join(
-        (
-            BODY_VERSION,
-            message.event.encode("ascii"),
-            (message.exclude or "").encode("ascii"),
-            message.payload.encode("utf-8"),
+def __getattr__(name: str) -> Any:
+    if name in _MOVED_TO_WIRE:
+        warnings.warn(
+            f"rtbridge.backends.redis.{name} moved to rtbridge.redis_wire.{name}; import it "
+            "from there (the old path goes away in the next release).",
+            DeprecationWarning,
+            stacklevel=2,
         )
-    )
-    return [((prefix + channel).encode("utf-8"), body) for channel in message.channels]
-
-
-def decode_body(body: bytes) -> tuple[str, str | None, bytes]:
-    """Return ``(event, exclude, payload)`` from a body made by :func:`encode_message`.
-
-    Raises ``ValueError`` for a body in another format.
-    """
-    parts = body.split(b"\n", 3)
-    if len(parts) != 4 or parts[0] != BODY_VERSION:
-        raise ValueError(f"not an rtbridge message body: {body[:40]!r}")
-    event = parts[1].decode("ascii")
-    exclude = parts[2].decode("ascii") or None
-    return event, exclude, parts[3]
-
-
-def safe_url(url: str) -> str:
-    """Return ``url`` with any password replaced by ``***`` (for error messages and logs)."""
-    try:
-        parts = urlsplit(url)
-        if parts.password is None:
-            return url
-        netloc = parts.netloc.rsplit("@", 1)[1]
-        user = parts.username or ""
-        return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
-    except ValueError:
-        return "<unparsable Redis URL>"
+        return getattr(redis_wire, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def client_config_for(alias: str) -> dict[str, Any]:
@@ -104,7 +54,7 @@ def client_config_for(alias: str) -> dict[str, Any]:
     return {"backend": alias, "url": server["public_url"], "path": server["path"]}
 
 
-class RedisBackend(BaseBackend):
+class RedisBackend(SelfHostedAuthMixin, BaseBackend):
     """Publish with Redis ``PUBLISH``; every rtbridge server node subscribed to a channel gets it.
 
     Options (``RTBRIDGE_OPTIONS``): ``url`` (``redis://[:password@]host:port/db``, also
@@ -124,8 +74,8 @@ class RedisBackend(BaseBackend):
     def __init__(
         self,
         *,
-        url: str = DEFAULT_URL,
-        prefix: str = DEFAULT_PREFIX,
+        url: str = redis_wire.DEFAULT_URL,
+        prefix: str = redis_wire.DEFAULT_PREFIX,
         socket_timeout: float = 5.0,
         socket_connect_timeout: float = 2.0,
         max_connections: int = 50,
@@ -133,16 +83,8 @@ class RedisBackend(BaseBackend):
         **options: Any,
     ) -> None:
         super().__init__(**options)
-        if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
-            raise ImproperlyConfigured(
-                f"RedisBackend url={url!r} is not a Redis URL; give e.g. {DEFAULT_URL!r}."
-            )
-        if not isinstance(prefix, str):
-            raise ImproperlyConfigured(
-                f"RedisBackend prefix={prefix!r} is not a string; give e.g. {DEFAULT_PREFIX!r}."
-            )
-        self.url = url
-        self.prefix = prefix
+        self.url = redis_wire.check_url(url, "RedisBackend url")
+        self.prefix = redis_wire.check_prefix(prefix, "RedisBackend prefix")
         self.socket_timeout = socket_timeout
         self.socket_connect_timeout = socket_connect_timeout
         self.max_connections = max_connections
@@ -191,7 +133,7 @@ class RedisBackend(BaseBackend):
             exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
         )
         return PublishError(
-            f"Redis at {safe_url(self.url)} did not take the message: {exc}"
+            f"Redis at {redis_wire.safe_url(self.url)} did not take the message: {exc}"
             + (" (is redis-server running and reachable?)" if retryable else ""),
             retryable=retryable,
         )
@@ -202,7 +144,9 @@ class RedisBackend(BaseBackend):
 
     def publish_many(self, messages: Iterable[Message]) -> None:
         """Publish several messages, in order, in one round trip."""
-        pairs = [pair for message in messages for pair in encode_message(message, self.prefix)]
+        pairs = [
+            pair for message in messages for pair in redis_wire.encode_message(message, self.prefix)
+        ]
         if not pairs:
             return
         import redis.exceptions
@@ -224,7 +168,9 @@ class RedisBackend(BaseBackend):
 
     async def apublish_many(self, messages: Iterable[Message]) -> None:
         """Publish several messages, in order, in one round trip, without blocking the loop."""
-        pairs = [pair for message in messages for pair in encode_message(message, self.prefix)]
+        pairs = [
+            pair for message in messages for pair in redis_wire.encode_message(message, self.prefix)
+        ]
         if not pairs:
             return
         client = self._async_client()
@@ -247,15 +193,17 @@ class RedisBackend(BaseBackend):
         """
         import redis.exceptions
 
-        from ..auth import DEFAULT_TOKEN_TTL
-
         now = time.time()
         try:
             pipe = self.client.pipeline(transaction=True)
-            pipe.set(revocation_key(self.prefix, user_id, channel), repr(now), ex=DEFAULT_TOKEN_TTL)
+            pipe.set(
+                redis_wire.revocation_key(self.prefix, user_id, channel),
+                repr(now),
+                ex=DEFAULT_TOKEN_TTL,
+            )
             pipe.publish(
-                control_channel(self.prefix),
-                encode_control({"t": "revoke", "u": user_id, "c": channel, "at": now}),
+                redis_wire.control_channel(self.prefix),
+                redis_wire.encode_revocation(user_id, channel, now),
             )
             pipe.execute()
         except (redis.exceptions.RedisError, OSError) as exc:
@@ -292,4 +240,4 @@ class RedisBackend(BaseBackend):
         return client_config_for(self.alias)
 
     def __repr__(self) -> str:
-        return f"<RedisBackend url={safe_url(self.url)!r} prefix={self.prefix!r}>"
+        return f"<RedisBackend url={redis_wire.safe_url(self.url)!r} prefix={self.prefix!r}>"

@@ -431,7 +431,7 @@ def _check_redis(url: str) -> None:
         import redis
     except ImportError:
         raise DemoError("--backend redis needs redis-py: pip install 'rtbridge[server]'") from None
-    from ..backends.redis import safe_url
+    from ..redis_wire import safe_url
 
     client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
     try:

@@ -24,6 +24,7 @@ runs, ``LocalBackend`` publishes into it. See docs/server.md and docs/protocol.m
 
 from __future__ import annotations
 
+from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -32,7 +33,11 @@ if TYPE_CHECKING:
 
 __all__ = ["Broker", "MemoryBroker", "RedisBroker", "Server", "make_app"]
 
-_LAZY = {
+# Where each public name lives. They are loaded on first use (PEP 562) because Tornado is an
+# optional dependency (the ``server`` extra), while two modules of this package run in every
+# Django process with or without it: ``checks`` (system checks) and ``registry`` (the entry
+# point of the default ``local`` backend). Importing them must not import Tornado.
+_PUBLIC = {
     "Server": "app",
     "make_app": "app",
     "Broker": "brokers",
@@ -42,10 +47,6 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> Any:
-    # Imported lazily so that LocalBackend (via .registry) does not need Tornado.
-    if name in _LAZY:
-        import importlib
-
-        module = importlib.import_module(f".{_LAZY[name]}", __name__)
-        return getattr(module, name)
+    if name in _PUBLIC:
+        return getattr(import_module(f".{_PUBLIC[name]}", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

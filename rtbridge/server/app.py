@@ -11,28 +11,38 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from importlib import metadata
 from typing import Any
 
 import tornado.httpserver
 import tornado.netutil
 import tornado.web
 import tornado.wsgi
+from django.apps import apps
+from django.conf import settings
 
-from ..backends.redis import DEFAULT_PREFIX, DEFAULT_URL
 from ..messages import Message
+from ..redis_wire import DEFAULT_PREFIX, DEFAULT_URL
 from . import registry
 from .brokers import Broker, MemoryBroker, RedisBroker
 from .calls import CallRunner
 from .config import OriginPolicy, ServerConfig
+from .connection import Connection, Transport
+from .flush import FlushQueue
 from .handler import SocketHandler
+from .housekeeping import Sweeper, log_summaries
 from .hub import Hub
-from .presence import RedisPresence, run_refresh
-from .protocol import FEATURES, CloseCode
+from .presence import run_refresh
+from .protocol import FEATURES, CloseCode, welcome_frame
+from .revocations import Revocations
+from .stats import NodeStats
 from .wsgi import strict_headers
 
-__all__ = ["Server", "make_app"]
+__all__ = ["DEFAULT_ADDRESS", "Server", "make_app"]
 
 logger = logging.getLogger("rtbridge.server")
+
+DEFAULT_ADDRESS = "127.0.0.1"
 
 
 def make_app(
@@ -72,16 +82,41 @@ def available_features() -> tuple[str, ...]:
     Tokens need Django's settings (``SECRET_KEY``) and calls need the app registry, so a
     server embedded without a Django project offers none of them (and says so in welcome).
     """
-    from django.apps import apps
-    from django.conf import settings
-
     if not settings.configured:
         return ()
     return FEATURES if apps.ready else tuple(f for f in FEATURES if f != "call")
 
 
+def _software() -> str:
+    # From the installed distribution: the package root (rtbridge/__init__.py) imports the
+    # publishing and policy layers, which the server must not depend on.
+    try:
+        return f"rtbridge/{metadata.version('rtbridge')}"
+    except metadata.PackageNotFoundError:  # run from a source tree that is not installed
+        return "rtbridge"
+
+
+def _make_broker(
+    broker: Broker | str | None, redis_url: str | None, prefix: str | None, config: ServerConfig
+) -> Broker:
+    if broker is None:
+        broker = "redis" if redis_url else "memory"
+    if broker == "redis":
+        return RedisBroker(
+            redis_url or DEFAULT_URL,
+            DEFAULT_PREFIX if prefix is None else prefix,
+            reconnect_max_delay=config.reconnect_max_delay,
+            presence_ttl=config.presence_ttl,
+        )
+    if broker == "memory":
+        return MemoryBroker()
+    if not isinstance(broker, Broker):
+        raise ValueError(f"broker={broker!r} is not valid; give 'memory', 'redis' or a Broker")
+    return broker
+
+
 class Server:
-    """One rtbridge server node: sockets, a hub and a broker.
+    """One rtbridge server node: sockets, a hub, a broker and presence.
 
     ``Server(address="127.0.0.1", port=0, broker=None, redis_url=None, prefix=None,
     options=None, allowed_origins=None, wsgi_app=None)``. ``broker`` is a
@@ -93,12 +128,16 @@ class Server:
     Run it on the current event loop with ``await server.astart()`` / ``await server.astop()``,
     or in a background thread with ``server.start()`` / ``server.stop()``. ``port=0`` picks a
     free port; read ``server.port`` or ``server.url`` after starting.
+
+    The server puts the node together: the broker and presence deliver to the hub (their
+    ``BrokerEvents``), each connection gets the parts it talks to, and nothing reaches one
+    part through another.
     """
 
     def __init__(
         self,
         *,
-        address: str = "127.0.0.1",
+        address: str = DEFAULT_ADDRESS,
         port: int = 0,
         broker: Broker | str | None = None,
         redis_url: str | None = None,
@@ -113,39 +152,28 @@ class Server:
             if allowed_origins is None
             else OriginPolicy(allowed_origins)
         )
-        if broker is None:
-            broker = "redis" if redis_url else "memory"
-        if broker == "redis":
-            broker = RedisBroker(
-                redis_url or DEFAULT_URL,
-                DEFAULT_PREFIX if prefix is None else prefix,
-                reconnect_max_delay=self.config.reconnect_max_delay,
-                presence_ttl=self.config.presence_ttl,
-            )
-        elif broker == "memory":
-            broker = MemoryBroker()
-        if not isinstance(broker, Broker):
-            raise ValueError(f"broker={broker!r} is not valid; give 'memory', 'redis' or a Broker")
-        self.broker = broker
-        self.hub = Hub(self.config, broker)
+        self.broker = _make_broker(broker, redis_url, prefix, self.config)
         self.node_id = secrets.token_hex(6)
-        broker.attach(self.hub, self.node_id)
+        self.stats = NodeStats()
+        self.revocations = Revocations(self.broker)
+        self.hub = Hub(self.broker, self.stats, self.revocations, self.config.max_connections)
+        self.presence = self.broker.make_presence(self.hub, self.node_id)
+        self.flushes = FlushQueue()
+        self.sweeper = Sweeper(self.config, self.hub, self.revocations, self.stats)
+        #: Runs router calls in threads while the server runs (if it offers calls).
+        self.calls: CallRunner | None = None
         self.address = address
         self.port = port
         self.wsgi_app = wsgi_app
-        from .. import __version__
-
-        self.software = f"rtbridge/{__version__}"
+        self.software = _software()
         self._ids = itertools.count(1)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._http: tornado.httpserver.HTTPServer | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._thread: threading.Thread | None = None
-        self._started_at = 0.0
         #: Optional ops offered in the welcome frame (set when the server starts).
         self.features: tuple[str, ...] = FEATURES
-        self._last_summary: tuple[int, ...] = ()
         self.running = False
 
     # Identity -----------------------------------------------------------------------------
@@ -182,21 +210,26 @@ class Server:
         app = make_app(self, self.wsgi_app, self._executor)
         self._http = tornado.httpserver.HTTPServer(app)
         self._http.add_sockets(sockets)
-        self.features = self.hub.features = available_features()
+        self.features = available_features()
         if "call" in self.features:
-            self.hub.calls = CallRunner(self.config.call_threads)
-        await self.broker.start()
-        self._tasks = [asyncio.create_task(self._sweep(), name="rtbridge-sweep")]
-        if isinstance(self.broker.presence, RedisPresence):
+            self.calls = CallRunner(self.config.call_threads)
+        await self.broker.start(self.hub)
+        try:
+            await self.presence.start()
+        except Exception as exc:  # retried by the presence refresh
+            logger.warning("rtbridge: cannot announce this node's presence yet: %s", exc)
+        self._tasks = [asyncio.create_task(self.sweeper.run(), name="rtbridge-sweep")]
+        if self.presence.refresh_interval is not None:
             self._tasks.append(
-                asyncio.create_task(
-                    run_refresh(self.broker.presence, self.hub, self.config.presence_ttl / 3),
-                    name="rtbridge-presence",
-                )
+                asyncio.create_task(run_refresh(self.presence), name="rtbridge-presence")
             )
         if self.config.stats_interval > 0:
-            self._tasks.append(asyncio.create_task(self._summaries(), name="rtbridge-stats"))
-        self._started_at = time.monotonic()
+            self._tasks.append(
+                asyncio.create_task(
+                    log_summaries(self.config.stats_interval, self._activity, self.summary),
+                    name="rtbridge-stats",
+                )
+            )
         self.running = True
         registry.register(self)
         logger.info(
@@ -218,13 +251,15 @@ class Server:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self.hub.wait_closed(), timeout)
         # Presence leaves of the closed sockets, so the others see them go at once.
-        await self.hub.drain(timeout)
+        await self.presence.drain(timeout)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.presence.stop(), 2.0)
         await self.broker.stop()
         if self._http is not None:
             with contextlib.suppress(asyncio.TimeoutError):
@@ -233,9 +268,9 @@ class Server:
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
-        if self.hub.calls is not None:
-            self.hub.calls.shutdown()
-            self.hub.calls = None
+        if self.calls is not None:
+            self.calls.shutdown()
+            self.calls = None
         logger.info("rtbridge: stopped %s; %s", self.url, self.summary())
 
     # Running in a background thread -------------------------------------------------------
@@ -305,35 +340,60 @@ class Server:
         """
         self.call_soon(self.hub.revoke, user_id, channel, revoked_at or time.time())
 
-    # Housekeeping -------------------------------------------------------------------------
+    # Sockets (the handler's SocketHost) ----------------------------------------------------
 
-    async def _sweep(self) -> None:
-        config = self.config
-        interval = max(0.05, min(1.0, config.heartbeat / 2, config.idle_timeout / 4))
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                self.hub.sweep()
-            except Exception:
-                logger.exception("rtbridge: heartbeat sweep failed")
+    def allows_origin(self, origin: str, host: str | None) -> bool:
+        """Return whether a page at ``origin`` may open a socket (a refusal is counted)."""
+        if self.origins.allows(origin, host):
+            return True
+        self.stats.refused += 1
+        return False
 
-    async def _summaries(self) -> None:
-        while True:
-            await asyncio.sleep(self.config.stats_interval)
-            stats = self.hub.stats
-            snapshot = (len(self.hub.connections), stats.opened, stats.messages, stats.errors)
-            if snapshot != self._last_summary:
-                self._last_summary = snapshot
-                logger.info("rtbridge: %s", self.summary())
+    def trusts_origin(self, origin: str, host: str | None) -> bool:
+        """Return whether a page at ``origin`` may act as the visitor (use the session)."""
+        return self.origins.trusts(origin, host)
+
+    def refusal(self) -> tuple[int, str] | None:
+        """Return ``(close code, reason)`` if a new socket must be refused now (counted)."""
+        if not self.hub.full:
+            return None
+        self.stats.refused += 1
+        return (
+            CloseCode.TOO_MANY_CONNECTIONS,
+            f"this node has {self.config.max_connections} connections; try later",
+        )
+
+    def connect(self, transport: Transport, remote: str, session_key: str | None) -> Connection:
+        """Return the connection of a new socket, registered with the hub and welcomed."""
+        connection = Connection(
+            transport,
+            self.next_socket_id(),
+            hub=self.hub,
+            broker=self.broker,
+            presence=self.presence,
+            revocations=self.revocations,
+            flushes=self.flushes,
+            stats=self.stats,
+            config=self.config,
+            calls=self.calls,
+            features=self.features,
+            remote=remote,
+            session_key=session_key,
+        )
+        self.hub.add(connection)
+        logger.debug("rtbridge: opened %s from %s", connection.socket_id, remote)
+        connection.send(
+            welcome_frame(connection.socket_id, self.config.heartbeat, self.software, self.features)
+        )
+        return connection
+
+    # Activity -----------------------------------------------------------------------------
+
+    def _activity(self) -> tuple[int, ...]:
+        # A summary is logged only when one of these changed since the last one.
+        stats = self.stats
+        return (len(self.hub.connections), stats.opened, stats.messages, stats.errors)
 
     def summary(self) -> str:
         """Return a one-line summary of the node's activity since it started."""
-        stats = self.hub.stats
-        return (
-            f"{len(self.hub.connections)} connection(s), {self.hub.channel_count()} channel(s); "
-            f"since start: {stats.opened} opened, {stats.closed} closed, {stats.refused} "
-            f"refused, {stats.messages} messages, {stats.frames} frames sent, {stats.gaps} gaps, "
-            f"{stats.errors} bad frames, {stats.abusers} abusive, {stats.slow_consumers} slow, "
-            f"{stats.idle_closed} idle, {stats.whispers} whispers, {stats.calls} calls, "
-            f"{stats.revoked} revoked"
-        )
+        return self.stats.summary(len(self.hub.connections), self.hub.channel_count())

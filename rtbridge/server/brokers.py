@@ -4,69 +4,70 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import random
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ..backends.redis import (
-    CONTROL_VERSION,
+from ..conf import SERVER_DEFAULTS
+from ..redis_wire import (
     DEFAULT_PREFIX,
     DEFAULT_URL,
+    PresenceChange,
+    Revocation,
+    channel_key,
+    check_prefix,
+    check_url,
     control_channel,
     decode_body,
+    decode_control,
+    decode_whisper,
+    encode_whisper,
+    is_whisper,
     revocation_key,
     safe_url,
 )
-from ..messages import Message
+from .events import BrokerEvents, PresenceEvents
 from .presence import MemoryPresence, Presence, RedisPresence
-
-if TYPE_CHECKING:
-    from .hub import Hub
+from .redis_client import open_client
 
 __all__ = ["Broker", "MemoryBroker", "RedisBroker"]
 
 logger = logging.getLogger("rtbridge.server")
 
-#: First line of a whisper body on a channel's Redis channel.
-WHISPER_VERSION = b"rtw1"
-WHISPER_PREFIX = WHISPER_VERSION + b"\n"
-
 
 class Broker:
-    """Tell a hub about messages; the hub tells the broker which channels it needs."""
+    """Bring messages to a node: ``start(events)`` delivers to ``events`` until ``stop()``.
+
+    The hub tells the broker which channels it needs (``subscribe``/``unsubscribe``). This
+    base class is the in-memory broker: messages come only from this process, whispers go
+    straight back to the node, and presence lives in the node's memory.
+    """
 
     name = "broker"
-    hub: Hub | None = None
-    node_id = "local"
-    #: Where presence entries live (set by ``attach``; in memory unless a subclass shares
-    #: them, as ``RedisBroker`` does once started).
-    presence: Presence
+    _events: BrokerEvents | None = None
 
-    def attach(self, hub: Hub, node_id: str = "local") -> None:
-        """Deliver to ``hub`` from now on; ``node_id`` names this node in shared state."""
-        self.hub = hub
-        self.node_id = node_id
-        self.presence = MemoryPresence()
-        self.presence.hub = hub
+    def make_presence(self, events: PresenceEvents, node_id: str) -> Presence:
+        """Return the presence store that goes with this broker (node entries in memory)."""
+        return MemoryPresence(events)
+
+    async def start(self, events: BrokerEvents) -> None:
+        """Start delivering to ``events`` (called on the server's loop)."""
+        self._events = events
+
+    async def stop(self) -> None:
+        """Stop listening and release connections."""
 
     async def whisper(
         self, channel: str, event: str, data_json: bytes, user_id: str | None, sender: str
     ) -> None:
         """Relay a whisper to the subscribers of ``channel`` (on every node)."""
-        if self.hub is not None:
-            self.hub.deliver_whisper(channel, event, data_json, user_id, sender)
+        if self._events is not None:
+            self._events.deliver_whisper(channel, event, data_json, user_id, sender)
 
     async def revoked_at(self, user_id: str, channel: str) -> float | None:
-        """Return when ``user_id``'s access to ``channel`` was last revoked, if it was."""
-        return self.hub.revoked_at(user_id, channel) if self.hub is not None else None
-
-    async def start(self) -> None:
-        """Start listening (called on the server's loop)."""
-
-    async def stop(self) -> None:
-        """Stop listening and release connections."""
+        """Return when the nodes' shared store saw ``user_id`` lose ``channel`` (none here)."""
+        return None
 
     @property
     def connected(self) -> bool:
@@ -90,11 +91,6 @@ class MemoryBroker(Broker):
 
     name = "memory"
 
-    def deliver(self, message: Message) -> None:
-        """Deliver ``message`` to the hub (call on the server's loop)."""
-        if self.hub is not None:
-            self.hub.deliver_message(message)
-
 
 class RedisBroker(Broker):
     """Listen to Redis pub/sub for the channels local connections want.
@@ -111,18 +107,18 @@ class RedisBroker(Broker):
         url: str = DEFAULT_URL,
         prefix: str = DEFAULT_PREFIX,
         *,
-        reconnect_max_delay: float = 5.0,
+        reconnect_max_delay: float = SERVER_DEFAULTS["reconnect_max_delay"],
         socket_connect_timeout: float = 2.0,
         ping_interval: float = 15.0,
-        presence_ttl: float = 15.0,
+        presence_ttl: float = SERVER_DEFAULTS["presence_ttl"],
         command_timeout: float = 2.0,
     ) -> None:
-        self.url = url
+        self.url = check_url(url, "RedisBroker url")
         self.presence_ttl = presence_ttl
         # Presence, whisper and revocation commands give up after this long, so a frozen
         # Redis cannot hold a subscribe (or the socket's next frames) forever.
         self.command_timeout = command_timeout
-        self.prefix = prefix
+        self.prefix = check_prefix(prefix, "RedisBroker prefix")
         self.reconnect_max_delay = max(0.05, reconnect_max_delay)
         self.socket_connect_timeout = socket_connect_timeout
         # A silent connection is PINGed after this long and given up after twice as long,
@@ -131,7 +127,8 @@ class RedisBroker(Broker):
         # A name no logical channel can have (':' and '!' are outside the alphabet), so the
         # pub/sub connection exists even while no client wants anything.
         self._control = control_channel(prefix).encode()
-        self._prefix_bytes = prefix.encode("utf-8")
+        # Redis channel names are the prefix and the logical name: the reader cuts this off.
+        self._prefix_length = len(channel_key(prefix, ""))
         self._client: Any = None
         self._pubsub: Any = None
         self._queue: asyncio.Queue[tuple[str, list[bytes]]] | None = None
@@ -153,31 +150,23 @@ class RedisBroker(Broker):
         """Return whether the pub/sub connection is up."""
         return self._connected
 
-    async def start(self, wait: float = 2.0) -> None:
-        """Connect in the background; wait up to ``wait`` seconds for the first connection."""
-        import redis.asyncio
-        from redis.asyncio.retry import Retry
-        from redis.backoff import NoBackoff
-
-        # No silent retries inside redis-py: a lost connection must reach _run, which
-        # resubscribes and sends gap frames.
-        self._client = redis.asyncio.Redis.from_url(
+    def make_presence(self, events: PresenceEvents, node_id: str) -> Presence:
+        """Return presence kept in this Redis, shared with every node on the same prefix."""
+        return RedisPresence(
+            events,
             self.url,
-            retry=Retry(NoBackoff(), 0),
-            socket_connect_timeout=self.socket_connect_timeout,
-            socket_keepalive=True,
-        )
-        presence = RedisPresence(
-            self._client,
             self.prefix,
-            self.node_id,
-            control_channel(self.prefix),
+            node_id,
             self.presence_ttl,
             command_timeout=self.command_timeout,
+            socket_connect_timeout=self.socket_connect_timeout,
         )
-        presence.hub = self.hub
-        self.presence = presence
-        self._task = asyncio.create_task(self._run(), name="rtbridge-redis-broker")
+
+    async def start(self, events: BrokerEvents, wait: float = 2.0) -> None:
+        """Connect in the background; wait up to ``wait`` seconds for the first connection."""
+        await super().start(events)
+        self._client = open_client(self.url, self.socket_connect_timeout)
+        self._task = asyncio.create_task(self._run(events), name="rtbridge-redis-broker")
         try:
             await asyncio.wait_for(self._ever_connected.wait(), wait)
         except asyncio.TimeoutError:
@@ -185,16 +174,9 @@ class RedisBroker(Broker):
                 "rtbridge: cannot reach Redis at %s yet; serving sockets and retrying",
                 safe_url(self.url),
             )
-        try:
-            await presence.start()
-        except Exception as exc:  # retried by the server's presence refresh
-            logger.warning("rtbridge: cannot announce this node's presence yet: %s", exc)
 
     async def stop(self) -> None:
         """Stop the reader and close the connection."""
-        if isinstance(self.presence, RedisPresence):
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.presence.stop(), 2.0)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -209,7 +191,7 @@ class RedisBroker(Broker):
         """Queue a SUBSCRIBE; the result completes when Redis confirms it."""
         if not self._connected or self._queue is None:
             return None  # resubscribed (with a gap frame) once Redis is back
-        name = self._prefix_bytes + channel.encode("utf-8")
+        name = channel_key(self.prefix, channel)
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._confirm.setdefault(name, []).append(future)
         self._queue.put_nowait(("subscribe", [name]))
@@ -218,35 +200,23 @@ class RedisBroker(Broker):
     def unsubscribe(self, channel: str) -> None:
         """Queue an UNSUBSCRIBE."""
         if self._connected and self._queue is not None:
-            self._queue.put_nowait(("unsubscribe", [self._prefix_bytes + channel.encode("utf-8")]))
+            self._queue.put_nowait(("unsubscribe", [channel_key(self.prefix, channel)]))
 
     async def whisper(
         self, channel: str, event: str, data_json: bytes, user_id: str | None, sender: str
     ) -> None:
-        """PUBLISH the whisper on the channel's Redis channel (nodes with subscribers get it).
-
-        Body: ``rtw1\n<event>\n<sender socket id>\n<user id or empty>\n<data JSON>``.
-        """
-        body = b"\n".join(
-            (
-                WHISPER_VERSION,
-                event.encode("ascii"),
-                sender.encode("ascii"),
-                (user_id or "").replace("\n", " ").encode("utf-8"),
-                data_json,
-            )
-        )
+        """PUBLISH the whisper on the channel's Redis channel (nodes with subscribers get it)."""
+        body = encode_whisper(event, data_json, user_id, sender)
         try:
             await asyncio.wait_for(
-                self._client.publish(self._prefix_bytes + channel.encode("utf-8"), body),
+                self._client.publish(channel_key(self.prefix, channel), body),
                 self.command_timeout,
             )
         except Exception as exc:  # whispers are ephemeral: log, do not fail the socket
             logger.warning("rtbridge: could not relay a whisper through Redis: %s", exc)
 
     async def revoked_at(self, user_id: str, channel: str) -> float | None:
-        """Return the revocation time from Redis (or from this node's memory if Redis fails)."""
-        seen = await super().revoked_at(user_id, channel)
+        """Return the revocation time kept in Redis (``None`` if Redis cannot say, logged)."""
         try:
             value = await asyncio.wait_for(
                 self._client.get(revocation_key(self.prefix, user_id, channel)),
@@ -254,28 +224,21 @@ class RedisBroker(Broker):
             )
         except Exception as exc:
             logger.warning("rtbridge: cannot check revocations in Redis: %s", exc)
-            return seen
-        stored = float(value) if value is not None else None
-        if stored is None or seen is None:
-            return stored if seen is None else seen
-        return max(stored, seen)
+            return None
+        return float(value) if value is not None else None
 
-    def _control_event(self, body: bytes) -> None:
-        hub = self.hub
-        if hub is None or not body.startswith(CONTROL_VERSION + b"\n"):
-            return
+    def _control_event(self, events: BrokerEvents, body: bytes) -> None:
         try:
-            event = json.loads(body[len(CONTROL_VERSION) + 1 :])
-            kind = event["t"]
-            if kind == "presence":
-                hub.presence_event(event["c"], event["a"], event["m"], int(event["v"]))
-            elif kind == "revoke":
-                hub.revoke(str(event["u"]), event["c"], float(event["at"]))
+            event = decode_control(body)
+            if isinstance(event, PresenceChange):
+                events.presence_event(event.channel, event.action, event.member, event.version)
+            elif isinstance(event, Revocation):
+                events.revoke(event.user_id, event.channel, event.at)
         except (ValueError, KeyError, TypeError) as exc:
             self.dropped += 1
             logger.warning("rtbridge: dropped a control event: %s", exc)
 
-    async def _run(self) -> None:
+    async def _run(self, events: BrokerEvents) -> None:
         delay = 0.1
         while True:
             pubsub = self._client.pubsub()
@@ -286,8 +249,8 @@ class RedisBroker(Broker):
                 # channels and the switch to "connected" happen together.
                 queue: asyncio.Queue[tuple[str, list[bytes]]] = asyncio.Queue()
                 self._pubsub, self._queue, self._connected = pubsub, queue, True
-                channels = self.hub.channels() if self.hub is not None else []
-                names = [self._prefix_bytes + c.encode("utf-8") for c in channels]
+                channels = events.channels()
+                names = [channel_key(self.prefix, channel) for channel in channels]
                 confirmed = []
                 if names:
                     for name in names:
@@ -308,11 +271,11 @@ class RedisBroker(Broker):
                     self._ever_connected.set()
                 if channels:
                     # Clients subscribed while Redis was away may have missed messages.
-                    task = asyncio.create_task(self._gap_after(confirmed, channels))
+                    task = asyncio.create_task(self._gap_after(events, confirmed, channels))
                     self._gap_tasks.add(task)
                     task.add_done_callback(self._gap_tasks.discard)
                 delay = 0.1
-                await self._read(pubsub, writer)
+                await self._read(events, pubsub, writer)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -354,15 +317,15 @@ class RedisBroker(Broker):
                 logger.debug("rtbridge: Redis %s failed: %s", op, exc)
                 return
 
-    async def _gap_after(self, confirmed: list[asyncio.Future[None]], channels: list[str]) -> None:
+    async def _gap_after(
+        self, events: BrokerEvents, confirmed: list[asyncio.Future[None]], channels: list[str]
+    ) -> None:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(asyncio.gather(*confirmed), 10.0)
-        if self.hub is not None:
-            self.hub.gap(channels)
+        events.gap(channels)
 
-    async def _read(self, pubsub: Any, writer: asyncio.Task[None]) -> None:
-        hub = self.hub
-        prefix_length = len(self._prefix_bytes)
+    async def _read(self, events: BrokerEvents, pubsub: Any, writer: asyncio.Task[None]) -> None:
+        prefix_length = self._prefix_length
         awaiting_pong = False
         while True:
             if writer.done():
@@ -380,28 +343,26 @@ class RedisBroker(Broker):
             awaiting_pong = False
             kind = item["type"]
             if kind == "message" and item["channel"] == self._control:
-                self._control_event(item["data"])
-            elif kind == "message" and item["data"].startswith(WHISPER_PREFIX):
-                parts = item["data"].split(b"\n", 4)
-                if len(parts) == 5 and hub is not None:
-                    channel = item["channel"][prefix_length:].decode("utf-8")
-                    hub.deliver_whisper(
-                        channel,
-                        parts[1].decode("ascii"),
-                        parts[4],
-                        parts[3].decode("utf-8") or None,
-                        parts[2].decode("ascii"),
-                    )
+                self._control_event(events, item["data"])
             elif kind == "message":
+                data = item["data"]
+                whisper = None
                 try:
-                    event, exclude, payload = decode_body(item["data"])
                     channel = item["channel"][prefix_length:].decode("utf-8")
+                    if is_whisper(data):
+                        whisper = decode_whisper(data)
+                    else:
+                        event, exclude, payload = decode_body(data)
                 except (ValueError, UnicodeDecodeError) as exc:
                     self.dropped += 1
                     logger.warning("rtbridge: dropped a Redis message: %s", exc)
                     continue
-                if hub is not None:
-                    hub.deliver(channel, event, payload, exclude)
+                if whisper is None:
+                    events.deliver(channel, event, payload, exclude)
+                else:
+                    events.deliver_whisper(
+                        channel, whisper.event, whisper.data_json, whisper.user_id, whisper.sender
+                    )
             elif kind == "subscribe":
                 for future in self._confirm.pop(item["channel"], ()):
                     if not future.done():

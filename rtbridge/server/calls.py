@@ -1,18 +1,37 @@
-"""Router calls over the socket: run ``rtbridge.routers.call`` in threads, as the session user."""
+"""Router calls over the socket: run the router entry point in threads, as the session user."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from importlib import import_module
 from typing import Any
 
-from .. import conf
+from django.contrib.auth import get_user
+from django.db import close_old_connections
+from django.http import HttpRequest
+from django.utils.module_loading import import_string
 
-__all__ = ["CallRunner", "load_user"]
+from .. import conf
+from ..messages import encode_json
+
+__all__ = ["ROUTER_ENTRY", "CallHandler", "CallRunner", "load_user"]
 
 logger = logging.getLogger("rtbridge.server")
+
+#: The one function router calls go through, the same one Django's HTTP view uses. Named by
+#: its path, as Django names a ROOT_URLCONF: routers sit above the server (they read models,
+#: authorize and publish), so the server must not import them; it loads this only when it
+#: serves calls, that is with the Django project's app registry ready.
+ROUTER_ENTRY = "rtbridge.routers.call"
+
+#: The reply body of a call that raised (over HTTP, Django would answer 500).
+_FAILED = {"error": {"code": "server_error", "message": "The call failed on the server."}}
+
+#: ``handler(route, verb, args, *, user, socket_id) -> (status, JSON-ready body)``.
+CallHandler = Callable[..., tuple[int, Any]]
 
 
 def load_user(session_key: str | None) -> Any:
@@ -22,14 +41,13 @@ def load_user(session_key: str | None) -> Any:
     ``AuthenticationMiddleware`` does (so a session invalidated by a password change gives
     the anonymous user). Runs in a worker thread: it queries the session store.
     """
+    # Models need the app registry, which a server embedded without a Django project never
+    # has (and then it serves no calls), so this import waits until a call runs.
     from django.contrib.auth.models import AnonymousUser
 
     _cookie, engine = conf.session_settings()
     if engine is None or not session_key:
         return AnonymousUser()
-    from django.contrib.auth import get_user
-    from django.http import HttpRequest
-
     request = HttpRequest()
     request.session = import_module(engine).SessionStore(session_key)
     return get_user(request)
@@ -38,7 +56,8 @@ def load_user(session_key: str | None) -> Any:
 class CallRunner:
     """A thread pool for router calls; the event loop never waits on the database."""
 
-    def __init__(self, threads: int) -> None:
+    def __init__(self, threads: int, handler: CallHandler | None = None) -> None:
+        self._handler: CallHandler = import_string(ROUTER_ENTRY) if handler is None else handler
         self._executor = ThreadPoolExecutor(threads, thread_name_prefix="rtbridge-call")
 
     async def run(
@@ -55,42 +74,27 @@ class CallRunner:
         ``user`` is the connection's user when already known, else ``None`` (it is loaded
         from ``session_key`` in the worker thread and returned for the next calls).
         """
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._executor, _call, user, session_key, route, verb, args, socket_id
-        )
+
+        def call() -> tuple[Any, int, str]:
+            # The same discipline as Django's request_started/request_finished: a thread
+            # reused by many calls must not keep a broken or expired database connection.
+            close_old_connections()
+            try:
+                caller = load_user(session_key) if user is None else user
+                try:
+                    status, body = self._handler(
+                        route, verb, args, user=caller, socket_id=socket_id
+                    )
+                except Exception:
+                    # Over HTTP Django would answer 500; here the socket must stay usable.
+                    logger.exception("rtbridge: socket call %s.%s failed", route, verb)
+                    status, body = 500, _FAILED
+                return caller, status, encode_json(body)
+            finally:
+                close_old_connections()
+
+        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
 
     def shutdown(self) -> None:
         """Stop the threads (calls still queued are cancelled)."""
         self._executor.shutdown(wait=False, cancel_futures=True)
-
-
-def _call(
-    user: Any,
-    session_key: str | None,
-    route: str,
-    verb: str,
-    args: dict[str, Any],
-    socket_id: str,
-) -> tuple[Any, int, str]:
-    from django.db import close_old_connections
-
-    from ..messages import encode_json
-    from ..routers import call
-
-    # The same discipline as Django's request_started/request_finished: a thread reused by
-    # many calls must not keep a broken or expired database connection.
-    close_old_connections()
-    try:
-        if user is None:
-            user = load_user(session_key)
-        try:
-            status, body = call(route, verb, args, user=user, socket_id=socket_id)
-        except Exception:
-            # Over HTTP Django would answer 500; here the socket must stay usable.
-            logger.exception("rtbridge: socket call %s.%s failed", route, verb)
-            status = 500
-            body = {"error": {"code": "server_error", "message": "The call failed on the server."}}
-        return user, status, encode_json(body)
-    finally:
-        close_old_connections()

@@ -18,6 +18,7 @@ from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 
 from .. import conf
+from .config import OriginPolicy
 
 __all__ = ["ERROR_IDS", "check_server_settings"]
 
@@ -29,8 +30,6 @@ ERROR_IDS = {
 
 def check_server_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     """Report invalid ``RTBRIDGE_SERVER`` values and origins before a server starts."""
-    from .config import OriginPolicy
-
     errors: list[checks.CheckMessage] = []
     try:
         conf.server_settings()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -12,7 +12,7 @@ from django.http.request import split_domain_port, validate_host
 
 from .. import conf
 
-__all__ = ["OriginPolicy", "ServerConfig"]
+__all__ = ["SAME_ORIGIN_ONLY", "OriginPolicy", "ServerConfig"]
 
 # What Django itself allows when DEBUG is on and ALLOWED_HOSTS is empty.
 _DEBUG_LOCAL_HOSTS = [".localhost", "127.0.0.1", "[::1]"]
@@ -20,7 +20,10 @@ _DEBUG_LOCAL_HOSTS = [".localhost", "127.0.0.1", "[::1]"]
 
 @dataclass(frozen=True)
 class ServerConfig:
-    """The limits of one server, from ``RTBRIDGE_SERVER`` (see docs/server.md)."""
+    """The limits of one server, from ``RTBRIDGE_SERVER`` (see docs/server.md).
+
+    Every field is a key of ``conf.SERVER_DEFAULTS``, where the defaults are written.
+    """
 
     path: str
     public_url: str | None
@@ -35,34 +38,21 @@ class ServerConfig:
     stats_interval: float
     wsgi_threads: int
     serve_static: bool | None
-    presence_ttl: float = 15.0
-    whisper_rate: int = 10
-    call_rate: int = 20
-    call_threads: int = 8
+    presence_ttl: float
+    whisper_rate: int
+    call_rate: int
+    call_threads: int
 
     @classmethod
     def load(cls, overrides: Mapping[str, Any] | None = None) -> ServerConfig:
         """Build the config from ``RTBRIDGE_SERVER`` with ``overrides`` applied on top."""
         values = conf.server_settings(overrides)
-        return cls(
-            path=values["path"],
-            public_url=values["public_url"],
-            heartbeat=float(values["heartbeat"]),
-            idle_timeout=float(values["idle_timeout"]),
-            max_frame_bytes=values["max_frame_bytes"],
-            max_subscriptions=values["max_subscriptions"],
-            max_connections=values["max_connections"],
-            max_buffer_bytes=values["max_buffer_bytes"],
-            abuse_threshold=values["abuse_threshold"],
-            reconnect_max_delay=float(values["reconnect_max_delay"]),
-            stats_interval=float(values["stats_interval"]),
-            wsgi_threads=values["wsgi_threads"],
-            serve_static=values["serve_static"],
-            presence_ttl=float(values["presence_ttl"]),
-            whisper_rate=values["whisper_rate"],
-            call_rate=values["call_rate"],
-            call_threads=values["call_threads"],
-        )
+        # Durations may be given as ints; the server computes with floats.
+        typed: dict[str, Any] = {k: float(v) if k in _SECONDS else v for k, v in values.items()}
+        return cls(**typed)
+
+
+_SECONDS = frozenset(f.name for f in fields(ServerConfig) if f.type == "float")
 
 
 class OriginPolicy:
@@ -116,6 +106,14 @@ class OriginPolicy:
                 )
             self.origins.add(key)
 
+    def trusts(self, origin: str, host: str | None = None) -> bool:
+        """Return whether a page at ``origin`` may act as the visitor (use the session cookie).
+
+        With ``"*"`` any page may listen to public channels, but only a same-origin page may
+        make calls as the visitor; otherwise every allowed origin is trusted.
+        """
+        return not self.any_origin or SAME_ORIGIN_ONLY.allows(origin, host)
+
     @classmethod
     def from_settings(cls) -> OriginPolicy:
         """Build the policy from ``RTBRIDGE_ALLOWED_ORIGINS``, ``ALLOWED_HOSTS`` and ``DEBUG``."""
@@ -160,3 +158,7 @@ def _origin_key(origin: str) -> tuple[str, str, int] | None:
         return None
     port = int(port_text) if port_text else (443 if parts.scheme == "https" else 80)
     return parts.scheme, domain, port
+
+
+#: Allows a page on the socket's own host and port only.
+SAME_ORIGIN_ONLY = OriginPolicy(())

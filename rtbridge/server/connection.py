@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-from django.core import signing
-
-from ..auth import Grant, InvalidToken, verify_subscription
 from ..channel_names import is_protected
+from ..exceptions import InvalidToken
+from ..tokens import Grant, token_issued_at, verify_subscription
+from .brokers import Broker
+from .calls import CallRunner
+from .config import ServerConfig
+from .flush import FlushQueue
+from .hub import Hub
+from .presence import Presence
 from .protocol import (
     CloseCode,
     ErrorCode,
@@ -19,12 +24,13 @@ from .protocol import (
     error_frame,
     parse_request,
     pong_frame,
+    presence_frame,
     reply_frame,
+    revoked_frame,
 )
 from .ratelimit import TokenBucket
-
-if TYPE_CHECKING:
-    from .hub import Hub
+from .revocations import Revocations
+from .stats import NodeStats
 
 __all__ = ["Connection", "Transport"]
 
@@ -37,20 +43,11 @@ FLUSH_BYTES = 64 * 1024
 PresenceEvent = tuple[int, str, dict[str, Any]]
 
 
-def token_issued_at(token: str) -> int:
-    """Return the Unix time (whole seconds) a verified subscription token was signed.
-
-    Tokens are ``django.core.signing`` objects: ``<payload>:<timestamp>:<signature>`` with
-    the timestamp in base 62. Only call this after ``verify_subscription`` accepted it.
-    """
-    return signing.b62_decode(token.rsplit(":", 2)[-2])
-
-
 class Transport(Protocol):
-    """What a connection needs from the socket under it (the Tornado handler provides it)."""
+    """What a connection needs from the socket under it (see ``transport.py``)."""
 
-    def write_frame(self, frame: bytes) -> None:
-        """Write one complete WebSocket frame; raise on a closed socket."""
+    def write_frames(self, frames: list[bytes]) -> None:
+        """Write complete WebSocket frames, in order; raise on a closed socket."""
 
     def pending_bytes(self) -> int:
         """Return the bytes written but not yet accepted by the kernel."""
@@ -60,24 +57,36 @@ class Transport(Protocol):
 
 
 class Connection:
-    """The protocol state of one socket; every method is called on the server's event loop."""
+    """The protocol state of one socket; every method is called on the server's event loop.
+
+    The connection owns its subscriptions (channels, grants, presence snapshots) and tells
+    the hub where to route; the hub never edits them.
+    """
 
     __slots__ = (
         "abuse",
+        "broker",
         "call_bucket",
+        "calls",
         "channels",
         "closed",
+        "config",
+        "features",
+        "flushes",
         "grants",
         "hub",
         "last_activity",
         "opened_at",
         "pending",
         "pending_size",
+        "presence",
         "presence_backlog",
         "presence_versions",
         "remote",
+        "revocations",
         "session_key",
         "socket_id",
+        "stats",
         "transport",
         "unsent",
         "user",
@@ -86,15 +95,34 @@ class Connection:
 
     def __init__(
         self,
-        hub: Hub,
         transport: Transport,
         socket_id: str,
+        *,
+        hub: Hub,
+        broker: Broker,
+        presence: Presence,
+        revocations: Revocations,
+        flushes: FlushQueue,
+        stats: NodeStats,
+        config: ServerConfig,
+        calls: CallRunner | None,
+        features: tuple[str, ...],
         remote: str = "",
         session_key: str | None = None,
     ) -> None:
-        self.hub = hub
         self.transport = transport
         self.socket_id = socket_id
+        self.hub = hub
+        self.broker = broker
+        self.presence = presence
+        self.revocations = revocations
+        self.flushes = flushes
+        self.stats = stats
+        self.config = config
+        #: Runs router calls in threads (``None``: this node offers no calls).
+        self.calls = calls
+        #: Optional ops this node serves (see ``app.available_features``).
+        self.features = features
         self.remote = remote
         #: The Django session key from the handshake's cookie; calls run as its user.
         self.session_key = session_key
@@ -107,15 +135,14 @@ class Connection:
         #: it is being fetched), and the events held back meanwhile.
         self.presence_versions: dict[str, int | None] = {}
         self.presence_backlog: dict[str, list[PresenceEvent]] = {}
-        config = hub.config
         self.whisper_bucket = TokenBucket(config.whisper_rate)
         self.call_bucket = TokenBucket(config.call_rate)
         self.opened_at = self.last_activity = time.monotonic()
         #: Bad frames in a row; at ``abuse_threshold`` the socket is closed with 4001.
         self.abuse = 0
         self.closed = False
-        # Frames queued during this turn of the event loop; the hub flushes them together at
-        # the end of the turn, so a burst of messages costs one socket write, not one each.
+        # Frames queued during this turn of the event loop; the flush queue writes them
+        # together at the end of the turn, so a burst of messages costs one socket write.
         self.pending: list[bytes] | None = None
         self.pending_size = 0
         #: Bytes Tornado had not yet sent when this turn's first frame was queued.
@@ -131,17 +158,17 @@ class Connection:
             # check stays conservative.
             self.unsent = self.transport.pending_bytes()
         size = self.pending_size + len(frame)
-        if size + self.unsent > self.hub.config.max_buffer_bytes:
-            self.hub.stats.slow_consumers += 1
+        if size + self.unsent > self.config.max_buffer_bytes:
+            self.stats.slow_consumers += 1
             self.close(
                 CloseCode.SLOW_CONSUMER,
-                f"slow consumer: more than {self.hub.config.max_buffer_bytes} bytes unsent",
+                f"slow consumer: more than {self.config.max_buffer_bytes} bytes unsent",
             )
             return False
         self.pending_size = size
         if self.pending is None:
             self.pending = [frame]
-            self.hub.schedule_flush(self)
+            self.flushes.schedule(self)
         else:
             self.pending.append(frame)
         if size >= FLUSH_BYTES:
@@ -156,7 +183,7 @@ class Connection:
         if not frames or self.closed:
             return
         try:
-            self.transport.write_frame(frames[0] if len(frames) == 1 else b"".join(frames))
+            self.transport.write_frames(frames)
         except Exception:  # the stream closed under us; on_close will clean up
             self.closed = True
 
@@ -171,12 +198,89 @@ class Connection:
             self.flush()  # e.g. the error frame that explains a 4001 goes out first
         # Leave the hub now: the closing handshake may take seconds (a stalled client never
         # answers), and meanwhile nothing must be routed or buffered for this socket.
-        self.hub.remove(self)
-        self.closed = True
+        self._leave_hub()
         try:
             self.transport.close_socket(code, reason[:120])
         except Exception:  # already closed: nothing left to tell the client
             logger.debug("rtbridge: %s was already closed", self.socket_id)
+
+    def socket_closed(self) -> None:
+        """Note that the socket is gone (its closing handshake finished, or it was cut)."""
+        self._leave_hub()
+        self.hub.socket_closed()
+
+    def _leave_hub(self) -> None:
+        # Later sends are dropped; every subscription ends (presence leaves included).
+        self.closed = True
+        if self.hub.remove(self):
+            for channel in list(self.channels):
+                self.unsubscribe(channel)
+
+    # Subscriptions ------------------------------------------------------------------------
+
+    def unsubscribe(self, channel: str) -> None:
+        """Leave ``channel`` (a no-op if not subscribed): its grant goes, and on a presence
+        channel its entry (in the background), which tells the others ``leave`` when it was
+        the member's last connection.
+        """
+        self.channels.discard(channel)
+        grant = self.grants.pop(channel, None)
+        self.presence_versions.pop(channel, None)
+        self.presence_backlog.pop(channel, None)
+        if grant is not None and grant.member is not None:
+            self.presence.leave_soon(channel, self.socket_id, grant.member["id"])
+        self.hub.unsubscribe(self, channel)
+
+    def revoke(self, channel: str, user_id: str) -> bool:
+        """End the subscription to ``channel`` if ``user_id`` holds it; return whether it did."""
+        grant = self.grants.get(channel)
+        if grant is None or grant.user_id != user_id:
+            return False
+        self.unsubscribe(channel)
+        self.send(revoked_frame(channel))
+        return True
+
+    def presence_member(self, channel: str) -> dict[str, Any] | None:
+        """Return the member this connection is on presence ``channel`` as, if it is."""
+        grant = self.grants.get(channel)
+        return grant.member if grant is not None else None
+
+    def presence_event(
+        self, channel: str, action: str, member: dict[str, Any], version: int, frame: bytes
+    ) -> None:
+        """Send a presence change (``frame``) unless this connection's list already has it.
+
+        Skipped on the member's own connections and when ``version`` is not newer than the
+        connection's snapshot; held back while the snapshot is still being fetched.
+        """
+        grant = self.grants.get(channel)
+        if grant is None or grant.member is None or grant.member["id"] == member["id"]:
+            return
+        if channel not in self.presence_versions:
+            return
+        snapshot = self.presence_versions[channel]
+        if snapshot is None:
+            self.presence_backlog.setdefault(channel, []).append((version, action, member))
+        elif version > snapshot:
+            self.send(frame)
+
+    def _presence_ready(self, channel: str, version: int) -> None:
+        # The member list (at ``version``) was sent: send the events held back for it.
+        self.presence_versions[channel] = version
+        for event_version, action, member in self.presence_backlog.pop(channel, ()):
+            if event_version > version:
+                self.send(presence_frame(channel, action, member))
+
+    async def _enter(self, channel: str) -> int:
+        # Returns the channel's seq once the broker listens to it.
+        self.channels.add(channel)
+        seq = await self.hub.subscribe(self, channel)
+        if self.closed:
+            # It closed while waiting for the broker; do not leave it behind as a subscriber.
+            self.unsubscribe(channel)
+        return seq
+
+    # Requests -----------------------------------------------------------------------------
 
     def heartbeat_received(self) -> None:
         """Note a client heartbeat: activity, and a well-formed frame."""
@@ -189,7 +293,7 @@ class Connection:
             return  # frames that arrive during the closing handshake are ignored
         self.last_activity = time.monotonic()
         try:
-            request = parse_request(raw, self.hub.config.max_frame_bytes)
+            request = parse_request(raw, self.config.max_frame_bytes)
             await self._serve(request)
         except ProtocolError as exc:
             self._refuse(exc)
@@ -213,7 +317,7 @@ class Connection:
         channel = request.channel
         assert channel is not None
         if op == "unsubscribe":
-            self.hub.unsubscribe(self, channel)
+            self.unsubscribe(channel)
             self.send(ack_frame(request.id, channel))
             return
         if op == "whisper":
@@ -223,7 +327,7 @@ class Connection:
 
     async def _subscribe(self, request: Request, channel: str) -> None:
         grant = await self._check_token(request, channel) if is_protected(channel) else None
-        if channel not in self.channels and len(self.channels) >= self.hub.config.max_subscriptions:
+        if channel not in self.channels and len(self.channels) >= self.config.max_subscriptions:
             raise ProtocolError(
                 ErrorCode.TOO_MANY_SUBSCRIPTIONS,
                 f"this connection already has {len(self.channels)} subscriptions, the limit; "
@@ -231,7 +335,7 @@ class Connection:
                 request.id,
             )
         if grant is None:
-            seq = await self.hub.subscribe(self, channel)
+            seq = await self._enter(channel)
             self.send(ack_frame(request.id, channel, seq))
             return
         member = grant.member
@@ -243,27 +347,23 @@ class Connection:
             and (member is None or previous_grant.member["id"] != member["id"])
         ):
             # Subscribed again as someone else (the session changed): the old entry goes.
-            self.hub.spawn(
-                self.hub.broker.presence.leave(channel, self.socket_id, previous_grant.member["id"])
-            )
+            self.presence.leave_soon(channel, self.socket_id, previous_grant.member["id"])
         self.grants[channel] = grant
         if member is not None and not again:
             # Events until the member list arrives are held back, then filtered by version.
             self.presence_versions[channel] = None
-        seq = await self.hub.subscribe(self, channel)
+        seq = await self._enter(channel)
         members = None
         if member is not None and self.grants.get(channel) is grant:
-            version, members = await self.hub.broker.presence.join(channel, self.socket_id, member)
+            version, members = await self.presence.join(channel, self.socket_id, member)
             if self.grants.get(channel) is not grant:
                 # Revoked or closed while joining: the leave may have run before the join,
                 # so make sure the entry goes.
-                self.hub.spawn(
-                    self.hub.broker.presence.leave(channel, self.socket_id, member["id"])
-                )
+                self.presence.leave_soon(channel, self.socket_id, member["id"])
         if self.grants.get(channel) is grant and self._revoked(grant, request.auth):
             # A revocation this node saw after the check above but before the subscription
             # was in place (hub.revoke could not find it yet).
-            self.hub.unsubscribe(self, channel)
+            self.unsubscribe(channel)
         if self.grants.get(channel) is not grant:
             # Revoked while subscribing (the client may also get a "revoked" frame).
             raise ProtocolError(
@@ -275,11 +375,11 @@ class Connection:
         self.send(ack_frame(request.id, channel, seq, members))
         if members is not None:
             previous = self.presence_versions.get(channel)
-            self.hub.presence_ready(self, channel, max(version, previous or 0))
+            self._presence_ready(channel, max(version, previous or 0))
 
     async def _check_token(self, request: Request, channel: str) -> Grant:
         """Verify the subscription token (no database hit) and the revocation list."""
-        if "auth" not in self.hub.features:
+        if "auth" not in self.features:
             raise ProtocolError(
                 ErrorCode.FORBIDDEN,
                 f"channel {channel!r} is protected, and this server runs without Django "
@@ -293,7 +393,7 @@ class Connection:
             raise ProtocolError(ErrorCode.FORBIDDEN, str(exc), request.id, exc.code) from None
         if grant.user_id is not None:
             assert request.auth is not None
-            revoked_at = await self.hub.broker.revoked_at(grant.user_id, channel)
+            revoked_at = await self.revocations.latest(grant.user_id, channel)
             # Timestamps are whole seconds: a token signed in the second of the revocation
             # is refused too (the client asks the auth endpoint again, which decides anew).
             if revoked_at is not None and token_issued_at(request.auth) <= revoked_at:
@@ -309,7 +409,7 @@ class Connection:
     def _revoked(self, grant: Grant, token: str | None) -> bool:
         if grant.user_id is None or token is None:
             return False
-        revoked_at = self.hub.revoked_at(grant.user_id, grant.channel)
+        revoked_at = self.revocations.seen(grant.user_id, grant.channel)
         return revoked_at is not None and token_issued_at(token) <= revoked_at
 
     async def _whisper(self, request: Request, channel: str) -> None:
@@ -324,18 +424,18 @@ class Connection:
         if not self.whisper_bucket.take():
             raise ProtocolError(
                 ErrorCode.RATE_LIMITED,
-                f"more than {self.hub.config.whisper_rate} whispers per second; slow down",
+                f"more than {self.config.whisper_rate} whispers per second; slow down",
                 request.id,
                 "rate_limited",
             )
         assert request.event is not None and request.data_json is not None
-        await self.hub.broker.whisper(
+        await self.broker.whisper(
             channel, request.event, request.data_json.encode("utf-8"), grant.user_id, self.socket_id
         )
         self.send(ack_frame(request.id, channel))
 
     async def _call(self, request: Request) -> None:
-        calls = self.hub.calls
+        calls = self.calls
         if calls is None:
             raise ProtocolError(
                 ErrorCode.UNKNOWN_OP,
@@ -346,12 +446,12 @@ class Connection:
         if not self.call_bucket.take():
             raise ProtocolError(
                 ErrorCode.RATE_LIMITED,
-                f"more than {self.hub.config.call_rate} calls per second; slow down",
+                f"more than {self.config.call_rate} calls per second; slow down",
                 request.id,
                 "rate_limited",
             )
         assert request.route is not None and request.verb is not None
-        self.hub.stats.calls += 1
+        self.stats.calls += 1
         self.user, status, body = await calls.run(
             self.user,
             self.session_key,
@@ -363,10 +463,10 @@ class Connection:
         self.send(reply_frame(request.id, status, body))
 
     def _refuse(self, exc: ProtocolError) -> None:
-        self.hub.stats.errors += 1
+        self.stats.errors += 1
         self.abuse += 1
         logger.debug("rtbridge: %s sent a bad frame: %d %s", self.socket_id, exc.code, exc.reason)
         self.send(error_frame(exc.request_id, exc.code, exc.reason, exc.detail))
-        if self.abuse >= self.hub.config.abuse_threshold:
-            self.hub.stats.abusers += 1
+        if self.abuse >= self.config.abuse_threshold:
+            self.stats.abusers += 1
             self.close(CloseCode.ABUSE, f"{self.abuse} bad frames in a row")

@@ -4,86 +4,77 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-import tornado.iostream
 import tornado.websocket
 
 from .. import conf
-from .config import OriginPolicy
-from .connection import Connection
-from .protocol import HEARTBEAT_ANSWER, CloseCode, welcome_frame
+from .connection import Connection, Transport
+from .protocol import HEARTBEAT_ANSWER
+from .transport import transport_for
 
-if TYPE_CHECKING:
-    from .app import Server
-
-__all__ = ["SocketHandler"]
+__all__ = ["SocketHandler", "SocketHost"]
 
 logger = logging.getLogger("rtbridge.server")
 
-#: Allows a page on the socket's own host and port only.
-SAME_ORIGIN_ONLY = OriginPolicy(())
+
+class SocketHost(Protocol):
+    """What the handler needs from the server it serves (``Server`` provides it)."""
+
+    def allows_origin(self, origin: str, host: str | None) -> bool:
+        """Return whether a page at ``origin`` may open a socket (a refusal is counted)."""
+
+    def trusts_origin(self, origin: str, host: str | None) -> bool:
+        """Return whether a page at ``origin`` may act as the visitor (use the session)."""
+
+    def refusal(self) -> tuple[int, str] | None:
+        """Return ``(close code, reason)`` if a new socket must be refused now (counted)."""
+
+    def connect(self, transport: Transport, remote: str, session_key: str | None) -> Connection:
+        """Return the connection of a new socket, registered and welcomed."""
 
 
 class SocketHandler(tornado.websocket.WebSocketHandler):
     """Serve one client socket; the protocol itself lives in ``Connection``."""
 
-    server: Server
+    server: SocketHost
     connection: Connection | None
 
-    def initialize(self, server: Server) -> None:
+    def initialize(self, server: SocketHost) -> None:
         self.server = server
         self.connection = None
 
     def check_origin(self, origin: str) -> bool:
         """Allow the origins ``RTBRIDGE_ALLOWED_ORIGINS`` allows (HTTP 403 otherwise)."""
-        if self.server.origins.allows(origin, self.request.host):
+        if self.server.allows_origin(origin, self.request.host):
             return True
-        self.server.hub.stats.refused += 1
         logger.debug("rtbridge: refused a socket from origin %r (%s)", origin, self.request.host)
         return False
 
     def open(self, *args: Any, **kwargs: Any) -> None:
-        hub = self.server.hub
-        if hub.full:
-            hub.stats.refused += 1
-            logger.debug("rtbridge: refused a socket from %s: node full", self.request.remote_ip)
-            self.close(
-                CloseCode.TOO_MANY_CONNECTIONS,
-                f"this node has {hub.config.max_connections} connections; try later",
+        refusal = self.server.refusal()
+        if refusal is not None:
+            logger.debug(
+                "rtbridge: refused a socket from %s: %s", self.request.remote_ip, refusal[1]
             )
+            self.close(*refusal)
             return
         self.set_nodelay(True)
+        self.connection = self.server.connect(
+            transport_for(self), self.request.remote_ip or "", self._session_key()
+        )
+
+    def _session_key(self) -> str | None:
         cookie_name, _engine = conf.session_settings()
         session = self.request.cookies.get(cookie_name)
+        if session is None:
+            return None
         origin = self.request.headers.get("Origin")
-        if (
-            session is not None
-            and origin
-            and self.server.origins.any_origin
-            and not SAME_ORIGIN_ONLY.allows(origin, self.request.host)
-        ):
+        if origin and not self.server.trusts_origin(origin, self.request.host):
             # RTBRIDGE_ALLOWED_ORIGINS = "*" lets any page listen to public channels; it must
             # never let a foreign page make calls as the visitor (cross-site hijacking).
-            session = None
-        connection = Connection(
-            hub,
-            self,
-            self.server.next_socket_id(),
-            self.request.remote_ip or "",
-            session_key=session.value if session is not None else None,
-        )
-        self.connection = connection
-        hub.add(connection)
-        logger.debug("rtbridge: opened %s from %s", connection.socket_id, connection.remote)
-        connection.send(
-            welcome_frame(
-                connection.socket_id,
-                hub.config.heartbeat,
-                self.server.software,
-                self.server.features,
-            )
-        )
+            return None
+        return session.value
 
     def on_message(self, message: str | bytes) -> Awaitable[None] | None:
         # Tornado reads the next frame only after the returned awaitable is done, so requests
@@ -101,7 +92,7 @@ class SocketHandler(tornado.websocket.WebSocketHandler):
     def on_close(self) -> None:
         connection = self.connection
         if connection is not None:
-            self.server.hub.socket_closed(connection)
+            connection.socket_closed()
             logger.debug(
                 "rtbridge: closed %s (%s): %s %s",
                 connection.socket_id,
@@ -109,37 +100,3 @@ class SocketHandler(tornado.websocket.WebSocketHandler):
                 self.close_code,
                 self.close_reason or "",
             )
-
-    # Transport for Connection: the frames arrive fully encoded and are written as they are.
-
-    def write_frame(self, frame: bytes) -> None:
-        """Write a complete WebSocket frame to the stream (raises when it is closed)."""
-        protocol = self.ws_connection
-        stream = protocol.stream if protocol is not None else None
-        if protocol is None or stream is None or protocol.is_closing():
-            raise tornado.websocket.WebSocketClosedError()
-        # Fast path: with nothing queued in Tornado, hand the bytes to the kernel directly
-        # and skip the Future Tornado makes per write. Anything unsent, and every error,
-        # goes through Tornado's own path, which buffers it or closes the stream.
-        if type(stream) is tornado.iostream.IOStream and not stream._write_buffer:
-            try:
-                sent = stream.socket.send(frame)
-            except OSError:
-                sent = 0
-            if sent == len(frame):
-                return
-            frame = frame[sent:]
-        stream.write(frame)
-
-    def pending_bytes(self) -> int:
-        """Return the bytes Tornado holds for this socket that the kernel has not taken yet."""
-        protocol = self.ws_connection
-        stream = getattr(protocol, "stream", None)
-        if stream is None:
-            return 0
-        # Tornado has no public counter of unsent bytes; these two are stable since 5.0.
-        return stream._total_write_index - stream._total_write_done_index
-
-    def close_socket(self, code: int, reason: str) -> None:
-        """Start the closing handshake."""
-        self.close(code, reason)

@@ -1,36 +1,28 @@
-"""The hub: channel → local connections, per-channel sequence numbers and the fan-out."""
+"""The hub: which connections are open and subscribed where, and the fan-out to them."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import Awaitable, Coroutine, Iterable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Iterable, Iterator
+from typing import Any, Protocol
 
-from ..auth import DEFAULT_TOKEN_TTL
 from ..channel_names import PRESENCE_PREFIX
 from ..messages import Message
-from .config import ServerConfig
+from .brokers import Broker
+from .events import PresenceEntry
 from .protocol import (
-    HEARTBEAT_FRAME,
-    CloseCode,
     gap_frame,
     json_string,
     message_frame,
     presence_frame,
-    revoked_frame,
     skip_frame,
     whisper_frame,
 )
+from .revocations import Revocations
+from .stats import NodeStats
 
-if TYPE_CHECKING:
-    from .brokers import Broker
-    from .calls import CallRunner
-    from .connection import Connection
-
-__all__ = ["Hub", "HubStats"]
+__all__ = ["Hub", "Subscriber"]
 
 logger = logging.getLogger("rtbridge.server")
 
@@ -39,92 +31,102 @@ SUBSCRIBE_CONFIRM_TIMEOUT = 5.0
 _EVENT_CACHE_SIZE = 1024
 
 
-@dataclass
-class HubStats:
-    """Counters for the INFO summary."""
+class Subscriber(Protocol):
+    """What the hub needs from a connection (``Connection`` provides it)."""
 
-    opened: int = 0
-    closed: int = 0
-    refused: int = 0
-    messages: int = 0
-    frames: int = 0
-    errors: int = 0
-    abusers: int = 0
-    slow_consumers: int = 0
-    idle_closed: int = 0
-    gaps: int = 0
-    whispers: int = 0
-    calls: int = 0
-    revoked: int = 0
+    socket_id: str
+    #: Monotonic time of the last frame received (idle sockets are closed).
+    last_activity: float
+
+    def send(self, frame: bytes) -> bool:
+        """Queue ``frame``; return ``False`` if the connection is (now) closed."""
+
+    def close(self, code: int, reason: str) -> None:
+        """Close the socket with ``code``."""
+
+    def revoke(self, channel: str, user_id: str) -> bool:
+        """End the subscription to ``channel`` if ``user_id`` holds it; return whether it did."""
+
+    def presence_member(self, channel: str) -> dict[str, Any] | None:
+        """Return the member the connection is on presence ``channel`` as, if it is."""
+
+    def presence_event(
+        self, channel: str, action: str, member: dict[str, Any], version: int, frame: bytes
+    ) -> None:
+        """Send the presence change ``frame`` unless the connection's list already has it."""
 
 
 class Hub:
-    """Route messages to the local connections subscribed to their channels.
+    """Route what reaches the node to the local connections subscribed to each channel.
 
     Each message frame is encoded once per channel and the same bytes are written to every
     subscriber. The broker is told to listen to a channel when its first local subscriber
-    arrives and to stop when the last one leaves. All methods run on the server's loop.
+    arrives and to stop when the last one leaves. The hub implements ``BrokerEvents`` (and
+    so ``PresenceEvents``); what happens to one subscriber is the subscriber's business. All
+    methods run on the server's loop.
     """
 
-    def __init__(self, config: ServerConfig, broker: Broker) -> None:
-        self.config = config
+    def __init__(
+        self,
+        broker: Broker,
+        stats: NodeStats,
+        revocations: Revocations,
+        max_connections: int,
+    ) -> None:
         self.broker = broker
-        self.stats = HubStats()
-        self.connections: dict[str, Connection] = {}
-        self._channels: dict[str, set[Connection]] = {}
+        self.stats = stats
+        self.revocations = revocations
+        self.max_connections = max_connections
+        self.connections: dict[str, Subscriber] = {}
+        #: Sockets whose closing handshake has not finished (a superset of ``connections``).
+        self.open_sockets = 0
+        self._all_closed: asyncio.Event | None = None
+        self._channels: dict[str, set[Subscriber]] = {}
         self._channel_json: dict[str, bytes] = {}
         self._seq: dict[str, int] = {}
         self._ready: dict[str, asyncio.Future[None]] = {}
         self._event_json: dict[str, bytes] = {}
-        self._last_heartbeat = time.monotonic()
-        self._dirty: list[Connection] = []
-        #: Sockets whose closing handshake has not finished (a superset of ``connections``).
-        self.open_sockets = 0
-        self._all_closed: asyncio.Event | None = None
-        #: Optional ops this node serves (see ``app.available_features``).
-        self.features: tuple[str, ...] = ()
-        #: Runs router calls in threads; set by the server while it runs.
-        self.calls: CallRunner | None = None
-        # (user id, channel) -> (revocation time, monotonic time it can be forgotten): the
-        # revocations this node has seen, checked again after a subscribe completes.
-        self._revocations: dict[tuple[str, str], tuple[float, float]] = {}
-        # Presence joins/leaves in flight; kept so shutdown can wait for them.
-        self._tasks: set[asyncio.Task[Any]] = set()
 
     # Connections --------------------------------------------------------------------------
 
     @property
     def full(self) -> bool:
         """Return whether the node holds ``max_connections`` sockets already."""
-        return len(self.connections) >= self.config.max_connections
+        return len(self.connections) >= self.max_connections
 
-    def add(self, connection: Connection) -> None:
+    def add(self, connection: Subscriber) -> None:
         """Register an open connection."""
         self.connections[connection.socket_id] = connection
         self.stats.opened += 1
         self.open_sockets += 1
 
-    def socket_closed(self, connection: Connection) -> None:
-        """Record that the socket under ``connection`` is fully closed."""
-        self.remove(connection)
+    def remove(self, connection: Subscriber) -> bool:
+        """Forget ``connection``; return whether it was registered (its channels are its own)."""
+        if self.connections.pop(connection.socket_id, None) is None:
+            return False
+        self.stats.closed += 1
+        return True
+
+    def socket_closed(self) -> None:
+        """Record that one socket finished its closing handshake."""
         self.open_sockets -= 1
         if self.open_sockets <= 0 and self._all_closed is not None:
             self._all_closed.set()
-
-    def remove(self, connection: Connection) -> None:
-        """Forget a closed connection and drop its subscriptions."""
-        if self.connections.pop(connection.socket_id, None) is None:
-            return
-        self.stats.closed += 1
-        connection.closed = True
-        for channel in list(connection.channels):
-            self.unsubscribe(connection, channel)
 
     async def wait_closed(self) -> None:
         """Return once every socket finished its closing handshake (used while shutting down)."""
         if self.open_sockets > 0:
             self._all_closed = asyncio.Event()
             await self._all_closed.wait()
+
+    def all_connections(self) -> tuple[Subscriber, ...]:
+        """Return the open connections (a copy: closing them does not disturb the caller)."""
+        return tuple(self.connections.values())
+
+    def close_all(self, code: int, reason: str) -> None:
+        """Close every connection with ``code``."""
+        for connection in self.all_connections():
+            connection.close(code, reason)
 
     def channel_count(self) -> int:
         """Return the number of channels with local subscribers."""
@@ -136,8 +138,8 @@ class Hub:
 
     # Subscriptions ------------------------------------------------------------------------
 
-    async def subscribe(self, connection: Connection, channel: str) -> int:
-        """Subscribe ``connection`` to ``channel``; return the channel's current ``seq``.
+    async def subscribe(self, connection: Subscriber, channel: str) -> int:
+        """Route ``channel`` to ``connection``; return the channel's current ``seq``.
 
         Returns once the broker listens to the channel, so a message published after the
         client got its ack reaches it.
@@ -151,7 +153,6 @@ class Hub:
             if ready is not None:
                 self._ready[channel] = asyncio.ensure_future(_settle(ready))
         subscribers.add(connection)
-        connection.channels.add(channel)
         waiting = self._ready.get(channel)
         if waiting is not None and not waiting.done():
             try:
@@ -165,25 +166,10 @@ class Hub:
                 )
         if waiting is not None and waiting.done() and self._ready.get(channel) is waiting:
             del self._ready[channel]
-        if connection.closed:
-            # It closed while waiting for the broker; do not leave it behind as a subscriber.
-            self.unsubscribe(connection, channel)
         return self._seq.get(channel, 0)
 
-    def unsubscribe(self, connection: Connection, channel: str) -> None:
-        """Unsubscribe ``connection`` from ``channel`` (a no-op if it was not subscribed).
-
-        On a presence channel the connection's entry is removed (in the background), which
-        sends ``leave`` to the others when it was the member's last connection.
-        """
-        connection.channels.discard(channel)
-        grant = connection.grants.pop(channel, None)
-        connection.presence_versions.pop(channel, None)
-        connection.presence_backlog.pop(channel, None)
-        if grant is not None and grant.member is not None:
-            self.spawn(
-                self.broker.presence.leave(channel, connection.socket_id, grant.member["id"])
-            )
+    def unsubscribe(self, connection: Subscriber, channel: str) -> None:
+        """Stop routing ``channel`` to ``connection`` (a no-op if it was not subscribed)."""
         subscribers = self._channels.get(channel)
         if subscribers is None:
             return
@@ -201,7 +187,7 @@ class Hub:
         """Return the channels with local subscribers (the broker resubscribes them)."""
         return list(self._channels)
 
-    # Delivery -----------------------------------------------------------------------------
+    # Delivery (BrokerEvents) --------------------------------------------------------------
 
     def deliver(self, channel: str, event: str, payload: bytes, exclude: str | None) -> int:
         """Send one message to the local subscribers of ``channel``; return how many got it."""
@@ -249,57 +235,6 @@ class Hub:
             for connection in tuple(subscribers):
                 connection.send(frame)
 
-    # Presence, whispers and revocation --------------------------------------------------------
-
-    def presence_channels(self) -> list[str]:
-        """Return the presence channels with local subscribers."""
-        return [channel for channel in self._channels if channel.startswith(PRESENCE_PREFIX)]
-
-    def presence_event(
-        self, channel: str, action: str, member: dict[str, Any], version: int
-    ) -> None:
-        """Send a ``join``/``leave`` to the local subscribers of ``channel``.
-
-        Skipped: the member's own connections, and connections whose member list already
-        reflects the event (its ``version`` is not newer than their snapshot). Connections
-        still waiting for their snapshot keep the event until it arrives.
-        """
-        subscribers = self._channels.get(channel)
-        if not subscribers:
-            return
-        frame: bytes | None = None
-        for connection in tuple(subscribers):
-            grant = connection.grants.get(channel)
-            if grant is None or grant.member is None or grant.member["id"] == member["id"]:
-                continue
-            if channel not in connection.presence_versions:
-                continue
-            snapshot = connection.presence_versions[channel]
-            if snapshot is None:
-                connection.presence_backlog.setdefault(channel, []).append(
-                    (version, action, member)
-                )
-            elif version > snapshot:
-                if frame is None:
-                    frame = presence_frame(channel, action, member)
-                connection.send(frame)
-
-    def presence_ready(self, connection: Connection, channel: str, version: int) -> None:
-        """Record ``connection``'s snapshot version and send the events held back for it."""
-        connection.presence_versions[channel] = version
-        for event_version, action, member in connection.presence_backlog.pop(channel, ()):
-            if event_version > version:
-                connection.send(presence_frame(channel, action, member))
-
-    async def rejoin_presence(self) -> None:
-        """Add every local presence entry again (this node had been taken for dead)."""
-        logger.warning("rtbridge: this node's presence had lapsed; joining its members again")
-        for channel in self.presence_channels():
-            for connection in tuple(self._channels.get(channel, ())):
-                grant = connection.grants.get(channel)
-                if grant is not None and grant.member is not None:
-                    await self.broker.presence.join(channel, connection.socket_id, grant.member)
-
     def deliver_whisper(
         self, channel: str, event: str, data_json: bytes, user_id: str | None, sender: str
     ) -> int:
@@ -317,72 +252,42 @@ class Hub:
 
     def revoke(self, user_id: str, channel: str, revoked_at: float) -> int:
         """End ``user_id``'s subscriptions to ``channel`` on this node; return how many."""
-        now = time.monotonic()
-        self._revocations[(user_id, channel)] = (revoked_at, now + DEFAULT_TOKEN_TTL)
-        ended = 0
-        for connection in tuple(self._channels.get(channel, ())):
-            grant = connection.grants.get(channel)
-            if grant is not None and grant.user_id == user_id:
-                self.unsubscribe(connection, channel)
-                connection.send(revoked_frame(channel))
-                ended += 1
+        self.revocations.record(user_id, channel, revoked_at)
+        ended = sum(
+            connection.revoke(channel, user_id)
+            for connection in tuple(self._channels.get(channel, ()))
+        )
         self.stats.revoked += ended
         return ended
 
-    def revoked_at(self, user_id: str, channel: str) -> float | None:
-        """Return when this node last saw ``user_id``'s access to ``channel`` revoked."""
-        entry = self._revocations.get((user_id, channel))
-        return entry[0] if entry is not None else None
+    # Presence (PresenceEvents) ------------------------------------------------------------
 
-    def spawn(self, coroutine: Coroutine[Any, Any, Any]) -> None:
-        """Run ``coroutine`` in the background, logging its failure; shutdown waits for it."""
-        task = asyncio.ensure_future(_logged(coroutine))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    def presence_event(
+        self, channel: str, action: str, member: dict[str, Any], version: int
+    ) -> None:
+        """Send a ``join``/``leave`` to the local subscribers of ``channel`` (each decides)."""
+        subscribers = self._channels.get(channel)
+        if not subscribers:
+            return
+        frame = presence_frame(channel, action, member)
+        for connection in tuple(subscribers):
+            connection.presence_event(channel, action, member, version, frame)
 
-    async def drain(self, timeout: float = 3.0) -> None:
-        """Wait up to ``timeout`` for the background tasks (presence leaves) to finish."""
-        if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=timeout)
+    def presence_channels(self) -> list[str]:
+        """Return the presence channels with local subscribers."""
+        return [channel for channel in self._channels if channel.startswith(PRESENCE_PREFIX)]
 
-    def schedule_flush(self, connection: Connection) -> None:
-        """Write ``connection``'s queued frames at the end of this turn of the event loop."""
-        if not self._dirty:
-            asyncio.get_running_loop().call_soon(self._flush)
-        self._dirty.append(connection)
+    def presence_entries(self) -> Iterator[PresenceEntry]:
+        """Yield ``(channel, socket id, member)`` of every local presence subscription.
 
-    def _flush(self) -> None:
-        dirty, self._dirty = self._dirty, []
-        for connection in dirty:
-            connection.flush()
-
-    # Housekeeping -------------------------------------------------------------------------
-
-    def sweep(self, now: float | None = None) -> None:
-        """Close idle connections (4408) and send heartbeats when they are due."""
-        now = time.monotonic() if now is None else now
-        idle_before = now - self.config.idle_timeout
-        heartbeat_due = now - self._last_heartbeat >= self.config.heartbeat
-        if heartbeat_due:
-            self._last_heartbeat = now
-        if self._revocations and heartbeat_due:
-            self._revocations = {
-                key: value for key, value in self._revocations.items() if value[1] > now
-            }
-        for connection in tuple(self.connections.values()):
-            if connection.last_activity < idle_before:
-                self.stats.idle_closed += 1
-                connection.close(
-                    CloseCode.IDLE_TIMEOUT,
-                    f"idle: nothing received for {self.config.idle_timeout:g}s",
-                )
-            elif heartbeat_due:
-                connection.send(HEARTBEAT_FRAME)
-
-    def close_all(self, code: int, reason: str) -> None:
-        """Close every connection with ``code``."""
-        for connection in tuple(self.connections.values()):
-            connection.close(code, reason)
+        Lazily: each connection is asked when reached, so one that left while the caller was
+        busy with the previous entry is skipped.
+        """
+        for channel in self.presence_channels():
+            for connection in tuple(self._channels.get(channel, ())):
+                member = connection.presence_member(channel)
+                if member is not None:
+                    yield channel, connection.socket_id, member
 
 
 async def _settle(ready: Awaitable[None]) -> None:
@@ -391,10 +296,3 @@ async def _settle(ready: Awaitable[None]) -> None:
         await ready
     except Exception as exc:
         logger.debug("rtbridge: broker subscribe failed (will resubscribe): %s", exc)
-
-
-async def _logged(coroutine: Coroutine[Any, Any, Any]) -> None:
-    try:
-        await coroutine
-    except Exception as exc:
-        logger.warning("rtbridge: background presence update failed: %s", exc)

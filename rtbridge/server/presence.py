@@ -12,15 +12,23 @@ join, nothing lost between the snapshot and the first event). See docs/server.md
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
-from collections.abc import Awaitable, Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Coroutine, Iterable
+from typing import Any
 
-if TYPE_CHECKING:
-    from .hub import Hub
+from ..redis_wire import (
+    LUA_PUBLISH_PRESENCE,
+    control_channel,
+    entry_field,
+    presence_key,
+    presence_nodes_key,
+)
+from .events import PresenceEvents
+from .redis_client import open_client
 
-__all__ = ["MemoryPresence", "Presence", "RedisPresence", "entry_field"]
+__all__ = ["MemoryPresence", "Presence", "RedisPresence", "run_refresh"]
 
 logger = logging.getLogger("rtbridge.server")
 
@@ -28,23 +36,20 @@ logger = logging.getLogger("rtbridge.server")
 Snapshot = tuple[int, list[dict[str, Any]]]
 
 
-def entry_field(socket_id: str, member_id: str) -> str:
-    """Return the hash field of one connection's entry: ``<socket id>|<member id>``.
-
-    Socket ids are ``<node id>.<counter>`` (hex and digits), so the node is the part before
-    the first ``.`` and the member id is everything after the first ``|``.
-    """
-    return f"{socket_id}|{member_id}"
-
-
 def _sorted(members: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(members, key=lambda member: member["id"])
 
 
 class Presence:
-    """Where presence entries live; events go to ``hub.presence_event`` on every node."""
+    """Where presence entries live; changes go to ``events.presence_event`` on every node."""
 
-    hub: Hub | None = None
+    #: Seconds between two :meth:`refresh` calls, or ``None`` when nothing needs refreshing.
+    refresh_interval: float | None = None
+
+    def __init__(self, events: PresenceEvents) -> None:
+        self.events = events
+        # Leaves in flight (started by leave_soon); kept so shutdown can wait for them.
+        self._leaving: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         """Prepare (called once the broker runs)."""
@@ -60,22 +65,33 @@ class Presence:
         """Remove an entry (a no-op when it is not there)."""
         raise NotImplementedError
 
-    async def refresh(self, channels: Iterable[str]) -> None:
+    def leave_soon(self, channel: str, socket_id: str, member_id: str) -> None:
+        """Remove an entry in the background, logging a failure; :meth:`drain` waits for it."""
+        task = asyncio.ensure_future(_logged(self.leave(channel, socket_id, member_id)))
+        self._leaving.add(task)
+        task.add_done_callback(self._leaving.discard)
+
+    async def drain(self, timeout: float = 3.0) -> None:
+        """Wait up to ``timeout`` for the leaves started by :meth:`leave_soon`."""
+        if self._leaving:
+            await asyncio.wait(set(self._leaving), timeout=timeout)
+
+    async def refresh(self) -> None:
         """Keep this node's entries alive and drop the entries of dead nodes."""
 
 
 class MemoryPresence(Presence):
     """Presence of one node (the in-memory broker): plain dicts, events sent at once."""
 
-    def __init__(self) -> None:
+    def __init__(self, events: PresenceEvents) -> None:
+        super().__init__(events)
         self._entries: dict[str, dict[str, dict[str, Any]]] = {}
         self._versions: dict[str, int] = {}
 
     def _emit(self, channel: str, action: str, member: dict[str, Any]) -> int:
         version = self._versions.get(channel, 0) + 1
         self._versions[channel] = version
-        if self.hub is not None:
-            self.hub.presence_event(channel, action, member, version)
+        self.events.presence_event(channel, action, member, version)
         return version
 
     async def join(self, channel: str, socket_id: str, member: dict[str, Any]) -> Snapshot:
@@ -109,7 +125,9 @@ class MemoryPresence(Presence):
 # (its score in the nodes sorted set is missing or past). Everything a script does is atomic,
 # so two nodes never both decide "first entry" or "last entry", and the events it PUBLISHes
 # are ordered with the changes they describe.
-_LUA_COMMON = """
+_LUA_COMMON = (
+    LUA_PUBLISH_PRESENCE
+    + """
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -123,11 +141,6 @@ local function bump(hash, now)
   return version
 end
 
-local function publish(control, channel, action, version, member_json)
-  redis.call('PUBLISH', control, 'rtc1\\n{"t":"presence","c":' .. cjson.encode(channel) ..
-    ',"a":"' .. action .. '","v":' .. string.format('%d', version) .. ',"m":' ..
-    member_json .. '}')
-end
 
 local function purge(hash, nodes, now, control, channel)
   local all = redis.call('HGETALL', hash)
@@ -157,12 +170,13 @@ local function purge(hash, nodes, now, control, channel)
   for member_id, value in pairs(dead) do
     if live[member_id] == nil then
       version = bump(hash, now)
-      publish(control, channel, 'leave', version, value)
+      publish_presence(control, channel, 'leave', version, value)
     end
   end
   return version, live
 end
 """
+)
 
 # KEYS: hash, nodes. ARGV: field, member id, member json, control channel, channel, hash ttl ms.
 _JOIN = (
@@ -174,7 +188,7 @@ redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
 redis.call('PEXPIRE', KEYS[1], ARGV[6])
 if live[ARGV[2]] == nil then
   version = bump(KEYS[1], now)
-  publish(ARGV[4], ARGV[5], 'join', version, ARGV[3])
+  publish_presence(ARGV[4], ARGV[5], 'join', version, ARGV[3])
   live[ARGV[2]] = ARGV[3]
 end
 local out = {string.format('%d', version)}
@@ -197,7 +211,7 @@ redis.call('HDEL', KEYS[1], ARGV[1])
 local now = now_ms()
 local version, live = purge(KEYS[1], KEYS[2], now, ARGV[3], ARGV[4])
 if live[ARGV[2]] == nil then
-  publish(ARGV[3], ARGV[4], 'leave', bump(KEYS[1], now), value)
+  publish_presence(ARGV[3], ARGV[4], 'leave', bump(KEYS[1], now), value)
 end
 return 1
 """
@@ -236,7 +250,7 @@ _FORGET_NODE = "redis.call('ZREM', KEYS[1], ARGV[1]) return 1"
 class RedisPresence(Presence):
     """Presence kept in Redis, shared by every node on the same Redis and prefix.
 
-    Layout (``P`` is the prefix, e.g. ``rtbridge:``):
+    Layout (``P`` is the prefix, e.g. ``rtbridge:``; keys built by ``rtbridge.redis_wire``):
 
     * ``P presence:<channel>`` — a hash of ``<socket id>|<member id>`` → member JSON, one
       field per subscribed connection, plus ``#v``, the channel's presence version.
@@ -253,45 +267,54 @@ class RedisPresence(Presence):
 
     def __init__(
         self,
-        client: Any,
+        events: PresenceEvents,
+        url: str,
         prefix: str,
         node_id: str,
-        control: str,
         ttl: float,
         *,
         command_timeout: float = 2.0,
+        socket_connect_timeout: float = 2.0,
     ) -> None:
-        self.client = client
+        super().__init__(events)
+        self.url = url
+        self.socket_connect_timeout = socket_connect_timeout
         self.command_timeout = command_timeout
         self.prefix = prefix
         self.node_id = node_id
-        self.control = control
+        self.control = control_channel(prefix)
         self.ttl_ms = int(ttl * 1000)
+        self.refresh_interval = ttl / 3
         # A channel hash outlives its last sweep by this much, so abandoned hashes go away.
         self.hash_ttl_ms = max(4 * self.ttl_ms, 60_000)
-        self.nodes_key = f"{prefix}presence-nodes"
-        self._join = client.register_script(_JOIN)
-        self._leave = client.register_script(_LEAVE)
-        self._sweep = client.register_script(_SWEEP)
-        self._heartbeat = client.register_script(_HEARTBEAT)
-        self._forget = client.register_script(_FORGET_NODE)
+        self.nodes_key = presence_nodes_key(prefix)
+        self._client: Any = None
         # Set when a join failed (Redis away): the next refresh adds every entry again.
         self.lapsed = False
         # Leaves that failed (Redis away), retried by the next refresh; otherwise the entry
         # of a live node would stay forever.
         self._failed_leaves: set[tuple[str, str, str]] = set()
 
-    def key(self, channel: str) -> str:
-        """Return the Redis key of ``channel``'s entries."""
-        return f"{self.prefix}presence:{channel}"
-
     async def start(self) -> None:
-        """Announce this node as alive."""
+        """Connect (on the server's loop) and announce this node as alive."""
+        client = self._client = open_client(self.url, self.socket_connect_timeout)
+        self._join = client.register_script(_JOIN)
+        self._leave = client.register_script(_LEAVE)
+        self._sweep = client.register_script(_SWEEP)
+        self._heartbeat = client.register_script(_HEARTBEAT)
+        self._forget = client.register_script(_FORGET_NODE)
         await self.heartbeat()
 
     async def stop(self) -> None:
-        """Mark the node dead at once (its entries are removed by the hub before this)."""
-        await self._run(self._forget(keys=[self.nodes_key], args=[self.node_id]))
+        """Mark the node dead at once (its entries were removed before this), then disconnect."""
+        client, self._client = self._client, None
+        if client is None:
+            return
+        try:
+            await self._run(self._forget(keys=[self.nodes_key], args=[self.node_id]))
+        finally:
+            with contextlib.suppress(Exception):
+                await client.aclose()
 
     async def heartbeat(self) -> bool:
         """Push this node's liveness ahead; return whether it was still alive until now."""
@@ -309,7 +332,7 @@ class RedisPresence(Presence):
         try:
             result = await self._run(
                 self._join(
-                    keys=[self.key(channel), self.nodes_key],
+                    keys=[presence_key(self.prefix, channel), self.nodes_key],
                     args=[
                         field,
                         member["id"],
@@ -334,7 +357,7 @@ class RedisPresence(Presence):
         try:
             await self._run(
                 self._leave(
-                    keys=[self.key(channel), self.nodes_key],
+                    keys=[presence_key(self.prefix, channel), self.nodes_key],
                     args=[entry_field(socket_id, member_id), member_id, self.control, channel],
                 )
             )
@@ -342,40 +365,56 @@ class RedisPresence(Presence):
             self._failed_leaves.add((channel, socket_id, member_id))
             raise
 
-    async def refresh(self, channels: Iterable[str]) -> None:
+    async def refresh(self) -> None:
         """Heartbeat, then sweep this node's presence channels for dead nodes' entries.
 
         When the node had been given up for dead (Redis lost its data, or the node could
         not reach it for longer than the ttl), others may have removed its entries: they
         are added again, with ``join`` events where needed.
         """
+        channels = self.events.presence_channels()
         alive = await self.heartbeat()
-        channels = list(channels)
-        if (not alive or self.lapsed) and self.hub is not None:
+        if not alive or self.lapsed:
             self.lapsed = False
-            await self.hub.rejoin_presence()
+            await self._rejoin()
         for leave in list(self._failed_leaves):
             self._failed_leaves.discard(leave)
             await self.leave(*leave)
         if channels:
-            pipe = self.client.pipeline(transaction=False)
+            pipe = self._client.pipeline(transaction=False)
             for channel in channels:
                 # With a pipeline this only queues the EVALSHA (loading the script if needed).
                 await self._sweep(
-                    keys=[self.key(channel), self.nodes_key],
+                    keys=[presence_key(self.prefix, channel), self.nodes_key],
                     args=[self.control, channel, self.hash_ttl_ms],
                     client=pipe,
                 )
             await self._run(pipe.execute())
 
+    async def _rejoin(self) -> None:
+        logger.warning("rtbridge: this node's presence had lapsed; joining its members again")
+        # Each entry is read when reached, so a connection that left meanwhile is skipped.
+        for channel, socket_id, member in self.events.presence_entries():
+            await self.join(channel, socket_id, member)
 
-async def run_refresh(presence: Presence, hub: Hub, interval: float) -> None:
-    """Refresh ``presence`` every ``interval`` seconds until cancelled."""
+
+async def run_refresh(presence: Presence) -> None:
+    """Refresh ``presence`` every ``presence.refresh_interval`` seconds until cancelled."""
+    interval = presence.refresh_interval
+    if interval is None:
+        return
     while True:
         try:
-            await presence.refresh(hub.presence_channels())
+            await presence.refresh()
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             logger.warning("rtbridge: presence refresh failed (will retry): %s", exc)
         await asyncio.sleep(interval)
+
+
+async def _logged(coroutine: Coroutine[Any, Any, Any]) -> None:
+    try:
+        await coroutine
+    except Exception as exc:
+        logger.warning("rtbridge: background presence update failed: %s", exc)

@@ -20,6 +20,7 @@ __all__ = [
     "Request",
     "ack_frame",
     "error_frame",
+    "frame_payload",
     "gap_frame",
     "message_frame",
     "parse_request",
@@ -241,6 +242,12 @@ def websocket_text_frame(body: bytes) -> bytes:
     else:
         header = struct.pack("!BBQ", 0x81, 127, size)
     return header + body
+
+
+def frame_payload(frame: bytes) -> bytes:
+    """Return the payload of a frame made by :func:`websocket_text_frame` (its inverse)."""
+    length = frame[1] & 0x7F
+    return frame[2 + {126: 2, 127: 8}.get(length, 0) :]
 
 
 def _frame(obj: dict[str, Any]) -> bytes:

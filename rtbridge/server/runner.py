@@ -7,21 +7,25 @@ import asyncio
 import logging
 import signal
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from django.apps import apps
+from django.contrib.staticfiles.handlers import StaticFilesHandler
 from django.core.exceptions import ImproperlyConfigured
-from django.utils.module_loading import import_string
+from django.core.wsgi import get_wsgi_application
 
 from .. import conf
-from ..backends.redis import RedisBackend, safe_url
-from .app import Server
+from ..redis_wire import DEFAULT_PREFIX, DEFAULT_URL, check_prefix, check_url, safe_url
+from .app import DEFAULT_ADDRESS, Server
 from .brokers import Broker, MemoryBroker, RedisBroker
 from .config import ServerConfig
 
 __all__ = ["StartupError", "add_arguments", "build_server", "configure_logging", "run"]
 
 logger = logging.getLogger("rtbridge.server")
+
+DEFAULT_PORT = 8000
 
 
 class StartupError(Exception):
@@ -30,9 +34,13 @@ class StartupError(Exception):
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the server's command-line options to ``parser``."""
-    parser.add_argument("--port", type=int, default=8000, help="TCP port (default 8000).")
     parser.add_argument(
-        "--address", default="127.0.0.1", help="address to listen on (default 127.0.0.1)."
+        "--port", type=int, default=DEFAULT_PORT, help=f"TCP port (default {DEFAULT_PORT})."
+    )
+    parser.add_argument(
+        "--address",
+        default=DEFAULT_ADDRESS,
+        help=f"address to listen on (default {DEFAULT_ADDRESS}).",
     )
     parser.add_argument(
         "--with-django",
@@ -47,32 +55,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _broker(redis_url: str | None, config: ServerConfig) -> Broker:
-    path = conf.resolve_backend_path()
-    try:
-        backend_class = import_string(path)
-    except ImportError as exc:
-        raise StartupError(
-            f"RTBRIDGE_BACKEND names {path!r}, which cannot be imported: {exc}"
-        ) from exc
-    uses_redis = isinstance(backend_class, type) and issubclass(backend_class, RedisBackend)
+def _broker(backend: type, redis_url: str | None, config: ServerConfig) -> Broker:
+    # The backend's alias is what it tells the JS client ("redis": the self-hosted server fed
+    # by Redis), so it also says whether this node must read Redis; RedisBackend subclasses
+    # inherit it. The server imports no backend: the options are read as the wire defines them.
+    alias = getattr(backend, "alias", None)
+    uses_redis = alias == "redis"
     if not uses_redis and redis_url is None:
-        alias = conf.get_setting("RTBRIDGE_BACKEND")
-        if getattr(backend_class, "alias", None) != "local":
+        if alias != "local":
             logger.warning(
                 "rtbridge: RTBRIDGE_BACKEND=%r does not deliver through this server; only "
                 "code running in this process can publish to it.",
-                alias,
+                conf.get_setting("RTBRIDGE_BACKEND"),
             )
         return MemoryBroker()
     options = conf.backend_options() if uses_redis else {}
     if redis_url is not None:
-        options["url"] = redis_url
-    known = {"url", "prefix"}
-    backend = RedisBackend(**{k: v for k, v in options.items() if k in known})
+        url = check_url(redis_url, "--redis-url")
+    else:
+        url = check_url(options.get("url", DEFAULT_URL), "RTBRIDGE_OPTIONS['url']")
+    prefix = check_prefix(options.get("prefix", DEFAULT_PREFIX), "RTBRIDGE_OPTIONS['prefix']")
     return RedisBroker(
-        backend.url,
-        backend.prefix,
+        url,
+        prefix,
         reconnect_max_delay=config.reconnect_max_delay,
         presence_ttl=config.presence_ttl,
     )
@@ -80,15 +85,20 @@ def _broker(redis_url: str | None, config: ServerConfig) -> Broker:
 
 def build_server(
     *,
-    address: str = "127.0.0.1",
-    port: int = 8000,
+    backend_class: Callable[[], type],
+    address: str = DEFAULT_ADDRESS,
+    port: int = DEFAULT_PORT,
     with_django: bool = False,
     redis_url: str | None = None,
 ) -> Server:
-    """Build a server from the Django settings (broker, limits, origins, the WSGI app)."""
+    """Build a server from the Django settings (broker, limits, origins, the WSGI app).
+
+    ``backend_class()`` returns the class ``RTBRIDGE_BACKEND`` names (the caller passes
+    ``rtbridge.backends.loading.backend_class``: the server imports no backend code).
+    """
     try:
         config = ServerConfig.load()
-        broker = _broker(redis_url, config)
+        broker = _broker(backend_class(), redis_url, config)
     except ImproperlyConfigured as exc:
         raise StartupError(str(exc)) from exc
     if isinstance(broker, MemoryBroker) and not with_django:
@@ -98,15 +108,11 @@ def build_server(
         )
     wsgi_app: Any = None
     if with_django:
-        from django.core.wsgi import get_wsgi_application
-
         wsgi_app = get_wsgi_application()
         serve_static = config.serve_static
         if serve_static is None:
             serve_static = conf.debug_enabled()
         if serve_static and apps.is_installed("django.contrib.staticfiles"):
-            from django.contrib.staticfiles.handlers import StaticFilesHandler
-
             wsgi_app = StaticFilesHandler(wsgi_app)
     try:
         return Server(address=address, port=port, broker=broker, wsgi_app=wsgi_app)

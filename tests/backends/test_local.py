@@ -97,6 +97,6 @@ async def test_revoke_reaches_the_server(server: Server) -> None:
     await join(client, "private-a", "7")
     LocalBackend().revoke("7", "private-a")
     assert (await client.recv_op("revoked"))["channel"] == "private-a"
-    assert server.hub.revoked_at("7", "private-a") is not None
+    assert server.revocations.seen("7", "private-a") is not None
     assert server.hub.subscribers("private-a") == 0
     await client.close()

@@ -11,10 +11,11 @@ from typing import Any
 import pytest
 import redis
 
-from rtbridge.backends.redis import RedisBackend, decode_body, encode_message, safe_url
+from rtbridge.backends.redis import RedisBackend
 from rtbridge.exceptions import ImproperlyConfigured, PublishError
 from rtbridge.messages import Message
 from rtbridge.publishers import load_backend
+from rtbridge.redis_wire import decode_body, encode_message, safe_url
 from tests.services import RedisServer, free_port
 
 

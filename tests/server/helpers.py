@@ -108,7 +108,7 @@ def token(
     socket_id: str, channel: str, user_id: str | None = "1", member: dict[str, Any] | None = None
 ) -> str:
     """Return a subscription token as Django's auth endpoint would sign it."""
-    from rtbridge.auth import Grant, sign_subscription
+    from rtbridge.tokens import Grant, sign_subscription
 
     if member is None and channel.startswith("presence-") and user_id is not None:
         member = {"id": user_id, "info": {"id": int(user_id), "name": f"user{user_id}"}}

@@ -210,6 +210,24 @@ def test_bad_server_setting_fails_fast() -> None:
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize(
+    "backend, error",
+    [
+        ("nosuch.module.Backend", "cannot be imported"),
+        ("tests.server.site_urls.urlpatterns", "not a subclass of"),
+        ("redis", "RTBRIDGE_OPTIONS['url']='http://x' is not a Redis URL"),
+    ],
+)
+def test_a_bad_backend_setting_fails_fast(backend: str, error: str) -> None:
+    result = run(
+        [*serve(), "--port", str(free_port())],
+        env={"RTBRIDGE_TEST_BACKEND": backend, "RTBRIDGE_TEST_OPTIONS": '{"url": "http://x"}'},
+    )
+    assert result.returncode == 1
+    assert error in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 @pytest.mark.parametrize("command", [serve, manage])
 def test_port_in_use_is_a_clear_error(command: Callable[..., list[str]]) -> None:
     with socket.socket() as taken:

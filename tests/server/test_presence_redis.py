@@ -240,3 +240,17 @@ async def test_presence_subscribe_while_redis_is_frozen(
     assert member_ids(await join(late, CHANNEL, "3")) == ["1", "3", "9"]
     for client in (ann, watcher, late):
         await client.close()
+
+
+async def test_a_broker_built_in_python_keeps_its_node_alive_within_its_own_ttl(
+    make_server: MakeServer, redis_server: RedisServer, prefix: str
+) -> None:
+    # RTBRIDGE_SERVER keeps its presence_ttl (15 s); the node must still heartbeat every
+    # TTL / 3, or other nodes would take it for dead between two heartbeats.
+    node = make_server(broker=RedisBroker(redis_server.url, prefix, presence_ttl=TTL))
+    await asyncio.sleep(2 * TTL)
+    raw = redis.Redis.from_url(redis_server.url)
+    alive_until = raw.zscore(f"{prefix}presence-nodes", node.node_id)
+    seconds, micros = raw.time()
+    raw.close()
+    assert alive_until is not None and alive_until > seconds * 1000 + micros / 1000

@@ -6,6 +6,7 @@ import logging
 import secrets
 import signal
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 import redis
@@ -93,20 +94,43 @@ async def test_async_publish_and_many_channels(
     await client.close()
 
 
+async def _first_frame_after_raw_bodies(
+    node: Server, url: str, prefix: str, *bodies: bytes
+) -> dict[str, Any]:
+    """Publish ``bodies`` as they are on ``room``, then a real message; return the next frame."""
+    client = await Client.open(node.url)
+    await client.subscribe("room")
+    raw = redis.Redis.from_url(url)
+    for body in bodies:
+        raw.publish(f"{prefix}room", body)
+    raw.close()
+    RedisBackend(url=url, prefix=prefix).publish(Message("room", "ok", 1))
+    try:
+        return await client.recv()
+    finally:
+        await client.close()
+
+
 async def test_foreign_bodies_on_redis_are_dropped(
     make_server: MakeServer, redis_server: RedisServer, prefix: str
 ) -> None:
     node = make_server(redis_url=redis_server.url, prefix=prefix)
-    client = await Client.open(node.url)
-    await client.subscribe("room")
-    raw = redis.Redis.from_url(redis_server.url)
-    raw.publish(f"{prefix}room", b"not an rtbridge body")
-    raw.close()
-    RedisBackend(url=redis_server.url, prefix=prefix).publish(Message("room", "ok", 1))
-    frame = (await client.messages(1))[0]
+    frame = await _first_frame_after_raw_bodies(
+        node, redis_server.url, prefix, b"not an rtbridge body"
+    )
     assert (frame["event"], frame["seq"]) == ("ok", 1)
     assert node.broker.dropped == 1  # type: ignore[attr-defined]
-    await client.close()
+
+
+async def test_malformed_whispers_on_redis_are_dropped_without_a_reconnect(
+    make_server: MakeServer, redis_server: RedisServer, prefix: str
+) -> None:
+    node = make_server(redis_url=redis_server.url, prefix=prefix)
+    bodies = (b"rtw1\ntoo few lines", b"rtw1\nev\n\xff\n\n{}")  # the sender id is not ASCII
+    frame = await _first_frame_after_raw_bodies(node, redis_server.url, prefix, *bodies)
+    assert (frame["op"], frame["event"], frame["seq"]) == ("message", "ok", 1)  # no gap first
+    assert node.broker.dropped == 2  # type: ignore[attr-defined]
+    assert node.broker.reconnects == 0  # type: ignore[attr-defined]
 
 
 async def test_redis_restart_mid_stream(

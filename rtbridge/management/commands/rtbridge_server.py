@@ -6,6 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from ...backends.loading import backend_class
 from ...server.runner import StartupError, add_arguments, build_server, configure_logging, run
 
 
@@ -24,6 +25,7 @@ class Command(BaseCommand):
         configure_logging(int(options.get("verbosity", 1)))
         try:
             server = build_server(
+                backend_class=backend_class,
                 address=options["address"],
                 port=options["port"],
                 with_django=options["with_django"],

@@ -1,0 +1,37 @@
+"""The node's activity counters and the one-line summary logged from them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["NodeStats"]
+
+
+@dataclass
+class NodeStats:
+    """Counters since the node started, for the summary line."""
+
+    opened: int = 0
+    closed: int = 0
+    refused: int = 0
+    messages: int = 0
+    frames: int = 0
+    errors: int = 0
+    abusers: int = 0
+    slow_consumers: int = 0
+    idle_closed: int = 0
+    gaps: int = 0
+    whispers: int = 0
+    calls: int = 0
+    revoked: int = 0
+
+    def summary(self, connections: int, channels: int) -> str:
+        """Return a one-line summary with the current ``connections`` and ``channels``."""
+        return (
+            f"{connections} connection(s), {channels} channel(s); "
+            f"since start: {self.opened} opened, {self.closed} closed, {self.refused} "
+            f"refused, {self.messages} messages, {self.frames} frames sent, {self.gaps} gaps, "
+            f"{self.errors} bad frames, {self.abusers} abusive, {self.slow_consumers} slow, "
+            f"{self.idle_closed} idle, {self.whispers} whispers, {self.calls} calls, "
+            f"{self.revoked} revoked"
+        )
