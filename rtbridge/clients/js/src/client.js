@@ -247,10 +247,10 @@ export class Client {
   /**
    * Return the history endpoint's answer for `channel` after `since` (hosted transports):
    * `{recovered, offset, epoch, messages}`, each message as the `Stream` takes it. Without a
-   * position (`since` null) the answer gives the channel's top to start from.
+   * position (`since` null) the answer is only the channel's top, to start from.
    */
   _history(channel, since) {
-    const body = { channel, since: since ?? { offset: 0, epoch: "" }, socket_id: this.socketId() };
+    const body = { channel, since, socket_id: this.socketId() };
     return this._post(this.config.historyEndpoint, body, `reading the history of ${channel}`, channel).then((answer) => ({
       ...answer,
       messages: (answer.messages ?? []).map(({ offset, event, data, exclude }) => ({ offset, event, data, skip: exclude != null && this._ids.has(exclude) })),
