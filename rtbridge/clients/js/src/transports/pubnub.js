@@ -11,9 +11,9 @@
  * published messages whose event is `client-<event>` (they need `publishKey`).
  * @module rtbridge/transports/pubnub
  */
+import { backoffDelay } from "../backoff.js";
 import { isProtected } from "../channel-names.js";
 import { encodeForPubnub } from "../encodings.js";
-import { backoffDelay } from "../backoff.js";
 import { RTBridgeError } from "../errors.js";
 import { pubnubPresence } from "./pubnub-presence.js";
 import { findSdk, memberOf, randomId } from "./sdk.js";
