@@ -94,9 +94,10 @@ export class Stream {
 
   /**
    * Ask for what may have been missed after the position, and apply the answer; resolve with
-   * whether nothing was lost (undefined when a newer fill took over, or the stream is closed). `request(since)` is the question (default: `options.fill`, whose
-   * failure counts as a loss); a `request` given here is a (re)subscribe, whose failure is the
-   * caller's to handle (the promise rejects).
+   * whether nothing was lost (undefined when a newer fill took over, or the stream is closed).
+   * `request(since)` is the question (default: `options.fill`, whose failure counts as a
+   * loss); a `request` given here is a (re)subscribe, whose failure is the caller's to handle
+   * (the promise rejects).
    * @param {string} reason "start", "reconnect", "hole" or "missed"
    * @param {(since: object|null) => Promise<object>} [request]
    */
@@ -132,18 +133,19 @@ export class Stream {
   _drain(answered) {
     const position = this.position;
     if (!position) return;
-    for (const [key, message] of this._held) {
-      if (message.epoch === position.epoch && message.offset <= position.offset) this._held.delete(key);
+    for (const [key, { epoch, offset }] of this._held) {
+      if (this._left.has(epoch) || (epoch === position.epoch && offset <= position.offset)) this._held.delete(key);
     }
     for (let next; (next = this._held.get(`${position.epoch} ${position.offset + 1}`)); ) {
       this._held.delete(`${position.epoch} ${next.offset}`);
       position.offset = next.offset;
       if (!next.skip) this.options.deliver(next);
     }
-    if (!this._held.size || this._asking) {
-      if (!this._held.size) clearTimeout(this._timer), (this._timer = null);
-      return;
+    if (!this._held.size) {
+      clearTimeout(this._timer);
+      this._timer = null;
     }
+    if (!this._held.size || this._asking) return;
     // A hole (or a message of another epoch): wait `holdTimeout` for a late delivery, then
     // fill. Right after an answer, give replayed frames a moment to arrive first.
     if (this._timer) return;

@@ -94,6 +94,18 @@ test("an epoch change (history lost): recovered false, the new epoch's top; the 
   assert.deepEqual(s.seen.delivered, [7, 4, 5]);
 });
 
+test("a message held in an epoch that was given up is dropped with it: no endless fills", async () => {
+  const s = stream(() => ({ recovered: false, offset: 0, epoch: "epoch-2", messages: [] }), 5);
+  closed.push(s);
+  s.receive(message(1));
+  s.receive(message(3)); // a hole in epoch 1 ...
+  s.lost("server", { offset: 0, epoch: "epoch-2" }); // ... then the server says epoch 1 is gone
+  s.receive(message(1, "epoch-2"));
+  await tick(60);
+  assert.deepEqual(s.seen.delivered, [1, 1]);
+  assert.deepEqual(s.seen.fills, [], "nothing held is waiting for history");
+});
+
 test("history failing for good: onGap carries the error; the held messages go out from the oldest", async () => {
   const failure = Object.assign(new Error("forbidden"), { status: 403 });
   const s = new Stream({
