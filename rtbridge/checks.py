@@ -25,7 +25,8 @@ ERROR_IDS = {
     "E021": "RTBRIDGE_ALLOWED_ORIGINS is invalid",
     "W030": "rtbridge is after django.contrib.staticfiles in INSTALLED_APPS (runserver: no socket)",
     # Registered by rtbridge.staticfiles:
-    "W101": "staticfiles cannot find the JS client (RTBridgeJSFinder not listed)",
+    "E101": "the built JS client (rtbridge/static/rtbridge/) is missing",
+    "W101": "STATICFILES_FINDERS still lists the retired RTBridgeJSFinder",
 }
 
 
