@@ -163,9 +163,7 @@ class DevProject:
         (root / "manage.py").write_text(MANAGE)
         (site / "__init__.py").write_text("")
         (site / "settings.py").write_text(
-            SETTINGS.format(
-                secret_key=secret_key, installed_apps=installed_apps or DEFAULT_APPS
-            )
+            SETTINGS.format(secret_key=secret_key, installed_apps=installed_apps or DEFAULT_APPS)
             + extra_settings
         )
         (site / "urls.py").write_text(URLS)
