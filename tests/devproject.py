@@ -214,7 +214,7 @@ class RunningServer:
 
     def __init__(self, project: DevProject, args: list[str]) -> None:
         self.port = free_port()
-        self._output: IO[bytes] = tempfile.TemporaryFile()  # closed by stop()
+        self._output: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115  (closed by stop())
         self.popen = subprocess.Popen(
             [sys.executable, "manage.py", *args, f"127.0.0.1:{self.port}"],
             cwd=project.root,
