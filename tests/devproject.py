@@ -139,7 +139,7 @@ DEFAULT_APPS = [
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
-    # Before staticfiles: rtbridge's runserver (with the socket) must win (check W030).
+    # Before staticfiles: rtbridge's runserver (with the socket) must win (check W022).
     "rtbridge",
     "django.contrib.staticfiles",
     "notes",

@@ -151,5 +151,5 @@ def test_staticfiles_before_rtbridge_is_a_warning(tmp_path: Path) -> None:
     apps = [app for app in DEFAULT_APPS if app != "rtbridge"]
     apps.insert(apps.index("django.contrib.staticfiles") + 1, "rtbridge")
     output = DevProject(tmp_path, installed_apps=apps).manage("check")
-    assert "rtbridge.W030" in output
+    assert "rtbridge.W022" in output
     assert "List 'rtbridge' before 'django.contrib.staticfiles'" in output

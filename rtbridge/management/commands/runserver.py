@@ -17,7 +17,7 @@ from ...backends.loading import backend_class
 
 # As daphne does: extend staticfiles' runserver when it is installed (it serves STATIC_URL
 # with DEBUG), else Django's own. Which `runserver` wins depends on INSTALLED_APPS order:
-# rtbridge must come before django.contrib.staticfiles (check rtbridge.W030 says so).
+# rtbridge must come before django.contrib.staticfiles (check rtbridge.W022 says so).
 if TYPE_CHECKING:
     from django.core.management.commands.runserver import Command as BaseRunserverCommand
 
