@@ -15,7 +15,7 @@ USER_ID ?= $(shell id -u)
 # Under CI=true a missing tool fails the run (locally the tests that need it skip).
 IN_CI := $(filter 1 true yes,$(shell echo '$(CI)' | tr A-Z a-z))
 
-.PHONY: demo test lint typecheck test-python test-js node-deps system-deps js-build bench clean venv
+.PHONY: demo test lint typecheck test-python test-js node-check node-deps system-deps js-build bench clean venv
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null || { \
@@ -69,10 +69,12 @@ test-python: $(STAMP) node-deps system-deps
 
 # Node packages: the JS client's dev tools and the wire-test servers (soketi, vendor JS SDKs).
 NODE_DIRS := $(JS_DIR) tests/wire
-node-deps:
-	@$(NODE) -e 'process.exit(+process.versions.node.split(".")[0] < 20)' 2>/dev/null || { \
+node-check:
+	@$(NODE) -e 'process.exit(Number(process.versions.node.split(".")[0]) < 20 ? 1 : 0)' 2>/dev/null || { \
 		echo "make: the tests need Node.js 20 or newer (with npm), and $(NODE) is $$(command -v $(NODE) >/dev/null && $(NODE) --version 2>&1 || echo 'not found'); install Node.js 20+ and npm (on Debian 13: sudo apt-get install -y nodejs npm)."; \
 		exit 1; }
+
+node-deps: node-check
 	@for d in $(NODE_DIRS); do \
 		if [ -f $$d/package-lock.json ]; then (cd $$d && npm ci --no-audit --no-fund --silent) || exit 1; fi; \
 	done

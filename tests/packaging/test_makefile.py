@@ -104,8 +104,35 @@ def test_an_old_python_is_refused_in_one_line(tmp_path: Path) -> None:
     assert "PYTHON=/nonexistent/python3 is not found;" in missing.stdout
 
 
+@pytest.mark.skipif(
+    subprocess.run(["node", "--version"], capture_output=True, check=False).returncode != 0,
+    reason="node not found",
+)
+def test_this_machines_node_passes_the_check() -> None:
+    # Node 20 throws on process.exit(false): a check written that way refuses every Node.
+    result = make("node-check")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout == ""
+
+
+def test_an_old_node_is_refused_in_one_line(tmp_path: Path) -> None:
+    old_node = tmp_path / "node"
+    old_node.write_text(
+        '#!/bin/sh\n[ "$1" = --version ] && echo v18.19.0 && exit 0\n'
+        "exec node -e \"Object.defineProperty(process.versions, 'node', {value: '18.19.0'}); $2\"\n",
+        encoding="utf-8",
+    )
+    old_node.chmod(0o755)
+    result = make("node-check", f"NODE={old_node}")
+    assert result.returncode != 0
+    assert result.stdout.splitlines() == [
+        f"make: the tests need Node.js 20 or newer (with npm), and {old_node} is v18.19.0; "
+        "install Node.js 20+ and npm (on Debian 13: sudo apt-get install -y nodejs npm)."
+    ]
+
+
 def test_a_missing_node_is_refused_in_one_line() -> None:
-    result = make("node-deps", "NODE=/nonexistent/node")
+    result = make("node-check", "NODE=/nonexistent/node")
     assert result.returncode != 0
     assert result.stdout.splitlines() == [
         "make: the tests need Node.js 20 or newer (with npm), and /nonexistent/node is not found; "
