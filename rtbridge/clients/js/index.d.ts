@@ -377,6 +377,18 @@ export class Client extends CoreClient {
 }
 
 /** Connect with `config`, or with the page's `{% rtbridge_config %}` merged under `options`. */
+/** Options of `connect({configUrl})`: the config comes from Django's `GET /rtbridge/config`. */
+export interface ConfigUrlOptions extends CommonOptions {
+  /** URL of Django's config endpoint, e.g. "https://api.example.com/rtbridge/config" (relative allowed). */
+  configUrl: string;
+}
+/** Fetch the config endpoint (with cookies) and resolve with a config for `connect()`: endpoints absolute. */
+export function fetchConfig(
+  configUrl: string,
+  options?: { fetch?: unknown; credentials?: "omit" | "same-origin" | "include" },
+): Promise<Config>;
+/** With `configUrl`: fetch the config first and resolve with the client. */
+export function connect(config: ConfigUrlOptions): Promise<Client>;
 export function connect(config?: Config | CommonOptions): Client;
 export function readConfig(elementId?: string): Config;
 export const CONFIG_ELEMENT_ID: "rtbridge-config";

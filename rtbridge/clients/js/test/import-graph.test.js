@@ -100,7 +100,7 @@ test("leaf modules import nothing; every other module imports only from the laye
   // [modules, what they may import besides the leaves, what they are]
   const layers = [
     [leaves, null, "a leaf"],
-    [["channel.js", "encodings.js", "http.js"], [], "just above the leaves"],
+    [["channel.js", "config.js", "encodings.js", "http.js"], [], "just above the leaves"],
     [transports, ["encodings.js", ...transports], "a transport (the client calls it through hooks; it never imports the client)"],
     [["client.js"], ["channel.js", "http.js"], "the core (no feature module, no transport)"],
     [["presence.js", "data.js", "live.js"], ["channel.js", "http.js", "data.js"], "a feature module (it is handed the client)"],

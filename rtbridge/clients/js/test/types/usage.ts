@@ -14,6 +14,7 @@ import {
   State,
   Subscription,
   connect,
+  fetchConfig,
   filterChannel,
   objectChannel,
   transports,
@@ -46,6 +47,8 @@ connect({ backend: "pusher", key: "app-key", wsHost: "127.0.0.1", wsPort: 6001, 
 connect({ backend: "local", url: null, path: "/rtbridge/ws", reconnect: { maxDelay: 10_000 } });
 connect({ backend: "firebase", databaseURL: "https://x.firebaseio.com", root: "rtbridge" });
 connect({ reconnect: false });
+connect({ configUrl: "http://127.0.0.1:8000/rtbridge/config" }).then((client: Client) => client.join("presence-room"));
+fetchConfig("/rtbridge/config", { credentials: "include" }).then((config) => connect(config).socketId());
 filterChannel("todo.todoitem", { todo_list__id: 1 });
 objectChannel("todo.todoitem", 5);
 transports.custom = (config, hooks) => ({
