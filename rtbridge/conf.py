@@ -66,6 +66,9 @@ SERVER_DEFAULTS: dict[str, Any] = {
     "stats_interval": 60.0,
     "wsgi_threads": 16,
     "serve_static": None,
+    # The event loop a node makes for itself: "asyncio", or "uvloop" (pip install
+    # 'rtbridge[uvloop]'), which spends about a quarter less CPU per delivery.
+    "event_loop": "asyncio",
     # Protected channels, presence, whispers and socket calls (docs/server.md).
     "presence_ttl": 15.0,
     "whisper_rate": 10,
@@ -167,6 +170,11 @@ def server_settings(overrides: Mapping[str, Any] | None = None) -> dict[str, Any
             raise ImproperlyConfigured(
                 f"RTBRIDGE_SERVER[{key!r}]={value!r} is not valid; give an integer >= 1."
             )
+    if merged["event_loop"] not in ("asyncio", "uvloop"):
+        raise ImproperlyConfigured(
+            f"RTBRIDGE_SERVER['event_loop']={merged['event_loop']!r} is not valid; give "
+            "'asyncio' (the default) or 'uvloop' (pip install 'rtbridge[uvloop]')."
+        )
     if merged["heartbeat"] <= 0 or merged["idle_timeout"] <= merged["heartbeat"]:
         raise ImproperlyConfigured(
             f"RTBRIDGE_SERVER heartbeat={merged['heartbeat']!r} and idle_timeout="

@@ -1,7 +1,8 @@
 """Publisher of the fan-out benchmark: what a Django process does, in its own process.
 
-``python -m benchmarks.fanout.publisher --system rtbridge|channels --count M [--rate R]``
-(``BENCH_REDIS_URL`` names Redis; Channels also reads ``BENCH_CHANNELS_CAPACITY``). It sets
+``python -m benchmarks.fanout.publisher --system rtbridge|channels|pusher --count M [--rate R]``
+(``BENCH_REDIS_URL`` names Redis; Channels also reads ``BENCH_CHANNELS_CAPACITY``; ``pusher``
+publishes to soketi at ``BENCH_SOKETI`` = ``host:port``). It sets
 up, prints ``{"ready": true}``, waits for a line on stdin, publishes ``count`` messages of
 about 100 bytes of JSON (``rate`` per second, or as fast as it can with ``--rate 0``) and
 prints ``{"published", "errors", "start_ns", "end_ns", "cpu"}``.
@@ -9,7 +10,9 @@ prints ``{"published", "errors", "start_ns", "end_ns", "cpu"}``.
 rtbridge: ``RedisBackend.publish(Message(...))`` (one ``PUBLISH``), or ``publish_many`` of
 ``--batch`` messages per round trip, so that one publisher process can outrun the server
 (as several Django processes would). Channels:
-``async_to_sync(channel_layer.group_send)(...)``, as a Django view would call it.
+``async_to_sync(channel_layer.group_send)(...)``, as a Django view would call it. soketi:
+``PusherBackend(mode="sync").publish(Message(...))``, one HTTP ``trigger_batch`` per message
+(the background dispatcher would batch paced messages as well, which is not the point here).
 Each payload is ``{"t": time.time_ns() at publish, "i": n, "p": padding}``.
 """
 
@@ -64,6 +67,31 @@ def rtbridge_sender(batch: int) -> Callable[[int], None]:
     return send_batched
 
 
+def pusher_sender() -> Callable[[int], None]:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "benchmarks.fanout.rtbridge_settings")
+    import django
+
+    django.setup()
+    from rtbridge.backends.pusher import PusherBackend
+    from rtbridge.messages import Message
+
+    host, port = os.environ["BENCH_SOKETI"].rsplit(":", 1)
+    backend = PusherBackend(
+        app_id=os.environ.get("BENCH_SOKETI_APP_ID", "123456"),
+        key=os.environ.get("BENCH_SOKETI_KEY", "app-key"),
+        secret=os.environ.get("BENCH_SOKETI_SECRET", "app-secret"),
+        host=host,
+        port=int(port),
+        ssl=False,
+        mode="sync",
+    )
+
+    def send(index: int) -> None:
+        backend.publish(Message(CHANNEL, "tick", payload(index)))
+
+    return send
+
+
 def channels_sender() -> Callable[[int], None]:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "benchmarks.fanout.channels_settings")
     import django
@@ -85,7 +113,7 @@ def channels_sender() -> Callable[[int], None]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--system", choices=["rtbridge", "channels"], required=True)
+    parser.add_argument("--system", choices=["rtbridge", "channels", "pusher"], required=True)
     parser.add_argument("--count", type=int, required=True)
     parser.add_argument("--rate", type=float, default=0.0, help="messages/s; 0 = flat out")
     parser.add_argument(
@@ -94,7 +122,12 @@ def main() -> None:
     args = parser.parse_args()
     global last_index
     last_index = args.count - 1
-    send = rtbridge_sender(args.batch) if args.system == "rtbridge" else channels_sender()
+    senders = {
+        "rtbridge": lambda: rtbridge_sender(args.batch),
+        "channels": channels_sender,
+        "pusher": pusher_sender,
+    }
+    send = senders[args.system]()
     print(json.dumps({"ready": True}), flush=True)
     sys.stdin.readline()
     errors = 0
@@ -102,12 +135,17 @@ def main() -> None:
     interval = 1.0 / args.rate if args.rate > 0 else 0.0
     start = time.perf_counter()
     start_ns = time.time_ns()
+    # How far behind its schedule the publisher fell (a server that answers publishes slowly,
+    # e.g. soketi fanning out before it replies, holds the paced publisher back).
+    max_behind = 0.0
     for index in range(args.count):
         if interval:
             # Paced: message i leaves at start + i * interval, whatever the previous ones cost.
             delay = start + index * interval - time.perf_counter()
             if delay > 0:
                 time.sleep(delay)
+            else:
+                max_behind = max(max_behind, -delay)
         try:
             send(index)
         except Exception as exc:
@@ -123,6 +161,7 @@ def main() -> None:
                 "error": first_error,
                 "start_ns": start_ns,
                 "end_ns": end_ns,
+                "max_behind_ms": round(max_behind * 1000, 1),
                 "cpu": usage.ru_utime + usage.ru_stime,
             }
         ),

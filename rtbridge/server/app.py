@@ -23,14 +23,14 @@ from django.conf import settings
 
 from ..messages import Message
 from ..redis_wire import DEFAULT_PREFIX, DEFAULT_URL
-from . import registry
+from . import loops, registry
 from .brokers import Broker, MemoryBroker, RedisBroker
 from .calls import CallRunner
 from .config import OriginPolicy, ServerConfig
 from .connection import Connection, Transport
 from .flush import FlushQueue
 from .handler import SocketHandler
-from .housekeeping import Sweeper, log_summaries
+from .housekeeping import LoopLagProbe, Sweeper, log_summaries
 from .hub import Hub
 from .presence import run_refresh
 from .protocol import FEATURES, CloseCode, welcome_frame
@@ -160,6 +160,7 @@ class Server:
         self.presence = self.broker.make_presence(self.hub, self.node_id)
         self.flushes = FlushQueue()
         self.sweeper = Sweeper(self.config, self.hub, self.revocations, self.stats)
+        self.loop_lag = LoopLagProbe(self.stats)
         #: Runs router calls in threads while the server runs (if it offers calls).
         self.calls: CallRunner | None = None
         self.address = address
@@ -219,6 +220,7 @@ class Server:
         except Exception as exc:  # retried by the presence refresh
             logger.warning("rtbridge: cannot announce this node's presence yet: %s", exc)
         self._tasks = [asyncio.create_task(self.sweeper.run(), name="rtbridge-sweep")]
+        self.loop_lag.start()
         if self.presence.refresh_interval is not None:
             self._tasks.append(
                 asyncio.create_task(run_refresh(self.presence), name="rtbridge-presence")
@@ -252,6 +254,7 @@ class Server:
             await asyncio.wait_for(self.hub.wait_closed(), timeout)
         # Presence leaves of the closed sockets, so the others see them go at once.
         await self.presence.drain(timeout)
+        self.loop_lag.stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -281,7 +284,7 @@ class Server:
         failure: list[BaseException] = []
 
         def run() -> None:
-            loop = asyncio.new_event_loop()
+            loop = loops.new_event_loop(self.config.event_loop)
             asyncio.set_event_loop(loop)
             try:
                 loop.run_until_complete(self.astart())
@@ -381,6 +384,7 @@ class Server:
             session_key=session_key,
         )
         self.hub.add(connection)
+        self.sweeper.track(connection.socket_id)
         logger.debug("rtbridge: opened %s from %s", connection.socket_id, remote)
         connection.send(
             welcome_frame(connection.socket_id, self.config.heartbeat, self.software, self.features)

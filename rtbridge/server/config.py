@@ -38,6 +38,7 @@ class ServerConfig:
     stats_interval: float
     wsgi_threads: int
     serve_static: bool | None
+    event_loop: str
     presence_ttl: float
     whisper_rate: int
     call_rate: int

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from ..channel_names import is_protected
@@ -38,6 +39,9 @@ logger = logging.getLogger("rtbridge.server")
 
 #: Queued bytes that make a connection write at once instead of at the end of the turn.
 FLUSH_BYTES = 64 * 1024
+#: Below this, two queued frames are joined into new bytes; above, into a bytearray that
+#: later frames extend in place (no copy of what is queued per frame).
+_JOIN_BYTES = 1024
 
 #: A presence entry waiting for its member list; events meanwhile are held back.
 PresenceEvent = tuple[int, str, dict[str, Any]]
@@ -46,8 +50,9 @@ PresenceEvent = tuple[int, str, dict[str, Any]]
 class Transport(Protocol):
     """What a connection needs from the socket under it (see ``transport.py``)."""
 
-    def write_frames(self, frames: list[bytes]) -> None:
-        """Write complete WebSocket frames, in order; raise on a closed socket."""
+    def write_frames(self, frames: Sequence[bytes | bytearray]) -> None:
+        """Write complete WebSocket frames, in order (an item may hold several, back to back);
+        raise on a closed socket."""
 
     def pending_bytes(self) -> int:
         """Return the bytes written but not yet accepted by the kernel."""
@@ -76,7 +81,6 @@ class Connection:
         "grants",
         "hub",
         "last_activity",
-        "opened_at",
         "pending",
         "pending_size",
         "presence",
@@ -90,6 +94,8 @@ class Connection:
         "transport",
         "unsent",
         "user",
+        "waiting",
+        "waiting_size",
         "whisper_bucket",
     )
 
@@ -135,55 +141,147 @@ class Connection:
         #: it is being fetched), and the events held back meanwhile.
         self.presence_versions: dict[str, int | None] = {}
         self.presence_backlog: dict[str, list[PresenceEvent]] = {}
-        self.whisper_bucket = TokenBucket(config.whisper_rate)
-        self.call_bucket = TokenBucket(config.call_rate)
-        self.opened_at = self.last_activity = time.monotonic()
+        # Rate limits, made on first use: most sockets never whisper or call, and an idle
+        # connection's memory is what bounds how many one node holds.
+        self.whisper_bucket: TokenBucket | None = None
+        self.call_bucket: TokenBucket | None = None
+        self.last_activity = time.monotonic()
         #: Bad frames in a row; at ``abuse_threshold`` the socket is closed with 4001.
         self.abuse = 0
         self.closed = False
         # Frames queued during this turn of the event loop; the flush queue writes them
         # together at the end of the turn, so a burst of messages costs one socket write.
-        self.pending: list[bytes] | None = None
+        # One frame is kept as is, several back to back in a bytearray: neither is an object
+        # the garbage collector tracks, while a list per message and socket made it walk
+        # every object of the node (~70 per socket) every few seconds.
+        self.pending: bytes | bytearray | None = None
         self.pending_size = 0
         #: Bytes Tornado had not yet sent when this turn's first frame was queued.
         self.unsent = 0
+        # Places held for large fan-outs' frames (see spread.py): a count while nothing was
+        # sent behind them, else the frames and places (None) in order; and their bytes.
+        self.waiting: int | list[bytes | None] | None = None
+        self.waiting_size = 0
 
     def send(self, frame: bytes) -> bool:
         """Queue ``frame`` unless the outbound buffer would pass its limit (then close 4002)."""
         if self.closed:
             return False
-        if self.pending is None:
+        pending = self.pending
+        if pending is None:
             # Asking Tornado is costly (it was ~45% of the server's CPU at peak when done per
             # frame); once per turn is enough, as its buffer can only shrink meanwhile, so the
             # check stays conservative.
             self.unsent = self.transport.pending_bytes()
-        size = self.pending_size + len(frame)
-        if size + self.unsent > self.config.max_buffer_bytes:
-            self.stats.slow_consumers += 1
-            self.close(
-                CloseCode.SLOW_CONSUMER,
-                f"slow consumer: more than {self.config.max_buffer_bytes} bytes unsent",
-            )
+        size = len(frame)
+        total = self.pending_size + size
+        if total + self.waiting_size + self.unsent > self.config.max_buffer_bytes:
+            self._too_slow()
             return False
-        self.pending_size = size
-        if self.pending is None:
-            self.pending = [frame]
+        if self.waiting is not None:
+            # A large fan-out has not handed this connection its frame yet: this one goes after.
+            self._wait(frame)
+            return True
+        self.pending_size = total
+        if pending is None:
+            self.pending = frame
             self.flushes.schedule(self)
+        elif isinstance(pending, bytearray):
+            pending += frame
         else:
-            self.pending.append(frame)
-        if size >= FLUSH_BYTES:
+            self.pending = pending + frame if total < _JOIN_BYTES else bytearray(pending) + frame
+        if total >= FLUSH_BYTES:
             # Big bursts go to the kernel now rather than wait in the queue; otherwise one
             # burst larger than max_buffer_bytes would look like a slow consumer.
             self.flush()
         return True
 
+    def hold(self, size: int) -> bool:
+        """Keep a place for a frame of ``size`` bytes; frames sent meanwhile wait behind it."""
+        if self.closed:
+            return False
+        if self.pending is None:
+            self.unsent = self.transport.pending_bytes()
+        if (
+            self.pending_size + self.waiting_size + self.unsent + size
+            > self.config.max_buffer_bytes
+        ):
+            self._too_slow()
+            return False
+        waiting = self.waiting
+        if waiting is None:
+            self.waiting = 1
+        elif isinstance(waiting, int):
+            self.waiting = waiting + 1
+        else:
+            waiting.append(None)
+        self.waiting_size += size
+        return True
+
+    def release(self, frame: bytes) -> None:
+        """Put ``frame`` in the oldest place held; queue what no longer waits behind one."""
+        waiting = self.waiting
+        if self.closed or waiting is None:
+            return
+        self.waiting_size -= len(frame)
+        if isinstance(waiting, int):
+            self.waiting = waiting - 1 or None
+            self._queue(frame)
+            return
+        # Places are released in the order they were held, so the oldest is the first.
+        waiting[0] = frame
+        try:
+            end = waiting.index(None, 1)
+        except ValueError:  # no other place held: everything goes
+            end = len(waiting)
+            self.waiting = None
+        ready = waiting[:end]
+        del waiting[:end]
+        for index, item in enumerate(ready):
+            assert item is not None
+            if index:  # a frame sent behind the place (the place's bytes went above)
+                self.waiting_size -= len(item)
+            self._queue(item)
+
+    def _wait(self, frame: bytes) -> None:
+        # Behind the places held (the buffer limit was checked by the caller).
+        waiting = self.waiting
+        if isinstance(waiting, int):
+            self.waiting = [*([None] * waiting), frame]
+        else:
+            assert waiting is not None
+            waiting.append(frame)
+        self.waiting_size += len(frame)
+
+    def _queue(self, frame: bytes) -> None:
+        # Into this turn's batch; the bytes were counted when the frame or its place came.
+        pending = self.pending
+        total = self.pending_size = self.pending_size + len(frame)
+        if pending is None:
+            self.pending = frame
+            self.flushes.schedule(self)
+        elif isinstance(pending, bytearray):
+            pending += frame
+        else:
+            self.pending = pending + frame if total < _JOIN_BYTES else bytearray(pending) + frame
+        if total >= FLUSH_BYTES:
+            self.flush()
+
+    def _too_slow(self) -> None:
+        self.stats.slow_consumers += 1
+        self.close(
+            CloseCode.SLOW_CONSUMER,
+            f"slow consumer: more than {self.config.max_buffer_bytes} bytes unsent",
+        )
+
     def flush(self) -> None:
         """Write the queued frames in one go."""
         frames, self.pending, self.pending_size = self.pending, None, 0
-        if not frames or self.closed:
+        if frames is None or self.closed:
             return
         try:
-            self.transport.write_frames(frames)
+            # A tuple of bytes is no work for the garbage collector (it untracks it).
+            self.transport.write_frames((frames,))
         except Exception:  # the stream closed under us; on_close will clean up
             self.closed = True
 
@@ -192,10 +290,16 @@ class Connection:
         if self.closed:
             return
         logger.debug("rtbridge: closing %s (%s): %d %s", self.socket_id, self.remote, code, reason)
+        waiting, self.waiting, self.waiting_size = self.waiting, None, 0
         if code == CloseCode.SLOW_CONSUMER:
             self.pending, self.pending_size = None, 0
         else:
-            self.flush()  # e.g. the error frame that explains a 4001 goes out first
+            # e.g. the error frame that explains a 4001 goes out first, even if it waited
+            # behind a fan-out's frame (which a closing socket does without).
+            for frame in waiting if isinstance(waiting, list) else ():
+                if frame is not None:
+                    self._queue(frame)
+            self.flush()
         # Leave the hub now: the closing handshake may take seconds (a stalled client never
         # answers), and meanwhile nothing must be routed or buffered for this socket.
         self._leave_hub()
@@ -421,6 +525,8 @@ class Connection:
                 f"connection is subscribed to; {channel!r} is not one",
                 request.id,
             )
+        if self.whisper_bucket is None:
+            self.whisper_bucket = TokenBucket(self.config.whisper_rate)
         if not self.whisper_bucket.take():
             raise ProtocolError(
                 ErrorCode.RATE_LIMITED,
@@ -443,6 +549,8 @@ class Connection:
                 "a Django project",
                 request.id,
             )
+        if self.call_bucket is None:
+            self.call_bucket = TokenBucket(self.config.call_rate)
         if not self.call_bucket.take():
             raise ProtocolError(
                 ErrorCode.RATE_LIMITED,

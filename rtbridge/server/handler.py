@@ -7,6 +7,7 @@ from collections.abc import Awaitable
 from typing import Any, Protocol
 
 import tornado.websocket
+from django.http.cookie import parse_cookie
 
 from .. import conf
 from .connection import Connection, Transport
@@ -63,10 +64,21 @@ class SocketHandler(tornado.websocket.WebSocketHandler):
         self.connection = self.server.connect(
             transport_for(self), self.request.remote_ip or "", self._session_key()
         )
+        self._forget_handshake()
+
+    def _forget_handshake(self) -> None:
+        # The handshake's request and response headers (and cookies) are not read again; an
+        # idle socket's memory bounds how many one node holds, and a browser's headers are a
+        # kilobyte or more. Public API only: the 101 response has been written already.
+        self.request.headers.clear()
+        self.clear()
+        for name in ("Server", "Content-Type", "Date"):
+            self.clear_header(name)
 
     def _session_key(self) -> str | None:
         cookie_name, _engine = conf.session_settings()
-        session = self.request.cookies.get(cookie_name)
+        # Parsed as Django parses it, and not kept (request.cookies would keep every cookie).
+        session = parse_cookie(self.request.headers.get("Cookie", "")).get(cookie_name)
         if session is None:
             return None
         origin = self.request.headers.get("Origin")
@@ -74,7 +86,7 @@ class SocketHandler(tornado.websocket.WebSocketHandler):
             # RTBRIDGE_ALLOWED_ORIGINS = "*" lets any page listen to public channels; it must
             # never let a foreign page make calls as the visitor (cross-site hijacking).
             return None
-        return session.value
+        return session
 
     def on_message(self, message: str | bytes) -> Awaitable[None] | None:
         # Tornado reads the next frame only after the returned awaitable is done, so requests

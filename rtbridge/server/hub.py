@@ -20,6 +20,7 @@ from .protocol import (
     whisper_frame,
 )
 from .revocations import Revocations
+from .spread import Spreader
 from .stats import NodeStats
 
 __all__ = ["Hub", "Subscriber"]
@@ -41,6 +42,12 @@ class Subscriber(Protocol):
     def send(self, frame: bytes) -> bool:
         """Queue ``frame``; return ``False`` if the connection is (now) closed."""
 
+    def hold(self, size: int) -> bool:
+        """Keep a place for a frame that comes later (see ``spread.Receiver``)."""
+
+    def release(self, frame: bytes) -> None:
+        """Put ``frame`` in the oldest place held (see ``spread.Receiver``)."""
+
     def close(self, code: int, reason: str) -> None:
         """Close the socket with ``code``."""
 
@@ -60,10 +67,11 @@ class Hub:
     """Route what reaches the node to the local connections subscribed to each channel.
 
     Each message frame is encoded once per channel and the same bytes are written to every
-    subscriber. The broker is told to listen to a channel when its first local subscriber
-    arrives and to stop when the last one leaves. The hub implements ``BrokerEvents`` (and
-    so ``PresenceEvents``); what happens to one subscriber is the subscriber's business. All
-    methods run on the server's loop.
+    subscriber; a channel with thousands of subscribers gets them in slices (``Spreader``),
+    each connection's frames still in the order they were sent. The broker is told to listen
+    to a channel when its first local subscriber arrives and to stop when the last one leaves.
+    The hub implements ``BrokerEvents`` (and so ``PresenceEvents``); what happens to one
+    subscriber is the subscriber's business. All methods run on the server's loop.
     """
 
     def __init__(
@@ -86,6 +94,7 @@ class Hub:
         self._seq: dict[str, int] = {}
         self._ready: dict[str, asyncio.Future[None]] = {}
         self._event_json: dict[str, bytes] = {}
+        self.spreader = Spreader()
 
     # Connections --------------------------------------------------------------------------
 
@@ -204,14 +213,14 @@ class Hub:
         channel_json = self._channel_json[channel]
         frame = message_frame(channel_json, event_json, seq, payload)
         excluded = self.connections.get(exclude) if exclude else None
+        # A send may close a slow consumer; iterate over a copy so removal cannot interfere.
         if excluded is not None and excluded in subscribers:
             # The sender skips its own change, but its seq must stay continuous.
             excluded.send(skip_frame(channel_json, seq))
-        sent = 0
-        # A send may close a slow consumer; iterate over a copy so removal cannot interfere.
-        for connection in tuple(subscribers):
-            if connection is not excluded and connection.send(frame):
-                sent += 1
+            receivers = tuple(subscribers - {excluded})
+        else:
+            receivers = tuple(subscribers)
+        sent = self.spreader.spread(receivers, frame)
         self.stats.messages += 1
         self.stats.frames += sent
         return sent
@@ -230,10 +239,8 @@ class Hub:
             subscribers = self._channels.get(channel)
             if not subscribers:
                 continue
-            frame = gap_frame(channel)
             self.stats.gaps += 1
-            for connection in tuple(subscribers):
-                connection.send(frame)
+            self.spreader.spread(tuple(subscribers), gap_frame(channel))
 
     def deliver_whisper(
         self, channel: str, event: str, data_json: bytes, user_id: str | None, sender: str
@@ -243,10 +250,9 @@ class Hub:
         if not subscribers:
             return 0
         frame = whisper_frame(channel, event, data_json, user_id)
-        sent = 0
-        for connection in tuple(subscribers):
-            if connection.socket_id != sender and connection.send(frame):
-                sent += 1
+        own = self.connections.get(sender)
+        receivers = tuple(subscribers - {own}) if own is not None else tuple(subscribers)
+        sent = self.spreader.spread(receivers, frame)
         self.stats.whispers += 1
         return sent
 

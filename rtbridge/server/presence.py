@@ -32,6 +32,9 @@ __all__ = ["MemoryPresence", "Presence", "RedisPresence", "run_refresh"]
 
 logger = logging.getLogger("rtbridge.server")
 
+#: Presence channels swept per Redis pipeline (see ``RedisPresence.refresh``).
+SWEEP_BATCH = 100
+
 #: (version, members) as a join returns them.
 Snapshot = tuple[int, list[dict[str, Any]]]
 
@@ -380,9 +383,12 @@ class RedisPresence(Presence):
         for leave in list(self._failed_leaves):
             self._failed_leaves.discard(leave)
             await self.leave(*leave)
-        if channels:
+        # In pipelines of SWEEP_BATCH channels: queueing one costs tens of µs of Python, and
+        # each round trip lets the loop serve sockets, so thousands of presence channels never
+        # hold it for long.
+        for start in range(0, len(channels), SWEEP_BATCH):
             pipe = self._client.pipeline(transaction=False)
-            for channel in channels:
+            for channel in channels[start : start + SWEEP_BATCH]:
                 # With a pipeline this only queues the EVALSHA (loading the script if needed).
                 await self._sweep(
                     keys=[presence_key(self.prefix, channel), self.nodes_key],

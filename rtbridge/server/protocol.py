@@ -21,6 +21,7 @@ __all__ = [
     "ack_frame",
     "error_frame",
     "frame_payload",
+    "frame_payloads",
     "gap_frame",
     "message_frame",
     "parse_request",
@@ -248,6 +249,22 @@ def frame_payload(frame: bytes) -> bytes:
     """Return the payload of a frame made by :func:`websocket_text_frame` (its inverse)."""
     length = frame[1] & 0x7F
     return frame[2 + {126: 2, 127: 8}.get(length, 0) :]
+
+
+def frame_payloads(data: bytes | bytearray) -> list[bytes]:
+    """Return the payloads of the frames made by :func:`websocket_text_frame`, back to back."""
+    payloads = []
+    position, end = 0, len(data)
+    while position < end:
+        length = data[position + 1] & 0x7F
+        start = position + 2
+        if length == 126:
+            length, start = int.from_bytes(data[start : start + 2], "big"), start + 2
+        elif length == 127:
+            length, start = int.from_bytes(data[start : start + 8], "big"), start + 8
+        payloads.append(bytes(data[start : start + length]))
+        position = start + length
+    return payloads
 
 
 def _frame(obj: dict[str, Any]) -> bytes:

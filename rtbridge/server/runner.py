@@ -19,6 +19,7 @@ from django.core.wsgi import get_wsgi_application
 
 from .. import conf
 from ..redis_wire import DEFAULT_PREFIX, DEFAULT_URL, check_prefix, check_url, safe_url
+from . import loops
 from .app import DEFAULT_ADDRESS, Server
 from .brokers import Broker, MemoryBroker, RedisBroker
 from .config import ServerConfig
@@ -197,7 +198,7 @@ def serve(server: Server, on_started: Callable[[Server, LoopbackReceiver | None]
             await receiver.stop()
         await server.astop()
 
-    asyncio.run(main())
+    loops.run(main(), server.config.event_loop)
 
 
 def describe_broker(broker: Broker) -> str:

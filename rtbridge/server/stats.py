@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import bisect
+from dataclasses import dataclass, field
 
-__all__ = ["NodeStats"]
+__all__ = ["LOOP_LAG_BOUNDS", "NodeStats"]
+
+#: Upper bounds in seconds of the loop-lag histogram's buckets (``NodeStats.loop_lag_buckets``
+#: has one more, for the lags above the last bound). 5 ms is the budget of one loop callback.
+LOOP_LAG_BOUNDS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0)
+
+
+def _empty_histogram() -> list[int]:
+    return [0] * (len(LOOP_LAG_BOUNDS) + 1)
 
 
 @dataclass
@@ -24,6 +33,21 @@ class NodeStats:
     whispers: int = 0
     calls: int = 0
     revoked: int = 0
+    #: Wake-ups of the loop-lag probe (``housekeeping.LoopLagProbe``), the sum and the
+    #: largest of their lags in seconds, and how many fell in each ``LOOP_LAG_BOUNDS`` bucket.
+    loop_lag_count: int = 0
+    loop_lag_sum: float = 0.0
+    loop_lag_max: float = 0.0
+    loop_lag_buckets: list[int] = field(default_factory=_empty_histogram)
+
+    def record_loop_lag(self, lag: float) -> None:
+        """Count one probe wake-up that ran ``lag`` seconds late."""
+        lag = max(0.0, lag)
+        self.loop_lag_count += 1
+        self.loop_lag_sum += lag
+        if lag > self.loop_lag_max:
+            self.loop_lag_max = lag
+        self.loop_lag_buckets[bisect.bisect_left(LOOP_LAG_BOUNDS, lag)] += 1
 
     def summary(self, connections: int, channels: int) -> str:
         """Return a one-line summary with the current ``connections`` and ``channels``."""
@@ -33,5 +57,5 @@ class NodeStats:
             f"refused, {self.messages} messages, {self.frames} frames sent, {self.gaps} gaps, "
             f"{self.errors} bad frames, {self.abusers} abusive, {self.slow_consumers} slow, "
             f"{self.idle_closed} idle, {self.whispers} whispers, {self.calls} calls, "
-            f"{self.revoked} revoked"
+            f"{self.revoked} revoked; loop lag max {self.loop_lag_max * 1000:.1f} ms"
         )

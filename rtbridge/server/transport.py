@@ -10,22 +10,24 @@ Otherwise :class:`MessageTransport` sends each frame's payload through ``write_m
 
 from __future__ import annotations
 
+import collections
 import logging
-from collections.abc import Callable
-from typing import cast
+from collections.abc import Callable, Sequence
+from typing import Any, cast
 
 import tornado.iostream
 import tornado.websocket
 from tornado.concurrent import Future
 
 from .connection import Transport
-from .protocol import frame_payload
+from .protocol import frame_payloads
 
 __all__ = [
     "STREAM_INTERNALS",
     "DirectTransport",
     "MessageTransport",
     "direct_path_refusal",
+    "slim_stream",
     "transport_for",
 ]
 
@@ -34,7 +36,13 @@ logger = logging.getLogger("rtbridge.server")
 #: What the direct path reads: the handler's protocol and its stream (public names Tornado
 #: does not document), and the stream's private write buffer and counters (stable since 5.0).
 PROTOCOL_INTERNALS = ("stream",)
-STREAM_INTERNALS = ("socket", "_write_buffer", "_total_write_index", "_total_write_done_index")
+STREAM_INTERNALS = (
+    "socket",
+    "_write_buffer",
+    "_total_write_index",
+    "_total_write_done_index",
+    "_write_futures",
+)
 
 _warned = False
 
@@ -64,12 +72,38 @@ def direct_path_refusal(handler: tornado.websocket.WebSocketHandler) -> str | No
     return None
 
 
+class ShortQueue(list[Any]):
+    """A list with ``popleft()``: what Tornado asks of the queues it keeps per stream."""
+
+    __slots__ = ()
+
+    def popleft(self) -> Any:
+        """Remove and return the first item (the queues hold a few at most: O(n) is fine)."""
+        return self.pop(0)
+
+
+def slim_stream(stream: tornado.iostream.IOStream) -> None:
+    """Give ``stream`` smaller queues: two empty deques are 1.5 KB of every idle socket.
+
+    ``IOStream`` keeps its pending writes and their futures in ``collections.deque``s, 760
+    bytes each even when empty, and uses only ``append``, ``popleft``, indexing, iteration,
+    ``clear`` and truth on them; a ``ShortQueue`` does all that in 56 bytes. Only fresh,
+    empty deques are replaced (checked by tests/server/test_tornado_internals.py).
+    """
+    buffer = stream._write_buffer
+    for owner, name in ((buffer, "_buffers"), (stream, "_write_futures")):
+        queue = getattr(owner, name, None)
+        if isinstance(queue, collections.deque) and not queue:
+            setattr(owner, name, ShortQueue())
+
+
 def transport_for(handler: tornado.websocket.WebSocketHandler) -> Transport:
     """Return the direct transport when its preconditions hold, else the public one (logged)."""
     global _warned
     refusal = direct_path_refusal(handler)
     if refusal is None:
         protocol = cast(tornado.websocket.WebSocketProtocol13, handler.ws_connection)
+        slim_stream(protocol.stream)
         return DirectTransport(handler, protocol.stream)
     if not _warned:
         _warned = True
@@ -89,32 +123,38 @@ class DirectTransport:
     goes through ``IOStream.write``, which buffers it or closes the stream.
     """
 
-    __slots__ = ("_handler", "_plain", "_stream")
+    __slots__ = ("_handler", "_plain", "_protocol", "_stream")
 
     def __init__(
         self, handler: tornado.websocket.WebSocketHandler, stream: tornado.iostream.IOStream
     ) -> None:
         self._handler = handler
+        # The protocol outlives the handler's reference to it (dropped once closed), and
+        # then reports itself closing, as it should.
+        self._protocol = cast(tornado.websocket.WebSocketProtocol13, handler.ws_connection)
         self._stream = stream
         # SSLIOStream (a subclass) must encrypt: its bytes never go to the socket directly.
         self._plain = type(stream) is tornado.iostream.IOStream
 
-    def write_frames(self, frames: list[bytes]) -> None:
+    def write_frames(self, frames: Sequence[bytes | bytearray]) -> None:
         """Write complete frames (raises ``WebSocketClosedError`` once the socket is closing)."""
-        protocol = self._handler.ws_connection
-        if protocol is None or protocol.is_closing():
+        if self._protocol.is_closing():
             raise tornado.websocket.WebSocketClosedError()
         data = frames[0] if len(frames) == 1 else b"".join(frames)
         stream = self._stream
-        if self._plain and not stream._write_buffer:
+        sent = 0
+        # Nothing of ours or Tornado's own (a pong, a close frame) waits in its buffer: the
+        # counters are equal. Two integers, where the buffer's len() is a Python call.
+        if self._plain and stream._total_write_index == stream._total_write_done_index:
             try:
                 sent = stream.socket.send(data)
             except OSError:
                 sent = 0
             if sent == len(data):
                 return
-            data = data[sent:]
-        stream.write(data)
+        # The rest, as a view: Tornado keeps views of large writes, and the connection never
+        # changes a batch once it handed it over.
+        stream.write(memoryview(data)[sent:])
 
     def pending_bytes(self) -> int:
         """Return the bytes Tornado holds for this socket that the kernel has not taken yet."""
@@ -142,13 +182,13 @@ class MessageTransport:
         self._handler = handler
         self._unsent = 0
 
-    def write_frames(self, frames: list[bytes]) -> None:
+    def write_frames(self, frames: Sequence[bytes | bytearray]) -> None:
         """Write each frame's payload as a text message (raises once the socket is closing)."""
-        for frame in frames:
-            payload = frame_payload(frame)
-            future = self._handler.write_message(payload)
-            self._unsent += len(payload)
-            future.add_done_callback(self._written(len(payload)))
+        for chunk in frames:
+            for payload in frame_payloads(chunk):
+                future = self._handler.write_message(payload)
+                self._unsent += len(payload)
+                future.add_done_callback(self._written(len(payload)))
 
     def _written(self, size: int) -> Callable[[Future[None]], None]:
         def done(future: Future[None]) -> None:

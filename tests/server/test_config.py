@@ -104,6 +104,7 @@ def test_server_settings_defaults_and_overrides(settings: Any) -> None:
         ({"whisper_rate": 0}, "'whisper_rate'"),
         ({"call_rate": 1.5}, "'call_rate'"),
         ({"call_threads": "8"}, "'call_threads'"),
+        ({"event_loop": "trio"}, "'event_loop'"),
     ],
 )
 def test_server_settings_errors_name_the_key(settings: Any, value: Any, match: str) -> None:

@@ -130,6 +130,39 @@ async def test_killed_node_members_leave_within_the_bound(
     await late.close()
 
 
+async def test_a_sweep_in_several_pipelines_reaches_every_presence_channel(
+    make_server: MakeServer,
+    redis_server: RedisServer,
+    prefix: str,
+    spawn: Callable[..., Process],  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The survivor sweeps its 5 presence channels in pipelines of 2 (SWEEP_BATCH), so one
+    # refresh takes three round trips and never holds the loop for all channels at once.
+    monkeypatch.setattr("rtbridge.server.presence.SWEEP_BATCH", 2)
+    env = {
+        "RTBRIDGE_TEST_BACKEND": "redis",
+        "RTBRIDGE_TEST_OPTIONS": json.dumps({"url": redis_server.url, "prefix": prefix}),
+        "RTBRIDGE_TEST_SERVER": json.dumps({"presence_ttl": TTL}),
+    }
+    doomed = spawn(manage(), env=env)
+    survivor = make_server(redis_url=redis_server.url, prefix=prefix, options={"presence_ttl": TTL})
+    channels = [f"presence-testapp.todoitem.{n}" for n in range(5)]
+    watcher = await Client.open(survivor.url)
+    victim = await Client.open(doomed.ws)
+    for channel in channels:
+        await join(watcher, channel, "9")
+        await join(victim, channel, "1")
+    joined = [await watcher.recv_op("presence", timeout=4 * TTL) for _ in channels]
+    assert sorted(f["channel"] for f in joined) == channels
+    doomed.popen.send_signal(signal.SIGKILL)
+    leaves = [await watcher.recv_op("presence", timeout=4 * TTL) for _ in channels]
+    assert sorted((f["channel"], f["action"], f["member"]["id"]) for f in leaves) == [
+        (channel, "leave", "1") for channel in channels
+    ]
+    await watcher.close()
+
+
 async def test_whispers_cross_nodes(
     make_server: MakeServer, redis_server: RedisServer, prefix: str
 ) -> None:

@@ -13,6 +13,7 @@ from rtbridge.server.protocol import (
     Request,
     ack_frame,
     error_frame,
+    frame_payloads,
     json_string,
     message_frame,
     parse_request,
@@ -179,3 +180,11 @@ def test_whisper_data_limit_is_4_kib_of_utf8() -> None:
     frame["data"] = "é" * 2048  # 4096 bytes of UTF-8 plus quotes
     with pytest.raises(ProtocolError):
         parse_request(json.dumps(frame), 100_000)
+
+
+def test_frame_payloads_splits_frames_written_back_to_back() -> None:
+    # Payload sizes on both sides of each header-length boundary (125/126, 65535/65536).
+    payloads = [b"", b"a", b"b" * 125, "é".encode() * 63, b"c" * 126, b"d" * 65535, b"e" * 65536]
+    joined = b"".join(websocket_text_frame(payload) for payload in payloads)
+    assert frame_payloads(joined) == payloads
+    assert frame_payloads(bytearray(joined)) == payloads

@@ -391,3 +391,18 @@ async def test_frames_after_an_abuse_close_leave_no_subscription_behind(
     await eventually(lambda: server.hub.open_sockets == 0)
     assert server.hub.channels() == []
     assert server.hub.connections == {}
+
+
+async def test_an_open_socket_keeps_nothing_of_its_handshake(server: Server) -> None:
+    # An idle socket's memory bounds how many one node holds: its handshake's headers and
+    # cookies go once the socket is open.
+    headers = {"Cookie": "sessionid=abc; theme=dark; " + "x" * 500, "User-Agent": "y" * 300}
+    client = await Client.open(server.url, additional_headers=headers)
+    connection = server.hub.connections[client.socket_id]
+    handler = connection.transport._handler  # type: ignore[attr-defined]
+    assert connection.session_key == "abc"
+    assert len(handler.request.headers) == 0
+    assert "_cookies" not in vars(handler.request)
+    assert list(handler._headers.get_all()) == []
+    assert await client.request("ping") == {"op": "pong", "id": 1}
+    await client.close()

@@ -8,6 +8,7 @@ the server falls back to ``write_message`` and says so in a warning.
 from __future__ import annotations
 
 import asyncio
+import collections
 import socket
 from collections.abc import AsyncIterator
 from typing import Any
@@ -26,6 +27,7 @@ from rtbridge.server.transport import (
     STREAM_INTERNALS,
     DirectTransport,
     MessageTransport,
+    ShortQueue,
     direct_path_refusal,
     transport_for,
 )
@@ -123,6 +125,9 @@ async def test_every_internal_the_direct_path_reads_is_there(probe_server: Probe
     assert not stream._write_buffer, (
         f"Tornado {tornado.version}: an idle IOStream._write_buffer is not empty (falsy); {RELIES}"
     )
+    assert stream._total_write_index == stream._total_write_done_index, (
+        f"Tornado {tornado.version}: an idle IOStream's write counters differ; {RELIES}"
+    )
     assert direct_path_refusal(handler) is None
     assert isinstance(transport_for(handler), DirectTransport)
     sock.close()
@@ -186,4 +191,44 @@ async def test_a_missing_internal_falls_back_and_names_it(
     with caplog.at_level("WARNING", logger="rtbridge.server"):
         assert isinstance(transport_for(handler), MessageTransport)
     assert missing in caplog.text and "write_message" in caplog.text
+    sock.close()
+
+
+async def test_slim_queues_replace_the_stream_deques_and_keep_writes_working(
+    probe_server: ProbeServer,
+) -> None:
+    handler, sock = await _opened(*probe_server)
+    protocol = handler.ws_connection
+    assert protocol is not None
+    stream = protocol.stream
+    for owner, name in ((stream._write_buffer, "_buffers"), (stream, "_write_futures")):
+        assert isinstance(getattr(owner, name), collections.deque), (
+            f"Tornado {tornado.version}: IOStream's {name} is no longer a deque; "
+            "rtbridge.server.transport.slim_stream relies on it"
+        )
+    transport = transport_for(handler)  # slims the stream
+    assert isinstance(stream._write_buffer._buffers, ShortQueue)
+    assert isinstance(stream._write_futures, ShortQueue)
+    # Through Tornado's own write path, with its futures: 8 MB to a reader that is not
+    # reading stays queued (several buffers), then drains in order once it reads.
+    frame = websocket_text_frame(b"x" * 1_000_000)
+    for _ in range(8):
+        transport.write_frames([frame])
+    assert len(stream._write_buffer._buffers) > 1
+    written = stream.write(websocket_text_frame(b"last"))
+
+    def read_all() -> bytes:
+        data = b""
+        while not data.endswith(b"last"):
+            data += sock.recv(1 << 20)
+        return data
+
+    data = await asyncio.get_running_loop().run_in_executor(None, read_all)
+    assert data == frame * 8 + websocket_text_frame(b"last")
+    await asyncio.wait_for(written, 5)
+    assert not stream._write_futures and not stream._write_buffer
+    # Tornado's own frames (ping) and closing still work on the slim queues.
+    protocol.write_ping(b"p")
+    handler.close(1000, "bye")
+    await eventually(lambda: stream.closed())
     sock.close()

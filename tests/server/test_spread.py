@@ -1,0 +1,161 @@
+"""Large fan-outs in slices: every connection still gets its frames in the order they were sent."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from rtbridge.messages import Message
+from rtbridge.server import Server, spread
+from rtbridge.server.connection import Connection
+from rtbridge.server.protocol import ack_frame, frame_payloads
+from tests.server.helpers import Client
+
+
+class RecordingTransport:
+    """Takes every frame at once (nothing stays unsent) and keeps them, decoded."""
+
+    def __init__(self) -> None:
+        self.frames: list[dict[str, Any]] = []
+        self.writes = 0
+
+    def write_frames(self, frames: Sequence[bytes | bytearray]) -> None:
+        self.writes += 1
+        for chunk in frames:
+            self.frames.extend(json.loads(payload) for payload in frame_payloads(chunk))
+
+    def pending_bytes(self) -> int:
+        return 0
+
+    def close_socket(self, code: int, reason: str) -> None:
+        self.frames.append({"op": "closed", "code": code})
+
+
+async def open_connections(
+    server: Server, count: int, channels: tuple[str, ...]
+) -> list[tuple[Connection, RecordingTransport]]:
+    opened = []
+    for _ in range(count):
+        transport = RecordingTransport()
+        connection = server.connect(transport, "127.0.0.1", None)
+        for channel in channels:
+            await connection._enter(channel)
+        opened.append((connection, transport))
+    await flushed(opened)  # the welcomes go out, in slices
+    return opened
+
+
+async def flushed(opened: list[tuple[Connection, RecordingTransport]]) -> None:
+    """Run the loop until no connection has frames queued."""
+    for _ in range(10_000):
+        if not any(connection.pending for connection, _ in opened):
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("frames still queued after 10,000 turns of the loop")
+
+
+async def settle(server: Server, opened: list[tuple[Connection, RecordingTransport]]) -> int:
+    """Run the loop until every fan-out and flush is done; return the turns the fan-outs took."""
+    turns = 0
+    while server.hub.spreader.pending:
+        await asyncio.sleep(0)
+        turns += 1
+    await flushed(opened)
+    return turns
+
+
+def ops(transport: RecordingTransport, channel: str) -> list[tuple[str, Any]]:
+    return [
+        (frame["op"], frame.get("seq") if frame["op"] != "ack" else frame["id"])
+        for frame in transport.frames
+        if frame.get("channel") == channel
+    ]
+
+
+async def test_a_large_fan_out_is_handed_over_in_slices_and_keeps_every_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(spread, "SPREAD_SLICE_SECONDS", 0.0)  # one clock check per slice
+    server = Server(port=0)
+    inline = spread.SPREAD_INLINE
+    opened = await open_connections(server, inline + 700, ("big", "small"))
+    hub = server.hub
+    payload = b'{"n":1}'
+    hub.deliver("big", "tick", payload, None)
+    # Only the first slice has the frame queued; every other connection holds its place.
+    queued = sum(1 for connection, _ in opened if connection.pending)
+    assert queued == inline
+    held = [connection for connection, _ in opened if connection.waiting == 1]
+    assert len(held) == 700
+    # Meanwhile: the next message on the same channel, one on another channel, an ack to a
+    # connection the fan-out has not reached, and a sender's own change (skip frame).
+    late_connection = held[-1]
+    hub.deliver("big", "tick", b'{"n":2}', None)
+    hub.deliver("small", "tick", payload, None)
+    late_connection.send(ack_frame(7, "big", 2))
+    hub.deliver("big", "tick", b'{"n":3}', late_connection.socket_id)
+    assert await settle(server, opened) > 1  # the fan-outs took several callbacks
+    for connection, transport in opened:
+        messages = [(op, seq) for op, seq in ops(transport, "big") if op != "ack"]
+        if connection is late_connection:
+            assert ops(transport, "big") == [
+                ("message", 1),
+                ("message", 2),
+                ("ack", 7),
+                ("skip", 3),
+            ]
+        else:
+            assert messages == [("message", 1), ("message", 2), ("message", 3)]
+        assert ops(transport, "small") == [("message", 1)]
+        # The small channel's message was sent after big's first two: it arrives after them.
+        order = [
+            (frame["channel"], frame["seq"])
+            for frame in transport.frames
+            if frame["op"] in ("message", "skip")
+        ]
+        assert order.index(("small", 1)) > order.index(("big", 2))
+        assert connection.waiting is None and connection.waiting_size == 0
+
+
+async def test_a_held_place_counts_toward_the_outbound_limit() -> None:
+    server = Server(port=0, options={"max_buffer_bytes": 4096})
+    opened = await open_connections(server, spread.SPREAD_INLINE + 5, ("big",))
+    hub = server.hub
+    frame_data = b'{"x":"' + b"y" * 1500 + b'"}'
+    # Three large frames do not fit in 4 KiB: the last connections (still waiting for the
+    # first) are closed as slow consumers when the third place is held, as a queued frame would.
+    for _ in range(3):
+        hub.deliver("big", "tick", frame_data, None)
+    await settle(server, opened)
+    closed = [transport for connection, transport in opened if connection.closed]
+    assert closed
+    for transport in closed:
+        assert transport.frames[-1] == {"op": "closed", "code": 4002}
+
+
+async def test_real_sockets_get_every_message_in_order_when_the_fan_out_is_sliced(
+    make_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(spread, "SPREAD_INLINE", 3)
+    server = make_server()
+    clients = [await Client.open(server.url) for _ in range(12)]
+    for client in clients:
+        await client.subscribe("room")
+    for n in range(40):
+        server.publish(Message("room", "said", {"n": n}))
+    late = await Client.open(server.url)
+    await late.subscribe("room")  # acked between messages: sees only what follows its ack
+    for n in range(40, 60):
+        server.publish(Message("room", "said", {"n": n}))
+    for client in clients:
+        frames = await client.messages(60)
+        assert [frame["data"]["n"] for frame in frames] == list(range(60))
+        assert [frame["seq"] for frame in frames] == list(range(1, 61))
+    frames = await late.messages(20)
+    assert [frame["data"]["n"] for frame in frames] == list(range(40, 60))
+    for client in [*clients, late]:
+        await client.close()
