@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -11,9 +12,13 @@ from django.core.exceptions import ImproperlyConfigured
 __all__ = [
     "BACKEND_ALIASES",
     "DEFAULTS",
+    "HISTORY_DEFAULTS",
+    "HISTORY_STORES",
     "SERVER_DEFAULTS",
+    "HistorySettings",
     "debug_enabled",
     "get_setting",
+    "history",
     "origin_settings",
     "resolve_backend_path",
     "server_settings",
@@ -43,6 +48,28 @@ DEFAULTS: dict[str, Any] = {
     # Limits and options of the self-hosted server (rtbridge.server); missing keys take
     # their value from SERVER_DEFAULTS. Documented in docs/server.md.
     "RTBRIDGE_SERVER": {},
+    # Message positions and history (docs/delivery.md); missing keys take their value from
+    # HISTORY_DEFAULTS, and None or {"enabled": False} turns history off.
+    "RTBRIDGE_HISTORY": {},
+}
+
+# Keys of RTBRIDGE_HISTORY and their defaults (docs/settings.md explains each one).
+HISTORY_DEFAULTS: dict[str, Any] = {
+    "enabled": True,
+    # Messages kept per channel.
+    "size": 1000,
+    # Seconds a message is kept; a channel's position expires after this long without a
+    # publish (its epoch changes with it, so clients know they must refetch).
+    "ttl": 600.0,
+    # Where Django keeps positions and history for the hosted backends (Pusher, PubNub,
+    # Firebase): "database" (a table of the rtbridge app), "redis", or a dotted path.
+    "store": "database",
+}
+
+#: Aliases of ``RTBRIDGE_HISTORY["store"]`` and the history store classes they name.
+HISTORY_STORES: dict[str, str] = {
+    "database": "rtbridge.history_db.DatabaseHistoryStore",
+    "redis": "rtbridge.history_redis.RedisHistoryStore",
 }
 
 # Keys of RTBRIDGE_SERVER and their defaults (docs/server.md explains each one).
@@ -224,3 +251,60 @@ def session_settings() -> tuple[str, str | None]:
     )
     engine = getattr(settings, "SESSION_ENGINE", "django.contrib.sessions.backends.db")
     return cookie, engine if installed else None
+
+
+@dataclass(frozen=True, slots=True)
+class HistorySettings:
+    """``RTBRIDGE_HISTORY`` after validation (see :func:`history`)."""
+
+    enabled: bool
+    size: int
+    ttl: float
+    store: str
+
+
+def history() -> HistorySettings:
+    """Return ``RTBRIDGE_HISTORY`` merged over ``HISTORY_DEFAULTS``, validated.
+
+    ``RTBRIDGE_HISTORY = None`` is the same as ``{"enabled": False}``: positions may still be
+    assigned where that is cheap, but every resume answers ``recovered: false``. Raises
+    ``ImproperlyConfigured`` naming an unknown key or a bad value.
+    """
+    configured = get_setting("RTBRIDGE_HISTORY") if settings.configured else {}
+    if configured is None:
+        configured = {"enabled": False}
+    if not isinstance(configured, Mapping):
+        raise ImproperlyConfigured(
+            f"RTBRIDGE_HISTORY must be a dict (keys: {', '.join(HISTORY_DEFAULTS)}) or None, "
+            f"not {type(configured).__name__}."
+        )
+    merged = dict(HISTORY_DEFAULTS)
+    for key, value in configured.items():
+        if key not in HISTORY_DEFAULTS:
+            raise ImproperlyConfigured(
+                f"RTBRIDGE_HISTORY has unknown key {key!r}; known keys: "
+                f"{', '.join(HISTORY_DEFAULTS)}."
+            )
+        merged[key] = value
+    enabled, size, ttl, store = merged["enabled"], merged["size"], merged["ttl"], merged["store"]
+    if not isinstance(enabled, bool):
+        raise ImproperlyConfigured(
+            f"RTBRIDGE_HISTORY['enabled']={enabled!r} is not valid; give True or False."
+        )
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ImproperlyConfigured(
+            f"RTBRIDGE_HISTORY['size']={size!r} is not valid; give the number of messages "
+            "kept per channel as an integer >= 1 (default 1000)."
+        )
+    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not ttl > 0:
+        raise ImproperlyConfigured(
+            f"RTBRIDGE_HISTORY['ttl']={ttl!r} is not valid; give the seconds a message is "
+            "kept as a number > 0 (default 600)."
+        )
+    if not isinstance(store, str) or not (store in HISTORY_STORES or "." in store):
+        raise ImproperlyConfigured(
+            f"RTBRIDGE_HISTORY['store']={store!r} is not valid; give "
+            f"{' or '.join(repr(name) for name in HISTORY_STORES)} or the dotted path of a "
+            "history store class."
+        )
+    return HistorySettings(enabled=enabled, size=size, ttl=float(ttl), store=store)
