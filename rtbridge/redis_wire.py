@@ -3,8 +3,14 @@
 Everything one side writes and the other reads lives here, so the two cannot drift apart
 (docs/server.md, "Redis message format" and "Presence in Redis"). With ``P`` the prefix:
 
-* ``P<channel>`` (pub/sub): message bodies, ``rtb1\\n<event>\\n<exclude>\\n<payload>``, and
+* ``P<channel>`` (pub/sub): message bodies with their position,
+  ``rtb2\\n<offset>\\n<epoch>\\n<event>\\n<exclude>\\n<payload>`` (written by
+  :data:`LUA_APPEND`; other programs may still publish ``rtb1`` bodies without one), and
   whisper bodies, ``rtw1\\n<event>\\n<sender>\\n<user id>\\n<data JSON>``.
+* ``Pposition:<channel>`` (hash ``o`` offset, ``e`` epoch) and ``Phistory:<channel>`` (stream
+  of ``o`` offset, ``m`` tail): the channel's last position and its recent messages, written
+  atomically by :data:`LUA_APPEND` and read by :data:`LUA_READ`; both expire after the
+  history ``ttl`` without a publish.
 * ``P!node`` (pub/sub): control bodies, ``rtc1\\n<compact JSON>``: a revocation
   ``{"t":"revoke","u","c","at"}`` or a presence change ``{"t":"presence","c","a","v","m"}``
   (written by the server's Lua scripts with :data:`LUA_PUBLISH_PRESENCE`).
@@ -17,11 +23,13 @@ Imports no Redis client and nothing above the core, so both sides (and tests) ca
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from .exceptions import ImproperlyConfigured
+from .history import Entry, Position, Positions
 from .messages import Message
 
 __all__ = [
@@ -29,27 +37,38 @@ __all__ = [
     "CONTROL_VERSION",
     "DEFAULT_PREFIX",
     "DEFAULT_URL",
+    "LUA_APPEND",
     "LUA_PUBLISH_PRESENCE",
+    "LUA_READ",
+    "POSITIONED_BODY_VERSION",
     "URL_SCHEMES",
     "WHISPER_VERSION",
+    "Delivery",
     "PresenceChange",
     "Revocation",
     "Whisper",
+    "append_arguments",
+    "append_result",
     "channel_key",
     "check_prefix",
     "check_url",
     "control_channel",
     "decode_body",
     "decode_control",
+    "decode_message",
     "decode_whisper",
     "encode_control",
     "encode_message",
     "encode_revocation",
     "encode_whisper",
     "entry_field",
+    "history_key",
     "is_whisper",
+    "position_key",
     "presence_key",
     "presence_nodes_key",
+    "read_arguments",
+    "read_result",
     "revocation_key",
     "safe_url",
 ]
@@ -57,14 +76,17 @@ __all__ = [
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_PREFIX = "rtbridge:"
 URL_SCHEMES = ("redis://", "rediss://", "unix://")
-#: First line of every message body; a server drops bodies with another version.
+#: First line of a message body without a position (other programs may publish these).
 BODY_VERSION = b"rtb1"
+#: First line of a message body with its position, as :data:`LUA_APPEND` publishes it.
+POSITIONED_BODY_VERSION = b"rtb2"
 #: First line of a whisper body on a channel's Redis channel.
 WHISPER_VERSION = b"rtw1"
 #: First line of a control body (presence events, revocations) on ``<prefix>!node``.
 CONTROL_VERSION = b"rtc1"
 
 _WHISPER_HEAD = WHISPER_VERSION + b"\n"
+_POSITIONED_HEAD = POSITIONED_BODY_VERSION + b"\n"
 _CONTROL_HEAD = CONTROL_VERSION + b"\n"
 
 
@@ -123,6 +145,16 @@ def revocation_key(prefix: str, user_id: str, channel: str) -> str:
     return f"{prefix}revoked:{channel}|{user_id}"
 
 
+def position_key(prefix: str, channel: str) -> str:
+    """Return the Redis hash of ``channel``'s last position: ``o`` (offset), ``e`` (epoch)."""
+    return f"{prefix}position:{channel}"
+
+
+def history_key(prefix: str, channel: str) -> str:
+    """Return the Redis stream of ``channel``'s recent messages (fields ``o`` and ``m``)."""
+    return f"{prefix}history:{channel}"
+
+
 def presence_key(prefix: str, channel: str) -> str:
     """Return the Redis hash of ``channel``'s presence entries (and its ``#v`` version)."""
     return f"{prefix}presence:{channel}"
@@ -175,6 +207,246 @@ def decode_body(body: bytes) -> tuple[str, str | None, bytes]:
     event = parts[1].decode("ascii")
     exclude = parts[2].decode("ascii") or None
     return event, exclude, parts[3]
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A decoded message body: what a channel's subscribers get, and its position if any.
+
+    ``offset``/``epoch`` are ``None`` for an ``rtb1`` body (published without a position).
+    """
+
+    offset: int | None
+    epoch: str | None
+    event: str
+    exclude: str | None
+    payload: bytes
+
+
+def encode_tail(message: Message) -> bytes:
+    """Return the channel-independent part of a body: ``event\\nexclude\\npayload``."""
+    return b"\n".join(
+        (
+            message.event.encode("ascii"),
+            (message.exclude or "").encode("ascii"),
+            message.payload.encode("utf-8"),
+        )
+    )
+
+
+def decode_message(body: bytes) -> Delivery:
+    """Return the message in an ``rtb2`` body (with position) or an ``rtb1`` body (without).
+
+    Raises ``ValueError`` for a body in another format.
+    """
+    if body.startswith(_POSITIONED_HEAD):
+        parts = body.split(b"\n", 5)
+        if len(parts) == 6:
+            try:
+                offset = int(parts[1])
+                epoch = parts[2].decode("ascii")
+                exclude = parts[4].decode("ascii") or None
+                return Delivery(offset, epoch, parts[3].decode("ascii"), exclude, parts[5])
+            except (ValueError, UnicodeDecodeError):
+                pass
+        raise ValueError(f"not an rtbridge message body: {body[:60]!r}")
+    event, exclude, payload = decode_body(body)
+    return Delivery(None, None, event, exclude, payload)
+
+
+# Positions and history ------------------------------------------------------------------------
+
+#: Lua: give each message the next offset on each of its channels, keep it in the channel's
+#: history, and (when asked) PUBLISH it with its position, all in one atomic step.
+#:
+#: ``KEYS``: for each channel of each message, in order, its position hash and its history
+#: stream. ``ARGV``: the epoch for positions created now, the history size (0: keep none),
+#: the ttl in milliseconds, ``1`` to PUBLISH or ``0``; then for each message its tail (see
+#: :func:`encode_tail`), its number of channels and, when publishing, the pub/sub name of
+#: each. Returns ``offset, epoch`` for each channel of each message, in order.
+#:
+#: A missing position hash (never published, expired after ``ttl`` without a publish, lost
+#: with Redis) gets the new epoch and drops any history left of the old one, so an offset is
+#: never reused within an epoch and the stream always holds a contiguous run of offsets.
+LUA_APPEND = """
+local new_epoch, size, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local publish = ARGV[4] == '1'
+local now, answer, key, arg = nil, {}, 1, 5
+while arg <= #ARGV do
+  local tail, count = ARGV[arg], tonumber(ARGV[arg + 1])
+  arg = arg + 2
+  for _ = 1, count do
+    local position, history = KEYS[key], KEYS[key + 1]
+    key = key + 2
+    local epoch = redis.call('HGET', position, 'e')
+    if not epoch then
+      epoch = new_epoch
+      redis.call('HSET', position, 'e', epoch)
+      redis.call('DEL', history)
+    end
+    local offset = redis.call('HINCRBY', position, 'o', 1)
+    local text = string.format('%d', offset)
+    redis.call('PEXPIRE', position, ttl)
+    if size > 0 then
+      if not now then
+        local time = redis.call('TIME')
+        now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+      end
+      redis.call('XADD', history, 'MAXLEN', size, '*', 'o', text, 'm', tail)
+      redis.call('XTRIM', history, 'MINID', string.format('%d', now - ttl))
+      redis.call('PEXPIRE', history, ttl)
+    end
+    if publish then
+      redis.call('PUBLISH', ARGV[arg], 'rtb2\\n' .. text .. '\\n' .. epoch .. '\\n' .. tail)
+      arg = arg + 1
+    end
+    answer[#answer + 1] = offset
+    answer[#answer + 1] = epoch
+  end
+end
+return answer
+"""
+
+#: Lua: return a channel's last position and, from a position, the messages after it.
+#:
+#: ``KEYS``: the channel's position hash and history stream. ``ARGV``: the epoch to create
+#: the position with if it is missing (offset 0: nothing published yet), the ttl in
+#: milliseconds, the offset and epoch to read after (``-1`` and ``""``: none), ``1`` when that
+#: position is one this node delivered itself (else ``0``), and the most messages to return
+#: (0: none). Returns ``offset, epoch`` of the top, then ``offset, tail`` of each message
+#: after the position, oldest first, when the position is in the same epoch and at most the
+#: limit behind (the caller checks the run is complete: trimmed ones are missing).
+#:
+#: Creating the position on a read means a client that subscribes before the first publish
+#: is in the epoch that publish uses. The read renews the ttl of the position (somebody
+#: listens). A node that delivered an offset beyond the top in the same epoch proves that
+#: Redis went back (e.g. restarted from an older snapshot): offsets would be reused, so the
+#: epoch is renewed.
+LUA_READ = """
+local position, history = KEYS[1], KEYS[2]
+local ttl, since, since_epoch = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+local delivered, limit = ARGV[5] == '1', tonumber(ARGV[6])
+local top = redis.call('HMGET', position, 'o', 'e')
+local offset, epoch = tonumber(top[1]) or 0, top[2]
+if epoch and delivered and epoch == since_epoch and offset < since then
+  epoch = false
+end
+if not epoch then
+  epoch, offset = ARGV[1], 0
+  redis.call('HSET', position, 'o', 0, 'e', epoch)
+  redis.call('DEL', history)
+end
+redis.call('PEXPIRE', position, ttl)
+local answer = {offset, epoch}
+if limit > 0 and since >= 0 and since < offset and epoch == since_epoch
+    and offset - since <= limit then
+  local time = redis.call('TIME')
+  local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+  redis.call('XTRIM', history, 'MINID', string.format('%d', now - ttl))
+  local entries = redis.call('XREVRANGE', history, '+', '-', 'COUNT', offset - since)
+  for i = #entries, 1, -1 do
+    local fields = entries[i][2]
+    answer[#answer + 1] = fields[2]
+    answer[#answer + 1] = fields[4]
+  end
+end
+return answer
+"""
+
+
+def append_arguments(
+    messages: Sequence[Message],
+    prefix: str,
+    *,
+    epoch: str,
+    size: int,
+    ttl: float,
+    publish: bool = True,
+) -> tuple[list[str], list[bytes | str | int]]:
+    """Return ``(keys, args)`` of :data:`LUA_APPEND` for ``messages``.
+
+    ``epoch`` is used only by channels whose position is created now (pass a fresh
+    ``history.new_epoch()``); ``size`` 0 keeps no history; ``ttl`` is in seconds.
+    """
+    keys: list[str] = []
+    args: list[bytes | str | int] = [epoch, size, _milliseconds(ttl), 1 if publish else 0]
+    for message in messages:
+        args.append(encode_tail(message))
+        args.append(len(message.channels))
+        for channel in message.channels:
+            keys.append(position_key(prefix, channel))
+            keys.append(history_key(prefix, channel))
+            if publish:
+                args.append(channel_key(prefix, channel))
+    return keys, args
+
+
+def append_result(messages: Sequence[Message], result: Sequence[Any]) -> Positions:
+    """Return the positions :data:`LUA_APPEND` answered: per message, channel → position."""
+    positions: Positions = []
+    values = iter(result)
+    for message in messages:
+        positions.append(
+            {
+                channel: Position(int(next(values)), _text(next(values)))
+                for channel in message.channels
+            }
+        )
+    return positions
+
+
+def read_arguments(
+    prefix: str,
+    channel: str,
+    *,
+    epoch: str,
+    ttl: float,
+    since: Position | None = None,
+    delivered: bool = False,
+    limit: int = 0,
+) -> tuple[list[str], list[str | int]]:
+    """Return ``(keys, args)`` of :data:`LUA_READ` for ``channel``.
+
+    ``epoch``: a fresh epoch, used only if the position is missing. ``since``: read the
+    messages after it (at most ``limit``). ``delivered``: ``since`` is a position this node
+    delivered itself (so a top behind it proves that Redis went back).
+    """
+    return (
+        [position_key(prefix, channel), history_key(prefix, channel)],
+        [
+            epoch,
+            _milliseconds(ttl),
+            -1 if since is None else since.offset,
+            "" if since is None else since.epoch,
+            1 if delivered else 0,
+            limit,
+        ],
+    )
+
+
+def read_result(result: Sequence[Any]) -> tuple[Position, list[Entry]]:
+    """Return the top and the messages :data:`LUA_READ` answered."""
+    top = Position(int(result[0]), _text(result[1]))
+    entries = []
+    for index in range(2, len(result) - 1, 2):
+        event, exclude, payload = bytes(result[index + 1]).split(b"\n", 2)
+        entries.append(
+            Entry(
+                int(result[index]),
+                event.decode("ascii"),
+                payload.decode("utf-8"),
+                exclude.decode("ascii") or None,
+            )
+        )
+    return top, entries
+
+
+def _milliseconds(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("ascii") if isinstance(value, bytes) else value
 
 
 # Whisper bodies -------------------------------------------------------------------------------

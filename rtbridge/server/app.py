@@ -21,6 +21,8 @@ import tornado.wsgi
 from django.apps import apps
 from django.conf import settings
 
+from .. import conf
+from ..conf import HistorySettings
 from ..messages import Message
 from ..redis_wire import DEFAULT_PREFIX, DEFAULT_URL
 from . import registry
@@ -97,7 +99,11 @@ def _software() -> str:
 
 
 def _make_broker(
-    broker: Broker | str | None, redis_url: str | None, prefix: str | None, config: ServerConfig
+    broker: Broker | str | None,
+    redis_url: str | None,
+    prefix: str | None,
+    config: ServerConfig,
+    history: HistorySettings,
 ) -> Broker:
     if broker is None:
         broker = "redis" if redis_url else "memory"
@@ -107,9 +113,10 @@ def _make_broker(
             DEFAULT_PREFIX if prefix is None else prefix,
             reconnect_max_delay=config.reconnect_max_delay,
             presence_ttl=config.presence_ttl,
+            history=history,
         )
     if broker == "memory":
-        return MemoryBroker()
+        return MemoryBroker(history=history)
     if not isinstance(broker, Broker):
         raise ValueError(f"broker={broker!r} is not valid; give 'memory', 'redis' or a Broker")
     return broker
@@ -123,7 +130,8 @@ class Server:
     ``Broker``, ``"memory"`` or ``"redis"``; ``redis_url`` alone selects Redis. ``options``
     override keys of ``RTBRIDGE_SERVER``; ``allowed_origins`` (``"*"`` or a list of origins)
     replaces ``RTBRIDGE_ALLOWED_ORIGINS`` (``None``: from the settings). ``wsgi_app`` (e.g.
-    Django's) serves every other path through a thread pool.
+    Django's) serves every other path through a thread pool. ``history`` replaces
+    ``RTBRIDGE_HISTORY`` (``conf.HistorySettings``; a ``Broker`` given whole keeps its own).
 
     Run it on the current event loop with ``await server.astart()`` / ``await server.astop()``,
     or in a background thread with ``server.start()`` / ``server.stop()``. ``port=0`` picks a
@@ -145,6 +153,7 @@ class Server:
         options: Mapping[str, Any] | None = None,
         allowed_origins: str | Iterable[str] | None = None,
         wsgi_app: Callable[..., Any] | None = None,
+        history: HistorySettings | None = None,
     ) -> None:
         self.config = ServerConfig.load(options)
         self.origins = (
@@ -152,7 +161,9 @@ class Server:
             if allowed_origins is None
             else OriginPolicy(allowed_origins)
         )
-        self.broker = _make_broker(broker, redis_url, prefix, self.config)
+        self.broker = _make_broker(
+            broker, redis_url, prefix, self.config, history or conf.history()
+        )
         self.node_id = secrets.token_hex(6)
         self.stats = NodeStats()
         self.revocations = Revocations(self.broker)
@@ -218,7 +229,13 @@ class Server:
             await self.presence.start()
         except Exception as exc:  # retried by the presence refresh
             logger.warning("rtbridge: cannot announce this node's presence yet: %s", exc)
-        self._tasks = [asyncio.create_task(self.sweeper.run(), name="rtbridge-sweep")]
+        self._tasks = [
+            asyncio.create_task(self.sweeper.run(), name="rtbridge-sweep"),
+            asyncio.create_task(
+                self.hub.keep_positions(min(60.0, self.broker.history.ttl / 3)),
+                name="rtbridge-positions",
+            ),
+        ]
         if self.presence.refresh_interval is not None:
             self._tasks.append(
                 asyncio.create_task(run_refresh(self.presence), name="rtbridge-presence")
@@ -326,12 +343,13 @@ class Server:
     # Publishing ---------------------------------------------------------------------------
 
     def publish(self, message: Message) -> None:
-        """Deliver ``message`` to this node's subscribers; safe from any thread, never blocks.
+        """Publish ``message`` through this node's broker; safe from any thread, never blocks.
 
-        This bypasses the broker: with Redis, publish through ``RedisBackend`` to reach
-        every node.
+        With the memory broker it gets its positions here and reaches this node's
+        subscribers; with Redis it is published as ``RedisBackend`` does (to every node; a
+        failure is logged).
         """
-        self.call_soon(self.hub.deliver_message, message)
+        self.call_soon(self.broker.publish, message)
 
     def revoke(self, user_id: str, channel: str, revoked_at: float | None = None) -> None:
         """End ``user_id``'s subscriptions to ``channel`` on this node; safe from any thread.

@@ -8,10 +8,12 @@ from typing import Any, Protocol
 
 from ..channel_names import is_protected
 from ..exceptions import InvalidToken
+from ..history import Position
 from ..tokens import Grant, token_issued_at, verify_subscription
 from .brokers import Broker
 from .calls import CallRunner
 from .config import ServerConfig
+from .feeds import Join
 from .flush import FlushQueue
 from .hub import Hub
 from .presence import Presence
@@ -271,14 +273,25 @@ class Connection:
             if event_version > version:
                 self.send(presence_frame(channel, action, member))
 
-    async def _enter(self, channel: str) -> int:
-        # Returns the channel's seq once the broker listens to it.
+    async def _enter(self, channel: str, since: Position | None) -> Join:
+        # Returns where the subscription starts, once the broker listens to the channel.
         self.channels.add(channel)
-        seq = await self.hub.subscribe(self, channel)
+        join = await self.hub.subscribe(self, channel, since)
         if self.closed:
             # It closed while waiting for the broker; do not leave it behind as a subscriber.
             self.unsubscribe(channel)
-        return seq
+        return join
+
+    def _acknowledge(
+        self,
+        request: Request,
+        channel: str,
+        join: Join,
+        members: list[dict[str, Any]] | None = None,
+    ) -> None:
+        # The ack, then (in the same turn) the replay and the live messages that waited.
+        self.send(ack_frame(request.id, channel, join.ack, members, join.recovered))
+        self.hub.activate(self, channel)
 
     # Requests -----------------------------------------------------------------------------
 
@@ -335,8 +348,9 @@ class Connection:
                 request.id,
             )
         if grant is None:
-            seq = await self._enter(channel)
-            self.send(ack_frame(request.id, channel, seq))
+            join = await self._enter(channel, request.since)
+            if channel in self.channels:
+                self._acknowledge(request, channel, join)
             return
         member = grant.member
         previous_grant = self.grants.get(channel)
@@ -352,7 +366,7 @@ class Connection:
         if member is not None and not again:
             # Events until the member list arrives are held back, then filtered by version.
             self.presence_versions[channel] = None
-        seq = await self._enter(channel)
+        join = await self._enter(channel, request.since)
         members = None
         if member is not None and self.grants.get(channel) is grant:
             version, members = await self.presence.join(channel, self.socket_id, member)
@@ -372,7 +386,7 @@ class Connection:
                 request.id,
                 "revoked",
             )
-        self.send(ack_frame(request.id, channel, seq, members))
+        self._acknowledge(request, channel, join, members)
         if members is not None:
             previous = self.presence_versions.get(channel)
             self._presence_ready(channel, max(version, previous or 0))

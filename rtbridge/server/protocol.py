@@ -1,4 +1,4 @@
-"""Wire protocol v1 (docs/protocol.md): codes, request parsing and server frames as bytes."""
+"""Wire protocol v2 (docs/protocol.md): codes, request parsing and server frames as bytes."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..channel_names import validate_channel
-from ..exceptions import InvalidChannelName
+from ..exceptions import InvalidChannelName, InvalidPosition
+from ..history import Position, parse_since
 
 __all__ = [
     "FEATURES",
@@ -28,12 +29,13 @@ __all__ = [
     "reply_frame",
     "revoked_frame",
     "skip_frame",
+    "unpositioned_frame",
     "websocket_text_frame",
     "welcome_frame",
     "whisper_frame",
 ]
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 #: Optional ops this server offers, listed in the welcome frame.
 FEATURES = ("auth", "presence", "whisper", "call", "revoke")
 #: Largest ``data`` of a whisper, as compact JSON in UTF-8.
@@ -98,6 +100,8 @@ class Request:
     id: int | None = None
     channel: str | None = None
     auth: str | None = None
+    #: subscribe: the last position the client applied on the channel (resume from it).
+    since: Position | None = None
     #: whisper: the event name and the data as compact JSON text.
     event: str | None = None
     data_json: str | None = None
@@ -176,7 +180,13 @@ def parse_request(raw: str | bytes, max_frame_bytes: int) -> Request:
             f"'auth' must be a string token; got {_describe(auth)}",
             request_id,
         )
-    return Request(op, request_id, channel, auth)
+    since = None
+    if op == "subscribe" and "since" in obj:
+        try:
+            since = parse_since(obj["since"])
+        except InvalidPosition as exc:
+            raise ProtocolError(ErrorCode.BAD_ARGUMENT, str(exc), request_id) from None
+    return Request(op, request_id, channel, auth, since)
 
 
 def _parse_whisper(obj: dict[str, Any], request_id: int | None, channel: str) -> Request:
@@ -275,15 +285,24 @@ def welcome_frame(
 def ack_frame(
     request_id: int | None,
     channel: str | None = None,
-    seq: int | None = None,
+    position: Position | None = None,
     members: list[dict[str, Any]] | None = None,
+    recovered: bool | None = None,
 ) -> bytes:
-    """Return the wire bytes of an ``ack`` (``seq`` for subscribe, ``members`` for presence)."""
+    """Return the wire bytes of an ``ack``.
+
+    A subscribe's ack carries the ``position`` it starts from (``offset``, ``epoch``, and
+    ``seq`` equal to the offset for protocol 1 clients), ``recovered`` when the subscribe
+    asked to resume, and ``members`` on a presence channel.
+    """
     obj: dict[str, Any] = {"op": "ack", "id": request_id}
     if channel is not None:
         obj["channel"] = channel
-    if seq is not None:
-        obj["seq"] = seq
+    if position is not None:
+        obj["offset"] = obj["seq"] = position.offset
+        obj["epoch"] = position.epoch
+    if recovered is not None:
+        obj["recovered"] = recovered
     if members is not None:
         obj["members"] = members
     return _frame(obj)
@@ -317,10 +336,13 @@ def revoked_frame(channel: str, reason: str = "access revoked") -> bytes:
     return _frame({"op": "revoked", "channel": channel, "reason": reason})
 
 
-def skip_frame(channel_json: bytes, seq: int) -> bytes:
-    """Return the wire bytes of a ``skip``: the excluded sender's ``seq`` moved on."""
+def skip_frame(channel_json: bytes, offset: int, epoch_json: bytes) -> bytes:
+    """Return the wire bytes of a ``skip``: the channel moved on to a message the excluded
+    sender does not get (``seq`` repeats the offset for protocol 1 clients)."""
+    number = str(offset).encode("ascii")
     return websocket_text_frame(
-        b'{"op":"skip","channel":' + channel_json + b',"seq":' + str(seq).encode("ascii") + b"}"
+        b'{"op":"skip","channel":%b,"offset":%b,"epoch":%b,"seq":%b}'
+        % (channel_json, number, epoch_json, number)
     )
 
 
@@ -343,9 +365,17 @@ def error_frame(request_id: int | None, code: int, reason: str, detail: str | No
     return _frame(obj)
 
 
-def gap_frame(channel: str) -> bytes:
-    """Return the wire bytes of a ``gap`` frame."""
-    return _frame({"op": "gap", "channel": channel})
+def gap_frame(channel: str, position: Position) -> bytes:
+    """Return the wire bytes of a ``gap``: messages may be lost; go on from ``position``."""
+    return _frame(
+        {
+            "op": "gap",
+            "channel": channel,
+            "offset": position.offset,
+            "epoch": position.epoch,
+            "recovered": False,
+        }
+    )
 
 
 HEARTBEAT_FRAME = websocket_text_frame(b'{"op":"heartbeat"}')
@@ -355,26 +385,44 @@ HEARTBEAT_ANSWER = '{"op":"heartbeat"}'
 _MESSAGE_HEAD = b'{"op":"message","channel":'
 
 
-def message_frame(channel_json: bytes, event_json: bytes, seq: int, payload: bytes) -> bytes:
-    """Return the wire bytes of a ``message`` frame.
+def message_frame(
+    channel_json: bytes, event_json: bytes, offset: int, epoch_json: bytes, payload: bytes
+) -> bytes:
+    """Return the wire bytes of a ``message`` frame at ``offset`` in the epoch ``epoch_json``.
 
-    ``channel_json`` and ``event_json`` are JSON strings (quotes included) and ``payload`` is
-    the JSON text of the data as the publisher encoded it: it is spliced in, never decoded.
+    ``channel_json``, ``event_json`` and ``epoch_json`` are JSON strings (quotes included) and
+    ``payload`` is the JSON text of the data as the publisher encoded it: it is spliced in,
+    never decoded. ``seq`` repeats the offset for protocol 1 clients.
     """
+    number = str(offset).encode("ascii")
     body = b"".join(
         (
             _MESSAGE_HEAD,
             channel_json,
             b',"event":',
             event_json,
+            b',"offset":',
+            number,
+            b',"epoch":',
+            epoch_json,
             b',"seq":',
-            str(seq).encode("ascii"),
+            number,
             b',"data":',
             payload,
             b"}",
         )
     )
     return websocket_text_frame(body)
+
+
+def unpositioned_frame(channel_json: bytes, event_json: bytes, payload: bytes) -> bytes:
+    """Return the wire bytes of a ``message`` without a position (a body published without
+    one, e.g. by an older rtbridge or another program): no ``offset``, ``epoch`` or ``seq``."""
+    return websocket_text_frame(
+        b"".join(
+            (_MESSAGE_HEAD, channel_json, b',"event":', event_json, b',"data":', payload, b"}")
+        )
+    )
 
 
 def json_string(value: str) -> bytes:

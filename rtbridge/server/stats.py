@@ -24,6 +24,16 @@ class NodeStats:
     whispers: int = 0
     calls: int = 0
     revoked: int = 0
+    #: Subscribes with ``since``, those answered ``recovered: true``, and messages replayed
+    #: (to resuming clients, and to every subscriber after the node caught up from history).
+    resumes: int = 0
+    recovered: int = 0
+    replayed: int = 0
+    #: Catch-ups from history (first subscriber, broker reconnect, hole or new epoch).
+    resyncs: int = 0
+    #: Live messages already delivered (dropped), and dropped because too many waited.
+    duplicates: int = 0
+    dropped: int = 0
 
     def summary(self, connections: int, channels: int) -> str:
         """Return a one-line summary with the current ``connections`` and ``channels``."""
@@ -33,5 +43,6 @@ class NodeStats:
             f"refused, {self.messages} messages, {self.frames} frames sent, {self.gaps} gaps, "
             f"{self.errors} bad frames, {self.abusers} abusive, {self.slow_consumers} slow, "
             f"{self.idle_closed} idle, {self.whispers} whispers, {self.calls} calls, "
-            f"{self.revoked} revoked"
+            f"{self.revoked} revoked, {self.resumes} resumes ({self.recovered} recovered, "
+            f"{self.replayed} replayed), {self.resyncs} resyncs"
         )
