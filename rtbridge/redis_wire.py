@@ -7,15 +7,16 @@ Everything one side writes and the other reads lives here, so the two cannot dri
   ``rtb2\\n<offset>\\n<epoch>\\n<event>\\n<exclude>\\n<payload>`` (written by
   :data:`LUA_APPEND`; other programs may still publish ``rtb1`` bodies without one), and
   whisper bodies, ``rtw1\\n<event>\\n<sender>\\n<user id>\\n<data JSON>``.
-* ``Pposition:<channel>`` (hash ``o`` offset, ``e`` epoch) and ``Phistory:<channel>`` (stream
-  of ``o`` offset, ``m`` tail): the channel's last position and its recent messages, written
-  atomically by :data:`LUA_APPEND` and read by :data:`LUA_READ`; both expire after the
-  history ``ttl`` without a publish.
 * ``P!node`` (pub/sub): control bodies, ``rtc1\\n<compact JSON>``: a revocation
   ``{"t":"revoke","u","c","at"}`` or a presence change ``{"t":"presence","c","a","v","m"}``
   (written by the server's Lua scripts with :data:`LUA_PUBLISH_PRESENCE`).
 * ``Prevoked:<channel>|<user id>`` (string): when the user lost access, as Unix time.
 * ``Ppresence:<channel>`` (hash) and ``Ppresence-nodes`` (sorted set): presence entries.
+* ``Pposition:{<channel>}`` (hash ``epoch``, ``offset``) and ``Phistory:{<channel>}`` (stream of
+  ``o`` offset, ``e`` event, ``x`` exclude, ``d`` data JSON): a channel's position and history,
+  written by :data:`LUA_APPEND` (the ``redis`` backend: it also publishes) and read by
+  :data:`LUA_READ` (the nodes); both expire ``ttl`` after the last publish. The braces make
+  both keys of a channel one Redis Cluster slot.
 
 Imports no Redis client and nothing above the core, so both sides (and tests) can use it.
 """
@@ -145,16 +146,6 @@ def revocation_key(prefix: str, user_id: str, channel: str) -> str:
     return f"{prefix}revoked:{channel}|{user_id}"
 
 
-def position_key(prefix: str, channel: str) -> str:
-    """Return the Redis hash of ``channel``'s last position: ``o`` (offset), ``e`` (epoch)."""
-    return f"{prefix}position:{channel}"
-
-
-def history_key(prefix: str, channel: str) -> str:
-    """Return the Redis stream of ``channel``'s recent messages (fields ``o`` and ``m``)."""
-    return f"{prefix}history:{channel}"
-
-
 def presence_key(prefix: str, channel: str) -> str:
     """Return the Redis hash of ``channel``'s presence entries (and its ``#v`` version)."""
     return f"{prefix}presence:{channel}"
@@ -163,6 +154,16 @@ def presence_key(prefix: str, channel: str) -> str:
 def presence_nodes_key(prefix: str) -> str:
     """Return the sorted set of live node ids, scored by when each stops counting as alive."""
     return f"{prefix}presence-nodes"
+
+
+def position_key(prefix: str, channel: str) -> str:
+    """Return the hash of ``channel``'s position: ``epoch`` and the last ``offset`` given out."""
+    return f"{prefix}position:{{{channel}}}"
+
+
+def history_key(prefix: str, channel: str) -> str:
+    """Return the stream of ``channel``'s history (entry ids are Redis times, for age trims)."""
+    return f"{prefix}history:{{{channel}}}"
 
 
 def entry_field(socket_id: str, member_id: str) -> str:
@@ -223,17 +224,6 @@ class Delivery:
     payload: bytes
 
 
-def encode_tail(message: Message) -> bytes:
-    """Return the channel-independent part of a body: ``event\\nexclude\\npayload``."""
-    return b"\n".join(
-        (
-            message.event.encode("ascii"),
-            (message.exclude or "").encode("ascii"),
-            message.payload.encode("utf-8"),
-        )
-    )
-
-
 def decode_message(body: bytes) -> Delivery:
     """Return the message in an ``rtb2`` body (with position) or an ``rtb1`` body (without).
 
@@ -261,9 +251,9 @@ def decode_message(body: bytes) -> Delivery:
 #:
 #: ``KEYS``: for each channel of each message, in order, its position hash and its history
 #: stream. ``ARGV``: the epoch for positions created now, the history size (0: keep none),
-#: the ttl in milliseconds, ``1`` to PUBLISH or ``0``; then for each message its tail (see
-#: :func:`encode_tail`), its number of channels and, when publishing, the pub/sub name of
-#: each. Returns ``offset, epoch`` for each channel of each message, in order.
+#: the ttl in milliseconds, ``1`` to PUBLISH or ``0``; then for each message its event, its
+#: exclude (or empty), its data JSON and its number of channels, followed, when publishing,
+#: by the pub/sub name of each. Returns ``offset, epoch`` for each channel of each message.
 #:
 #: A missing position hash (never published, expired after ``ttl`` without a publish, lost
 #: with Redis) gets the new epoch and drops any history left of the old one, so an offset is
@@ -273,31 +263,33 @@ local new_epoch, size, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local publish = ARGV[4] == '1'
 local now, answer, key, arg = nil, {}, 1, 5
 while arg <= #ARGV do
-  local tail, count = ARGV[arg], tonumber(ARGV[arg + 1])
-  arg = arg + 2
+  local event, exclude, data = ARGV[arg], ARGV[arg + 1], ARGV[arg + 2]
+  local count = tonumber(ARGV[arg + 3])
+  arg = arg + 4
   for _ = 1, count do
     local position, history = KEYS[key], KEYS[key + 1]
     key = key + 2
-    local epoch = redis.call('HGET', position, 'e')
+    local epoch = redis.call('HGET', position, 'epoch')
     if not epoch then
       epoch = new_epoch
-      redis.call('HSET', position, 'e', epoch)
       redis.call('DEL', history)
+      redis.call('HSET', position, 'epoch', epoch, 'offset', 0)
     end
-    local offset = redis.call('HINCRBY', position, 'o', 1)
-    local text = string.format('%d', offset)
+    local offset = string.format('%d', redis.call('HINCRBY', position, 'offset', 1))
     redis.call('PEXPIRE', position, ttl)
     if size > 0 then
       if not now then
         local time = redis.call('TIME')
         now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
       end
-      redis.call('XADD', history, 'MAXLEN', size, '*', 'o', text, 'm', tail)
+      redis.call('XADD', history, 'MAXLEN', size, '*',
+        'o', offset, 'e', event, 'x', exclude, 'd', data)
       redis.call('XTRIM', history, 'MINID', string.format('%d', now - ttl))
       redis.call('PEXPIRE', history, ttl)
     end
     if publish then
-      redis.call('PUBLISH', ARGV[arg], 'rtb2\\n' .. text .. '\\n' .. epoch .. '\\n' .. tail)
+      redis.call('PUBLISH', ARGV[arg], 'rtb2\\n' .. offset .. '\\n' .. epoch .. '\\n' ..
+        event .. '\\n' .. exclude .. '\\n' .. data)
       arg = arg + 1
     end
     answer[#answer + 1] = offset
@@ -307,15 +299,15 @@ end
 return answer
 """
 
-#: Lua: return a channel's last position and, from a position, the messages after it.
+#: Lua: return a channel's position and, from a given position, the messages after it.
 #:
 #: ``KEYS``: the channel's position hash and history stream. ``ARGV``: the epoch to create
 #: the position with if it is missing (offset 0: nothing published yet), the ttl in
 #: milliseconds, the offset and epoch to read after (``-1`` and ``""``: none), ``1`` when that
 #: position is one this node delivered itself (else ``0``), and the most messages to return
-#: (0: none). Returns ``offset, epoch`` of the top, then ``offset, tail`` of each message
-#: after the position, oldest first, when the position is in the same epoch and at most the
-#: limit behind (the caller checks the run is complete: trimmed ones are missing).
+#: (0: none). Returns ``offset, epoch`` of the top, then ``offset, event, exclude, data`` of
+#: each message after the position, oldest first, when the position is in the same epoch and
+#: at most the limit behind (the caller checks the run is complete: trimmed ones are missing).
 #:
 #: Creating the position on a read means a client that subscribes before the first publish
 #: is in the epoch that publish uses. The read renews the ttl of the position (somebody
@@ -326,15 +318,15 @@ LUA_READ = """
 local position, history = KEYS[1], KEYS[2]
 local ttl, since, since_epoch = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 local delivered, limit = ARGV[5] == '1', tonumber(ARGV[6])
-local top = redis.call('HMGET', position, 'o', 'e')
+local top = redis.call('HMGET', position, 'offset', 'epoch')
 local offset, epoch = tonumber(top[1]) or 0, top[2]
 if epoch and delivered and epoch == since_epoch and offset < since then
   epoch = false
 end
 if not epoch then
   epoch, offset = ARGV[1], 0
-  redis.call('HSET', position, 'o', 0, 'e', epoch)
   redis.call('DEL', history)
+  redis.call('HSET', position, 'epoch', epoch, 'offset', 0)
 end
 redis.call('PEXPIRE', position, ttl)
 local answer = {offset, epoch}
@@ -346,8 +338,9 @@ if limit > 0 and since >= 0 and since < offset and epoch == since_epoch
   local entries = redis.call('XREVRANGE', history, '+', '-', 'COUNT', offset - since)
   for i = #entries, 1, -1 do
     local fields = entries[i][2]
-    answer[#answer + 1] = fields[2]
-    answer[#answer + 1] = fields[4]
+    for j = 2, #fields, 2 do
+      answer[#answer + 1] = fields[j]
+    end
   end
 end
 return answer
@@ -362,17 +355,16 @@ def append_arguments(
     size: int,
     ttl: float,
     publish: bool = True,
-) -> tuple[list[str], list[bytes | str | int]]:
+) -> tuple[list[str], list[str | bytes | int]]:
     """Return ``(keys, args)`` of :data:`LUA_APPEND` for ``messages``.
 
     ``epoch`` is used only by channels whose position is created now (pass a fresh
     ``history.new_epoch()``); ``size`` 0 keeps no history; ``ttl`` is in seconds.
     """
     keys: list[str] = []
-    args: list[bytes | str | int] = [epoch, size, _milliseconds(ttl), 1 if publish else 0]
+    args: list[str | bytes | int] = [epoch, size, _milliseconds(ttl), 1 if publish else 0]
     for message in messages:
-        args.append(encode_tail(message))
-        args.append(len(message.channels))
+        args += [message.event, message.exclude or "", message.payload, len(message.channels)]
         for channel in message.channels:
             keys.append(position_key(prefix, channel))
             keys.append(history_key(prefix, channel))
@@ -427,17 +419,15 @@ def read_arguments(
 def read_result(result: Sequence[Any]) -> tuple[Position, list[Entry]]:
     """Return the top and the messages :data:`LUA_READ` answered."""
     top = Position(int(result[0]), _text(result[1]))
-    entries = []
-    for index in range(2, len(result) - 1, 2):
-        event, exclude, payload = bytes(result[index + 1]).split(b"\n", 2)
-        entries.append(
-            Entry(
-                int(result[index]),
-                event.decode("ascii"),
-                payload.decode("utf-8"),
-                exclude.decode("ascii") or None,
-            )
+    entries = [
+        Entry(
+            int(result[index]),
+            _text(result[index + 1]),
+            bytes(result[index + 3]).decode("utf-8"),
+            _text(result[index + 2]) or None,
         )
+        for index in range(2, len(result) - 3, 4)
+    ]
     return top, entries
 
 

@@ -119,6 +119,11 @@ class Broker:
         """Return whether messages can arrive right now."""
         return True
 
+    @property
+    def starting(self) -> bool:
+        """Return whether the broker is still making its first connection (worth waiting for)."""
+        return False
+
     def subscribe(self, channel: str) -> Awaitable[None] | None:
         """Start listening to ``channel``; return an awaitable done once it is in effect."""
         return None
@@ -204,6 +209,11 @@ class RedisBroker(Broker):
     def connected(self) -> bool:
         """Return whether the pub/sub connection is up."""
         return self._connected
+
+    @property
+    def starting(self) -> bool:
+        """Return whether the first connection to Redis is still to come."""
+        return not self._ever_connected.is_set()
 
     def make_presence(self, events: PresenceEvents, node_id: str) -> Presence:
         """Return presence kept in this Redis, shared with every node on the same prefix."""

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from ..history import Position
 
-if TYPE_CHECKING:
-    from .hub import Subscriber
-
-__all__ = ["UNKNOWN", "Feed", "Held", "Join", "Pending", "ReplayFrame"]
+__all__ = ["UNKNOWN", "Feed", "Held", "Join", "Pending", "ReplayFrame", "Subscriber"]
 
 #: The position acknowledged when the broker could not say where a channel is (Redis
 #: unreachable): offset 0 in an epoch no channel has, so the client's next resume answers
@@ -24,6 +21,31 @@ Held = tuple[int, str, str, bytes, "str | None"]
 Pending = tuple["int | None", "str | None", bytes, "str | None"]
 #: A replayed message ready to send: (offset, frame, exclude).
 ReplayFrame = tuple[int, bytes, "str | None"]
+
+
+class Subscriber(Protocol):
+    """What the hub needs from a connection (``Connection`` provides it)."""
+
+    socket_id: str
+    #: Monotonic time of the last frame received (idle sockets are closed).
+    last_activity: float
+
+    def send(self, frame: bytes) -> bool:
+        """Queue ``frame``; return ``False`` if the connection is (now) closed."""
+
+    def close(self, code: int, reason: str) -> None:
+        """Close the socket with ``code``."""
+
+    def revoke(self, channel: str, user_id: str) -> bool:
+        """End the subscription to ``channel`` if ``user_id`` holds it; return whether it did."""
+
+    def presence_member(self, channel: str) -> dict[str, Any] | None:
+        """Return the member the connection is on presence ``channel`` as, if it is."""
+
+    def presence_event(
+        self, channel: str, action: str, member: dict[str, Any], version: int, frame: bytes
+    ) -> None:
+        """Send the presence change ``frame`` unless the connection's list already has it."""
 
 
 class Join:

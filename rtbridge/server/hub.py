@@ -6,13 +6,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Iterable, Iterator
-from typing import Any, Protocol
+from typing import Any
 
 from ..channel_names import PRESENCE_PREFIX
 from ..history import Position
 from .brokers import Broker
 from .events import PresenceEntry
-from .feeds import UNKNOWN, Feed, Held, Join, ReplayFrame
+from .feeds import UNKNOWN, Feed, Held, Join, ReplayFrame, Subscriber
 from .protocol import (
     CloseCode,
     gap_frame,
@@ -40,31 +40,6 @@ HOLD_LIMIT = 10_000
 #: How long subscribers resuming from the same position gather to share one history read.
 READ_GATHER_SECONDS = 0.005
 _EVENT_CACHE_SIZE = 1024
-
-
-class Subscriber(Protocol):
-    """What the hub needs from a connection (``Connection`` provides it)."""
-
-    socket_id: str
-    #: Monotonic time of the last frame received (idle sockets are closed).
-    last_activity: float
-
-    def send(self, frame: bytes) -> bool:
-        """Queue ``frame``; return ``False`` if the connection is (now) closed."""
-
-    def close(self, code: int, reason: str) -> None:
-        """Close the socket with ``code``."""
-
-    def revoke(self, channel: str, user_id: str) -> bool:
-        """End the subscription to ``channel`` if ``user_id`` holds it; return whether it did."""
-
-    def presence_member(self, channel: str) -> dict[str, Any] | None:
-        """Return the member the connection is on presence ``channel`` as, if it is."""
-
-    def presence_event(
-        self, channel: str, action: str, member: dict[str, Any], version: int, frame: bytes
-    ) -> None:
-        """Send the presence change ``frame`` unless the connection's list already has it."""
 
 
 class Hub:
@@ -178,7 +153,10 @@ class Hub:
         feed.subscribers.discard(connection)
         join = Join(since, feed.gaps)
         feed.joining[connection] = join
-        if feed.epoch is None:
+        broker = self.broker
+        if feed.epoch is None and (broker.connected or broker.starting):
+            # Worth waiting: the broker is confirming, or making its first connection (a node
+            # that just started). A broker that was lost is not waited for.
             try:
                 await asyncio.wait_for(asyncio.shield(feed.ready.wait()), SUBSCRIBE_CONFIRM_TIMEOUT)
             except asyncio.TimeoutError:

@@ -16,7 +16,14 @@ from rtbridge.exceptions import ImproperlyConfigured, PublishError
 from rtbridge.history import Position
 from rtbridge.messages import Message
 from rtbridge.publishers import load_backend
-from rtbridge.redis_wire import decode_body, decode_message, encode_message, safe_url
+from rtbridge.redis_wire import (
+    decode_body,
+    decode_message,
+    encode_message,
+    history_key,
+    position_key,
+    safe_url,
+)
 from tests.services import RedisServer, free_port
 
 
@@ -133,7 +140,7 @@ def test_every_failed_publish_is_counted_and_logged_even_when_it_raises(
 
 def _keys(redis_server: RedisServer, prefix: str, channel: str) -> tuple[Any, str, str]:
     client = redis.Redis.from_url(redis_server.url, decode_responses=True)
-    return client, f"{prefix}position:{channel}", f"{prefix}history:{channel}"
+    return client, position_key(prefix, channel), history_key(prefix, channel)
 
 
 def test_positions_and_history_are_bounded_by_size(
@@ -146,7 +153,7 @@ def test_positions_and_history_are_bounded_by_size(
     assert [p["a"] for p in positions] == [Position(n, epoch_a) for n in range(1, 6)]
     assert [p["b"].offset for p in positions] == [1, 2, 3, 4, 5]
     client, position, history = _keys(redis_server, prefix, "a")
-    assert client.hgetall(position) == {"o": "5", "e": epoch_a}
+    assert client.hgetall(position) == {"offset": "5", "epoch": epoch_a}
     assert [fields["o"] for _id, fields in client.xrange(history)] == ["3", "4", "5"]
     assert 59_000 < client.pttl(position) <= 60_000
     assert 59_000 < client.pttl(history) <= 60_000

@@ -26,6 +26,7 @@ from websockets.exceptions import ConnectionClosed
 
 from rtbridge.backends.redis import RedisBackend
 from rtbridge.messages import Message
+from rtbridge.redis_wire import position_key
 from tests.server.test_command import ROOT, Process, manage
 from tests.services import RedisServer
 
@@ -219,7 +220,7 @@ async def test_sigkill_a_node_mid_stream_every_client_gets_every_offset_once(
         # Killed when 3,000 messages are out (read from Redis: clients may lag behind).
         counter = redis.Redis.from_url(redis_server.url)
         for _ in range(3_000):
-            if int(counter.hget(f"{prefix}position:{channel}", "o") or 0) >= 3_000:
+            if int(counter.hget(position_key(prefix, channel), "offset") or 0) >= 3_000:
                 break
             await asyncio.sleep(0.01)
         counter.close()
