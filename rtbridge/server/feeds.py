@@ -99,6 +99,7 @@ class Feed:
         "last_gap",
         "left",
         "name",
+        "offline",
         "offset",
         "reads",
         "ready",
@@ -118,6 +119,8 @@ class Feed:
         #: The epoch given up for the current one: its late messages are dropped.
         self.left: str | None = None
         self.held: list[Held] | None = []
+        #: The broker was lost since the last catch-up (presence events may be missed).
+        self.offline = False
         self.ready = asyncio.Event()
         self.syncing = False
         self.sync_again = False

@@ -293,6 +293,7 @@ class Hub:
     def broker_lost(self) -> None:
         """Hold live messages back on every channel until the broker resynchronizes them."""
         for feed in self._feeds.values():
+            feed.offline = True
             if feed.held is None:
                 feed.held = []
 
@@ -370,6 +371,14 @@ class Hub:
         elif top != feed.position:
             self._move(feed, top)
             self._gap(feed, top)
+            feed.offline = False
+        if feed.offline and feed.name.startswith(PRESENCE_PREFIX):
+            # Messages were replayed, but presence events are in no history: the members
+            # must be fetched again (a subscribe answers them).
+            position = feed.position
+            assert position is not None
+            self._gap(feed, position)
+        feed.offline = False
         held, feed.held = feed.held or [], None
         for index, item in enumerate(held):
             if feed.held is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -16,8 +17,8 @@ from rtbridge.backends.redis import RedisBackend
 from rtbridge.conf import HistorySettings
 from rtbridge.messages import Message
 from rtbridge.redis_wire import position_key
-from rtbridge.server import Server
-from tests.server.helpers import Client, eventually, token
+from rtbridge.server import RedisBroker, Server
+from tests.server.helpers import Client, eventually, join, token
 from tests.services import RedisServer
 
 MakeServer = Callable[..., Server]
@@ -376,4 +377,28 @@ async def test_a_node_that_saw_redis_go_back_renews_the_epoch(
     backend.publish(Message("room", "n", 4))
     frame = (await client.messages(1))[0]
     assert (frame["offset"], frame["epoch"], frame["data"]) == (1, gap["epoch"], 4)
+    await client.close()
+
+
+async def test_after_a_broker_outage_only_presence_channels_get_a_gap(
+    make_server: MakeServer, fresh_redis: RedisServer
+) -> None:
+    # Redis frozen, then back with its data: messages are proven continuous, but presence
+    # events are in no history, so presence subscribers must fetch the members again.
+    broker = RedisBroker(fresh_redis.url, reconnect_max_delay=0.2, ping_interval=0.3)
+    node = make_server(broker=broker)
+    client = await Client.open(node.url)
+    await client.subscribe("room")
+    await join(client, "presence-room", "1")
+    assert fresh_redis.process is not None
+    fresh_redis.process.send_signal(signal.SIGSTOP)
+    try:
+        await eventually(lambda: not broker.connected, timeout=5)
+    finally:
+        fresh_redis.process.send_signal(signal.SIGCONT)
+    gap = await client.recv_op("gap", timeout=10)
+    assert (gap["channel"], gap["offset"], gap["recovered"]) == ("presence-room", 0, False)
+    RedisBackend(url=fresh_redis.url).publish(Message("room", "n", 1))
+    assert (await client.messages(1))[0]["offset"] == 1
+    assert [f for f in await quiet(client) if f["op"] == "gap"] == []
     await client.close()
