@@ -38,6 +38,7 @@ from .presence import run_refresh
 from .protocol import FEATURES, CloseCode, welcome_frame
 from .revocations import Revocations
 from .stats import NodeStats
+from .tasks import cancel_and_wait
 from .wsgi import strict_headers
 
 __all__ = ["DEFAULT_ADDRESS", "Server", "make_app"]
@@ -269,11 +270,7 @@ class Server:
             await asyncio.wait_for(self.hub.wait_closed(), timeout)
         # Presence leaves of the closed sockets, so the others see them go at once.
         await self.presence.drain(timeout)
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)
         self._tasks = []
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.presence.stop(), 2.0)

@@ -41,6 +41,7 @@ from .events import BrokerEvents, PresenceEvents
 from .local_history import LocalHistory
 from .presence import MemoryPresence, Presence, RedisPresence
 from .redis_client import open_client
+from .tasks import cancel_and_wait
 
 __all__ = ["Broker", "MemoryBroker", "RedisBroker"]
 
@@ -244,13 +245,9 @@ class RedisBroker(Broker):
 
     async def stop(self) -> None:
         """Stop the reader and close the connection."""
-        for task in list(self._tasks):
-            task.cancel()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-            self._task = None
+        reader = [] if self._task is None else [self._task]
+        await cancel_and_wait([*self._tasks, *reader])
+        self._task = None
         if self._client is not None:
             with contextlib.suppress(Exception):
                 await self._client.aclose()
