@@ -402,3 +402,16 @@ async def test_after_a_broker_outage_only_presence_channels_get_a_gap(
     assert (await client.messages(1))[0]["offset"] == 1
     assert [f for f in await quiet(client) if f["op"] == "gap"] == []
     await client.close()
+
+
+async def test_server_publish_on_a_redis_node_reaches_every_node(
+    make_server: MakeServer, redis_server: RedisServer, prefix: str
+) -> None:
+    first = make_server(redis_url=redis_server.url, prefix=prefix)
+    second = make_server(redis_url=redis_server.url, prefix=prefix)
+    client = await Client.open(second.url)
+    epoch = (await client.subscribe("room"))["epoch"]
+    first.publish(Message("room", "n", 1))  # through Redis, with its position
+    frame = (await client.messages(1))[0]
+    assert (frame["offset"], frame["epoch"], frame["data"]) == (1, epoch, 1)
+    await client.close()
