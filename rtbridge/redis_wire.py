@@ -258,10 +258,12 @@ def decode_message(body: bytes) -> Delivery:
 #: A missing position hash (never published, expired after ``ttl`` without a publish, lost
 #: with Redis) gets the new epoch and drops any history left of the old one, so an offset is
 #: never reused within an epoch and the stream always holds a contiguous run of offsets.
+#: The stream is trimmed cheaply here (``MAXLEN ~``: whole nodes, so it may hold up to ~100
+#: entries more than ``size``); :data:`LUA_READ` enforces both bounds exactly.
 LUA_APPEND = """
 local new_epoch, size, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local publish = ARGV[4] == '1'
-local now, answer, key, arg = nil, {}, 1, 5
+local answer, key, arg = {}, 1, 5
 while arg <= #ARGV do
   local event, exclude, data = ARGV[arg], ARGV[arg + 1], ARGV[arg + 2]
   local count = tonumber(ARGV[arg + 3])
@@ -278,13 +280,8 @@ while arg <= #ARGV do
     local offset = string.format('%d', redis.call('HINCRBY', position, 'offset', 1))
     redis.call('PEXPIRE', position, ttl)
     if size > 0 then
-      if not now then
-        local time = redis.call('TIME')
-        now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-      end
-      redis.call('XADD', history, 'MAXLEN', size, '*',
+      redis.call('XADD', history, 'MAXLEN', '~', size, '*',
         'o', offset, 'e', event, 'x', exclude, 'd', data)
-      redis.call('XTRIM', history, 'MINID', string.format('%d', now - ttl))
       redis.call('PEXPIRE', history, ttl)
     end
     if publish then
@@ -309,6 +306,8 @@ return answer
 #: each message after the position, oldest first, when the position is in the same epoch and
 #: at most the limit behind (the caller checks the run is complete: trimmed ones are missing).
 #:
+#: The bounds are exact here: a position more than ``limit`` (the history size) behind the
+#: top gets no messages, and entries older than the ttl are trimmed before reading.
 #: Creating the position on a read means a client that subscribes before the first publish
 #: is in the epoch that publish uses. The read renews the ttl of the position (somebody
 #: listens). A node that delivered an offset beyond the top in the same epoch proves that
@@ -355,19 +354,30 @@ def append_arguments(
     size: int,
     ttl: float,
     publish: bool = True,
-) -> tuple[list[str], list[str | bytes | int]]:
-    """Return ``(keys, args)`` of :data:`LUA_APPEND` for ``messages``.
+) -> tuple[list[bytes], list[bytes]]:
+    """Return ``(keys, args)`` of :data:`LUA_APPEND` for ``messages``, encoded.
 
     ``epoch`` is used only by channels whose position is created now (pass a fresh
-    ``history.new_epoch()``); ``size`` 0 keeps no history; ``ttl`` is in seconds.
+    ``history.new_epoch()``); ``size`` 0 keeps no history; ``ttl`` is in seconds. Everything
+    is bytes already, so the Redis client sends it without converting each argument.
     """
-    keys: list[str] = []
-    args: list[str | bytes | int] = [epoch, size, _milliseconds(ttl), 1 if publish else 0]
+    keys: list[bytes] = []
+    args = [
+        epoch.encode("ascii"),
+        b"%d" % size,
+        b"%d" % _milliseconds(ttl),
+        b"1" if publish else b"0",
+    ]
     for message in messages:
-        args += [message.event, message.exclude or "", message.payload, len(message.channels)]
+        args += [
+            message.event.encode("ascii"),
+            (message.exclude or "").encode("ascii"),
+            message.payload.encode("utf-8"),
+            b"%d" % len(message.channels),
+        ]
         for channel in message.channels:
-            keys.append(position_key(prefix, channel))
-            keys.append(history_key(prefix, channel))
+            keys.append(position_key(prefix, channel).encode("utf-8"))
+            keys.append(history_key(prefix, channel).encode("utf-8"))
             if publish:
                 args.append(channel_key(prefix, channel))
     return keys, args
@@ -423,7 +433,7 @@ def read_result(result: Sequence[Any]) -> tuple[Position, list[Entry]]:
         Entry(
             int(result[index]),
             _text(result[index + 1]),
-            bytes(result[index + 3]).decode("utf-8"),
+            _utf8(result[index + 3]),
             _text(result[index + 2]) or None,
         )
         for index in range(2, len(result) - 3, 4)
@@ -437,6 +447,10 @@ def _milliseconds(seconds: float) -> int:
 
 def _text(value: bytes | str) -> str:
     return value.decode("ascii") if isinstance(value, bytes) else value
+
+
+def _utf8(value: bytes | str) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else value
 
 
 # Whisper bodies -------------------------------------------------------------------------------

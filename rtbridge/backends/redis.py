@@ -214,7 +214,7 @@ class RedisBackend(SelfHostedAuthMixin, BaseBackend):
             positions.extend(redis_wire.append_result(chunk, result))
         return positions
 
-    def _arguments(self, messages: Sequence[Message]) -> tuple[list[str], list[Any]]:
+    def _arguments(self, messages: Sequence[Message]) -> tuple[list[bytes], list[bytes]]:
         history = self.history
         return redis_wire.append_arguments(
             messages,

@@ -11,17 +11,21 @@ from typing import Any
 import pytest
 import redis
 
+from rtbridge import conf
 from rtbridge.backends.redis import RedisBackend
 from rtbridge.exceptions import ImproperlyConfigured, PublishError
 from rtbridge.history import Position
 from rtbridge.messages import Message
 from rtbridge.publishers import load_backend
 from rtbridge.redis_wire import (
+    LUA_READ,
     decode_body,
     decode_message,
     encode_message,
     history_key,
     position_key,
+    read_arguments,
+    read_result,
     safe_url,
 )
 from tests.services import RedisServer, free_port
@@ -138,6 +142,16 @@ def test_every_failed_publish_is_counted_and_logged_even_when_it_raises(
     assert "2 message(s) not published (4 so far)" in caplog.text
 
 
+def _read(client: Any, prefix: str, channel: str, since: Position) -> list[int]:
+    """Return the offsets LUA_READ answers after ``since`` (with the settings' bounds)."""
+    history = conf.history()
+    keys, args = read_arguments(
+        prefix, channel, epoch="new", ttl=history.ttl, since=since, limit=history.size
+    )
+    _top, entries = read_result(client.eval(LUA_READ, len(keys), *keys, *args))
+    return [entry.offset for entry in entries]
+
+
 def _keys(redis_server: RedisServer, prefix: str, channel: str) -> tuple[Any, str, str]:
     client = redis.Redis.from_url(redis_server.url, decode_responses=True)
     return client, position_key(prefix, channel), history_key(prefix, channel)
@@ -154,7 +168,10 @@ def test_positions_and_history_are_bounded_by_size(
     assert [p["b"].offset for p in positions] == [1, 2, 3, 4, 5]
     client, position, history = _keys(redis_server, prefix, "a")
     assert client.hgetall(position) == {"offset": "5", "epoch": epoch_a}
-    assert [fields["o"] for _id, fields in client.xrange(history)] == ["3", "4", "5"]
+    # Publishing trims whole stream nodes only (cheap); reading enforces the size exactly.
+    assert 3 <= client.xlen(history) <= 5
+    assert _read(client, prefix, "a", Position(2, epoch_a)) == [3, 4, 5]
+    assert _read(client, prefix, "a", Position(1, epoch_a)) == []  # 4 behind: more than 3
     assert 59_000 < client.pttl(position) <= 60_000
     assert 59_000 < client.pttl(history) <= 60_000
     # Channels whose positions were made by the same script call share its fresh epoch:
@@ -176,6 +193,9 @@ def test_history_is_bounded_by_age_and_an_idle_position_comes_back_in_a_new_epoc
     # The first message is older than the ttl: the next publish trims it from history.
     [third] = backend.append([Message("a", "e", 3)])
     assert third["a"] == Position(3, first["a"].epoch)
+    # The first message is older than the ttl: a read trims it, so from 0 nothing is
+    # replayed (incomplete), while from 1 the two younger ones are.
+    assert _read(client, prefix, "a", Position(1, first["a"].epoch)) == [2, 3]
     assert [fields["o"] for _id, fields in client.xrange(history)] == ["2", "3"]
     time.sleep(0.4)
     # Nothing published for the ttl: position and history are gone, a new epoch starts.
