@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from django.apps import apps
@@ -20,8 +22,17 @@ from ..redis_wire import DEFAULT_PREFIX, DEFAULT_URL, check_prefix, check_url, s
 from .app import DEFAULT_ADDRESS, Server
 from .brokers import Broker, MemoryBroker, RedisBroker
 from .config import ServerConfig
+from .loopback import LoopbackReceiver
 
-__all__ = ["StartupError", "add_arguments", "build_server", "configure_logging", "run"]
+__all__ = [
+    "StartupError",
+    "add_arguments",
+    "build_server",
+    "configure_logging",
+    "describe_broker",
+    "run",
+    "serve",
+]
 
 logger = logging.getLogger("rtbridge.server")
 
@@ -65,7 +76,8 @@ def _broker(backend: type, redis_url: str | None, config: ServerConfig) -> Broke
         if alias != "local":
             logger.warning(
                 "rtbridge: RTBRIDGE_BACKEND=%r does not deliver through this server; only "
-                "code running in this process can publish to it.",
+                "code running in this process, or on this machine with the 'local' backend, "
+                "can publish to it.",
                 conf.get_setting("RTBRIDGE_BACKEND"),
             )
         return MemoryBroker()
@@ -90,24 +102,22 @@ def build_server(
     port: int = DEFAULT_PORT,
     with_django: bool = False,
     redis_url: str | None = None,
+    wsgi_app: Any = None,
+    options: Mapping[str, Any] | None = None,
 ) -> Server:
     """Build a server from the Django settings (broker, limits, origins, the WSGI app).
 
     ``backend_class()`` returns the class ``RTBRIDGE_BACKEND`` names (the caller passes
     ``rtbridge.backends.loading.backend_class``: the server imports no backend code).
+    ``wsgi_app`` serves the site instead of the one ``with_django`` builds (``runserver``
+    passes its handler); ``options`` override keys of ``RTBRIDGE_SERVER``.
     """
     try:
-        config = ServerConfig.load()
+        config = ServerConfig.load(options)
         broker = _broker(backend_class(), redis_url, config)
     except ImproperlyConfigured as exc:
         raise StartupError(str(exc)) from exc
-    if isinstance(broker, MemoryBroker) and not with_django:
-        logger.warning(
-            "rtbridge: in-memory broker without --with-django: Django processes elsewhere cannot "
-            "publish here; use --with-django, or RTBRIDGE_BACKEND='redis'."
-        )
-    wsgi_app: Any = None
-    if with_django:
+    if wsgi_app is None and with_django:
         wsgi_app = get_wsgi_application()
         serve_static = config.serve_static
         if serve_static is None:
@@ -115,7 +125,7 @@ def build_server(
         if serve_static and apps.is_installed("django.contrib.staticfiles"):
             wsgi_app = StaticFilesHandler(wsgi_app)
     try:
-        return Server(address=address, port=port, broker=broker, wsgi_app=wsgi_app)
+        return Server(address=address, port=port, broker=broker, options=options, wsgi_app=wsgi_app)
     except ImproperlyConfigured as exc:
         raise StartupError(str(exc)) from exc
 
@@ -136,33 +146,62 @@ def configure_logging(verbosity: int) -> None:
 def run(server: Server) -> int:
     """Serve until SIGTERM or SIGINT, close every socket with 1001, and return 0."""
 
+    def announce(server: Server, receiver: LoopbackReceiver | None) -> None:
+        print(
+            f"rtbridge server on {server.url} (broker: {describe_broker(server.broker)})"
+            + (f", Django at {server.http_url}/" if server.wsgi_app is not None else "")
+            + (f"; local publishes on {receiver.address}" if receiver is not None else "")
+            + "; Ctrl-C to stop.",
+            flush=True,
+        )
+
+    serve(server, announce)
+    return 0
+
+
+def serve(server: Server, on_started: Callable[[Server, LoopbackReceiver | None], None]) -> None:
+    """Run ``server`` on a new event loop in this thread; call ``on_started`` once it listens.
+
+    With the in-memory broker (the ``local`` backend) a ``LoopbackReceiver`` runs beside it,
+    so the project's other processes on this machine can publish. In the main thread,
+    SIGTERM and SIGINT stop the server gracefully (sockets get 1001); in another thread
+    (Django's autoreloader runs ``runserver`` in one) it serves until the process ends.
+    """
+
     async def main() -> None:
         stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
+        if threading.current_thread() is threading.main_thread():
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                # Windows has no loop signal handlers: Ctrl-C raises KeyboardInterrupt there.
+                with contextlib.suppress(NotImplementedError):
+                    loop.add_signal_handler(signum, stop.set)
         try:
             await server.astart()
         except OSError as exc:
             raise StartupError(
                 f"cannot listen on {server.address}:{server.port}: {exc.strerror or exc}; "
-                "choose another --port or stop what uses it."
+                "choose another port or stop what uses it."
             ) from exc
-        print(
-            f"rtbridge server on {server.url} (broker: {_describe(server.broker)})"
-            + (f", Django at {server.http_url}/" if server.wsgi_app is not None else "")
-            + "; Ctrl-C to stop.",
-            flush=True,
-        )
+        receiver = LoopbackReceiver(server) if isinstance(server.broker, MemoryBroker) else None
+        if receiver is not None:
+            try:
+                await receiver.start()
+            except OSError as exc:  # PermissionError: a rendezvous directory not ours
+                await server.astop()
+                raise StartupError(f"cannot take local publishes: {exc}") from exc
+        on_started(server, receiver)
         await stop.wait()
         logger.info("rtbridge: shutting down")
+        if receiver is not None:
+            await receiver.stop()
         await server.astop()
 
     asyncio.run(main())
-    return 0
 
 
-def _describe(broker: Broker) -> str:
+def describe_broker(broker: Broker) -> str:
+    """Return the broker for a start-up line: ``memory``, or ``redis <url without password>``."""
     if isinstance(broker, RedisBroker):
         return f"redis {safe_url(broker.url)}"
     return broker.name
