@@ -89,7 +89,6 @@ def texts(todo_list: TodoList) -> list[str]:
     return [item.text for item in TodoItem.objects.filter(todo_list=todo_list).order_by("id")]
 
 
-@pytest.mark.xfail(strict=True, reason="needs issue 12 server part")
 def test_a_node_restart_while_items_are_saved_is_resumed_from_history_without_a_reload(
     redis_site: tuple[Node, RedisServer], browser: Any, ann: User
 ) -> None:
