@@ -406,6 +406,7 @@ def run_case(
     launcher: str | None = None,
     logs: Path | None = None,
     peak_only: bool = False,
+    peak_count: int | None = None,
 ) -> dict[str, Any]:
     flush_redis(redis_url)
     load = os.getloadavg()[0]
@@ -424,7 +425,7 @@ def run_case(
             )
         time.sleep(1.0)
         loaded = rss_kib(server.pid)
-        count = peak_messages(system, subscribers, quick)
+        count = peak_count or peak_messages(system, subscribers, quick)
         profile = None
         if profile_dir is not None and system == "rtbridge":
             profile = profile_dir / f"rtbridge-{subscribers}-peak.txt"
