@@ -13,7 +13,6 @@ from typing import Any
 from .. import conf, redis_wire
 from ..exceptions import PublishError
 from ..messages import Message
-from ..tokens import DEFAULT_TOKEN_TTL
 from .base import BaseBackend, SelfHostedAuthMixin, import_sdk
 
 __all__ = ["RedisBackend", "client_config_for"]
@@ -199,7 +198,8 @@ class RedisBackend(SelfHostedAuthMixin, BaseBackend):
             pipe.set(
                 redis_wire.revocation_key(self.prefix, user_id, channel),
                 repr(now),
-                ex=DEFAULT_TOKEN_TTL,
+                # Kept as long as a token issued before it could still be presented.
+                ex=conf.token_ttl(),
             )
             pipe.publish(
                 redis_wire.control_channel(self.prefix),

@@ -46,6 +46,9 @@ class Broker:
 
     name = "broker"
     _events: BrokerEvents | None = None
+    #: Times the connection was re-established, and messages dropped as malformed.
+    reconnects = 0
+    dropped = 0
 
     def make_presence(self, events: PresenceEvents, node_id: str) -> Presence:
         """Return the presence store that goes with this broker (node entries in memory)."""

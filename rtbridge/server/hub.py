@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Iterable, Iterator
 from typing import Any, Protocol
 
@@ -29,6 +30,13 @@ logger = logging.getLogger("rtbridge.server")
 # How long a subscribe waits for the broker (Redis) to confirm before it is acked anyway.
 SUBSCRIBE_CONFIRM_TIMEOUT = 5.0
 _EVENT_CACHE_SIZE = 1024
+
+
+class LatencyRecorder(Protocol):
+    """Where the hub reports each message it fanned out (the metrics' latency histogram)."""
+
+    def delivered(self, started: float) -> None:
+        """Note a message that reached the node at ``started`` (``time.perf_counter()``)."""
 
 
 class Subscriber(Protocol):
@@ -86,6 +94,10 @@ class Hub:
         self._seq: dict[str, int] = {}
         self._ready: dict[str, asyncio.Future[None]] = {}
         self._event_json: dict[str, bytes] = {}
+        #: Told about every message fanned out (set by the server when metrics are on).
+        self.latency: LatencyRecorder | None = None
+        # When the message being delivered was published (Server.publish stamps it).
+        self._published_at: float | None = None
 
     # Connections --------------------------------------------------------------------------
 
@@ -135,6 +147,10 @@ class Hub:
     def subscribers(self, channel: str) -> int:
         """Return the number of local connections subscribed to ``channel``."""
         return len(self._channels.get(channel, ()))
+
+    def subscription_count(self) -> int:
+        """Return the number of (connection, channel) subscriptions on this node."""
+        return sum(map(len, self._channels.values()))
 
     # Subscriptions ------------------------------------------------------------------------
 
@@ -214,15 +230,25 @@ class Hub:
                 sent += 1
         self.stats.messages += 1
         self.stats.frames += sent
+        if self.latency is not None and sent:
+            started = self._published_at
+            self.latency.delivered(time.perf_counter() if started is None else started)
         return sent
 
-    def deliver_message(self, message: Message) -> int:
-        """Send a published ``Message`` to the local subscribers of each of its channels."""
+    def deliver_message(self, message: Message, published_at: float | None = None) -> int:
+        """Send a published ``Message`` to the local subscribers of each of its channels.
+
+        ``published_at`` (``time.perf_counter()`` when it was published) starts the latency.
+        """
         payload = message.payload.encode("utf-8")
-        return sum(
-            self.deliver(channel, message.event, payload, message.exclude)
-            for channel in message.channels
-        )
+        self._published_at = published_at
+        try:
+            return sum(
+                self.deliver(channel, message.event, payload, message.exclude)
+                for channel in message.channels
+            )
+        finally:
+            self._published_at = None
 
     def gap(self, channels: Iterable[str]) -> None:
         """Tell the subscribers of ``channels`` they may have missed messages."""
