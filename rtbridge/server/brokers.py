@@ -28,12 +28,22 @@ from ..redis_wire import (
     safe_url,
 )
 from .events import BrokerEvents, PresenceEvents
+from .logs import event
 from .presence import MemoryPresence, Presence, RedisPresence
 from .redis_client import open_client
 
 __all__ = ["Broker", "MemoryBroker", "RedisBroker"]
 
 logger = logging.getLogger("rtbridge.server")
+
+
+def reconnect_wait(delay: float, cap: float) -> float:
+    """Return the jittered wait before the next reconnect attempt: never above ``cap``.
+
+    Between half and all of ``delay`` (itself doubled per failure up to ``cap``), so nodes
+    that lost Redis together do not retry in step; ``reconnect_max_delay`` is a real bound.
+    """
+    return min(delay, cap) * (0.5 + 0.5 * random.random())
 
 
 class Broker:
@@ -143,6 +153,7 @@ class RedisBroker(Broker):
         self._gap_tasks: set[asyncio.Task[None]] = set()
         self.reconnects = 0
         self.dropped = 0
+        self._presence: Presence | None = None
 
     def describe(self) -> str:
         """Return ``redis <url without password> prefix <prefix>``."""
@@ -154,8 +165,11 @@ class RedisBroker(Broker):
         return self._connected
 
     def make_presence(self, events: PresenceEvents, node_id: str) -> Presence:
-        """Return presence kept in this Redis, shared with every node on the same prefix."""
-        return RedisPresence(
+        """Return presence kept in this Redis, shared with every node on the same prefix.
+
+        The broker restores it right after each reconnect (see ``RedisPresence.begin_restore``).
+        """
+        self._presence = RedisPresence(
             events,
             self.url,
             self.prefix,
@@ -164,6 +178,7 @@ class RedisBroker(Broker):
             command_timeout=self.command_timeout,
             socket_connect_timeout=self.socket_connect_timeout,
         )
+        return self._presence
 
     async def start(self, events: BrokerEvents, wait: float = 2.0) -> None:
         """Connect in the background; wait up to ``wait`` seconds for the first connection."""
@@ -262,19 +277,27 @@ class RedisBroker(Broker):
                         confirmed.append(future)
                     queue.put_nowait(("subscribe", names))
                 writer = asyncio.create_task(self._write(pubsub, queue))
+                restored: Awaitable[None] | None = None
                 if self._ever_connected.is_set():
                     self.reconnects += 1
+                    # Redis may have restarted empty: this node's presence entries go back
+                    # before any client is told to subscribe again (and joins wait for it).
+                    if self._presence is not None:
+                        restored = self._presence.begin_restore()
                     logger.warning(
                         "rtbridge: reconnected to Redis at %s; resubscribing %d channel(s)",
                         safe_url(self.url),
                         len(names),
+                        extra=event("broker.reconnected"),
                     )
                 else:
                     logger.info("rtbridge: connected to Redis at %s", safe_url(self.url))
                     self._ever_connected.set()
                 if channels:
                     # Clients subscribed while Redis was away may have missed messages.
-                    task = asyncio.create_task(self._gap_after(events, confirmed, channels))
+                    task = asyncio.create_task(
+                        self._gap_after(events, confirmed, channels, restored)
+                    )
                     self._gap_tasks.add(task)
                     task.add_done_callback(self._gap_tasks.discard)
                 delay = 0.1
@@ -282,13 +305,17 @@ class RedisBroker(Broker):
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                wait = reconnect_wait(delay, self.reconnect_max_delay)
                 logger.warning(
-                    "rtbridge: lost Redis at %s (%s: %s); retrying in %.1fs",
+                    "rtbridge: lost Redis at %s (%s: %s); retrying in %.2fs",
                     safe_url(self.url),
                     type(exc).__name__,
                     exc,
-                    delay,
+                    wait,
+                    extra=event("broker.lost"),
                 )
+            else:
+                wait = reconnect_wait(delay, self.reconnect_max_delay)
             finally:
                 self._connected = False
                 self._queue = None
@@ -303,7 +330,7 @@ class RedisBroker(Broker):
                 self._confirm.clear()
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()
-            await asyncio.sleep(delay * (0.5 + random.random()))
+            await asyncio.sleep(wait)
             delay = min(delay * 2, self.reconnect_max_delay)
 
     async def _write(self, pubsub: Any, queue: asyncio.Queue[tuple[str, list[bytes]]]) -> None:
@@ -321,10 +348,15 @@ class RedisBroker(Broker):
                 return
 
     async def _gap_after(
-        self, events: BrokerEvents, confirmed: list[asyncio.Future[None]], channels: list[str]
+        self,
+        events: BrokerEvents,
+        confirmed: list[asyncio.Future[None]],
+        channels: list[str],
+        restored: Awaitable[None] | None = None,
     ) -> None:
+        waiting: list[Awaitable[Any]] = [*confirmed, *([restored] if restored else [])]
         with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(asyncio.gather(*confirmed), 10.0)
+            await asyncio.wait_for(asyncio.gather(*waiting), 10.0)
         events.gap(channels)
 
     async def _read(self, events: BrokerEvents, pubsub: Any, writer: asyncio.Task[None]) -> None:
