@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 from collections.abc import Callable
 from typing import Any
@@ -89,7 +90,7 @@ async def test_reconnect_attempts_are_never_further_apart_than_the_cap(
     broker._client.pubsub = counted_pubsub
     await asyncio.sleep(3.0)
     await broker.stop()
-    gaps = [later - earlier for earlier, later in zip(attempts, attempts[1:])]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(attempts)]
     assert len(gaps) >= 5, attempts
     # Past the ramp-up (0.1, 0.2, then the cap), each wait is at most the cap (+ the
     # attempt itself: a refused connection on loopback).
