@@ -436,7 +436,12 @@ class Server:
             session_key=session_key,
         )
         self.hub.add(connection)
-        logger.debug("rtbridge: opened %s from %s", connection.socket_id, remote)
+        logger.debug(
+            "rtbridge: opened %s from %s",
+            connection.socket_id,
+            remote,
+            extra=event("socket.opened", socket_id=connection.socket_id, peer=remote),
+        )
         connection.send(
             welcome_frame(connection.socket_id, self.config.heartbeat, self.software, self.features)
         )

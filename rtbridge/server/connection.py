@@ -416,6 +416,7 @@ class Connection:
         if grant is None:
             seq = await self._enter(channel)
             self.send(ack_frame(request.id, channel, seq))
+            self._log_subscribed(channel)
             return
         member = grant.member
         previous_grant = self.grants.get(channel)
@@ -452,9 +453,20 @@ class Connection:
                 "revoked",
             )
         self.send(ack_frame(request.id, channel, seq, members))
+        self._log_subscribed(channel)
         if members is not None:
             previous = self.presence_versions.get(channel)
             self._presence_ready(channel, max(version, previous or 0))
+
+    def _log_subscribed(self, channel: str) -> None:
+        logger.debug(
+            "rtbridge: %s subscribed to %s",
+            self.socket_id,
+            channel,
+            extra=event(
+                "socket.subscribed", socket_id=self.socket_id, channel=channel, peer=self.remote
+            ),
+        )
 
     async def _check_token(self, request: Request, channel: str) -> Grant:
         """Verify the subscription token (no database hit) and the revocation list."""

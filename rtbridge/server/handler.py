@@ -117,7 +117,12 @@ class SocketHandler(tornado.websocket.WebSocketHandler):
     def open(self, *args: Any, **kwargs: Any) -> None:
         refusal = self.server.refusal()
         if refusal is not None:
-            logger.debug("rtbridge: refused a socket from %s: %s", self.remote, refusal[1])
+            logger.debug(
+                "rtbridge: refused a socket from %s: %s",
+                self.remote,
+                refusal[1],
+                extra=event("socket.refused", peer=self.remote, code=refusal[0]),
+            )
             self.close(*refusal)
             return
         self.set_nodelay(True)
@@ -158,4 +163,10 @@ class SocketHandler(tornado.websocket.WebSocketHandler):
                 connection.remote,
                 self.close_code,
                 self.close_reason or "",
+                extra=event(
+                    "socket.closed",
+                    socket_id=connection.socket_id,
+                    code=self.close_code,
+                    peer=connection.remote,
+                ),
             )
