@@ -82,6 +82,10 @@ def direct_path_refusal(handler: tornado.websocket.WebSocketHandler) -> str | No
 def transport_for(handler: tornado.websocket.WebSocketHandler) -> Transport:
     """Return the direct transport when its preconditions hold, else the public one (logged)."""
     global _warned
+    if handler.get_compression_options() is not None:
+        # Compression on (RTBRIDGE_SERVER['compression']): Tornado must frame and deflate
+        # each message itself, so the shared pre-encoded frames cannot be used. Expected.
+        return MessageTransport(handler)
     refusal = direct_path_refusal(handler)
     if refusal is None:
         protocol = cast(tornado.websocket.WebSocketProtocol13, handler.ws_connection)
