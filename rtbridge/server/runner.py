@@ -114,8 +114,7 @@ def resolve_port(port: int | None) -> int:
         value = -1
     if not 0 <= value <= 65535:
         raise StartupError(
-            f"$PORT={text!r} is not a TCP port; set it to a number from 0 to 65535, or pass "
-            "--port."
+            f"$PORT={text!r} is not a TCP port; set it to a number from 0 to 65535, or pass --port."
         )
     return value
 
