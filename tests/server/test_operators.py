@@ -268,9 +268,11 @@ def test_token_ttl_is_a_setting(settings: Any) -> None:
     settings.RTBRIDGE_TOKEN_TTL = 60
     signed = sign_subscription("a.1", Grant("private-x", "7"))
     assert verify_subscription(signed, "a.1", "private-x").user_id == "7"
-    with mock.patch("time.time", return_value=time.time() + 61):
-        with pytest.raises(InvalidToken) as info:
-            verify_subscription(signed, "a.1", "private-x")
+    with (
+        mock.patch("time.time", return_value=time.time() + 61),
+        pytest.raises(InvalidToken) as info,
+    ):
+        verify_subscription(signed, "a.1", "private-x")
     assert info.value.code == "expired"
     for bad in (0, -5, "60", 1.5, True):
         settings.RTBRIDGE_TOKEN_TTL = bad

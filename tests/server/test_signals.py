@@ -69,7 +69,7 @@ async def test_sighup_drains_then_restarts_in_place_on_port_from_env(output: Pat
                 after = await Client.open(url)
                 break
             except OSError:
-                assert time.monotonic() < deadline, output.read_text()
+                assert time.monotonic() < deadline, "the server did not come back after SIGHUP"
                 await asyncio.sleep(0.1)
         assert process.poll() is None
         assert after.socket_id.split(".")[0] != before.socket_id.split(".")[0]  # a new node
@@ -77,7 +77,8 @@ async def test_sighup_drains_then_restarts_in_place_on_port_from_env(output: Pat
     finally:
         returncode = await asyncio.get_running_loop().run_in_executor(None, stop, process)
     assert returncode == 0
-    lines = [json.loads(line) for line in output.read_text().splitlines() if line.startswith("{")]
+    text = await asyncio.get_running_loop().run_in_executor(None, output.read_text)
+    lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
     events = [line["event"] for line in lines]
     assert events.count("node.started") == 2
     assert "node.reload" in events and events.count("node.draining") == 2
