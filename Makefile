@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 JS_DIR := rtbridge/clients/js
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck test-python test-js node-deps bench clean venv
+.PHONY: demo test lint typecheck test-python test-js node-deps bench clean venv test-services
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,7 +27,20 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-test-python: $(STAMP) node-deps
+# The system services the tests start by themselves (Debian packages, installed when missing):
+# redis-server, Chromium for the browser tests, nginx for the deployment recipe.
+TEST_SERVICES := redis-server:redis-server chromium:chromium nginx:nginx
+test-services:
+	@missing=""; for pair in $(TEST_SERVICES); do \
+		command=$${pair%%:*}; package=$${pair##*:}; \
+		command -v $$command >/dev/null 2>&1 || [ -x /usr/sbin/$$command ] || missing="$$missing $$package"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+		$$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+test-python: $(STAMP) node-deps test-services
 	$(PY) -m pytest
 	# The on_commit behaviour again on PostgreSQL (127.0.0.1:5432, database "test").
 	RTBRIDGE_TEST_DB=postgres $(PY) -m pytest tests/test_models.py tests/test_serializers.py
