@@ -14,6 +14,7 @@ __all__ = [
     "InvalidMessage",
     "InvalidToken",
     "NotSupported",
+    "PayloadRefused",
     "PayloadTooLarge",
     "PublishError",
     "RTBridgeError",
@@ -58,6 +59,19 @@ class PublishError(RTBridgeError):
         super().__init__(message)
         self.status = status
         self.retryable = retryable
+
+
+class PayloadRefused(PayloadTooLarge, PublishError):
+    """The transport refused a sent message as too large (PubNub 400, Pusher 413): never retried.
+
+    A ``PublishError`` for the dispatcher and a ``PayloadTooLarge`` for callers, so code that
+    catches either sees it. ``size`` is the size rtbridge measured, ``limit`` the vendor's.
+    """
+
+    def __init__(self, message: str, *, size: int, limit: int, status: int) -> None:
+        PayloadTooLarge.__init__(self, message, size=size, limit=limit)
+        self.status = status
+        self.retryable = False
 
 
 class NotSupported(RTBridgeError, NotImplementedError):

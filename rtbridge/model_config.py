@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -48,6 +49,18 @@ _CONFIG_OPTIONS = frozenset(
         "exclude_sender",
     }
 )
+
+#: SwampDragon names a migrant may put in the ``RTBridge`` inner class, and rtbridge's names.
+_FOREIGN_OPTIONS = {
+    "serializer_class": "serializer = ... (SwampDragon's serializer_class model attribute, outside "
+    "the RTBridge class, works too)",
+    "publish_fields": "fields = [...] here, or the serializer's Meta.fields (publish_fields there "
+    "is an alias)",
+    "base_channel": "channel = 'app_label.model_name'",
+    "update_fields": "the serializer's Meta.update_fields",
+    "create_fields": "the serializer's Meta.create_fields",
+    "exclude": "the serializer's Meta.exclude",
+}
 
 _registry: dict[type[models.Model], PublishConfig] = {}
 
@@ -151,8 +164,15 @@ def build_config(model: type[models.Model], **options: Any) -> PublishConfig:
     """Validate publishing ``options`` for ``model`` and return its :class:`PublishConfig`."""
     unknown = set(options) - _CONFIG_OPTIONS
     if unknown:
+        # Raised when the model class is created, as Django does for an unknown Meta option:
+        # no process ever runs with an option ignored.
+        advice = []
+        for name in sorted(unknown):
+            close = difflib.get_close_matches(name, _CONFIG_OPTIONS, n=1)
+            instead = _FOREIGN_OPTIONS.get(name) or (f"{close[0]}?" if close else None)
+            advice.append(f"{name} (use {instead})" if instead else name)
         raise ImproperlyConfigured(
-            f"{model._meta.label}.RTBridge has unknown option(s) {', '.join(sorted(unknown))}; "
+            f"{model._meta.label}.RTBridge has unknown option(s) {', '.join(advice)}; "
             f"allowed: {', '.join(sorted(_CONFIG_OPTIONS))}."
         )
     serializer = options.get("serializer")

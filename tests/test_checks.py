@@ -6,7 +6,7 @@ import pytest
 from django.core import checks
 
 from rtbridge import publishers
-from rtbridge.checks import check_backend, check_models
+from rtbridge.checks import check_backend, check_migrations, check_models, check_routers
 from tests.testapp.models import Bare
 
 
@@ -17,6 +17,8 @@ def ids(messages: list[checks.CheckMessage]) -> list[str]:
 def test_valid_configuration_passes():
     assert check_backend() == []
     assert check_models() == []
+    assert check_routers() == []
+    assert check_migrations() == []
 
 
 @pytest.mark.parametrize(

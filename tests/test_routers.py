@@ -132,11 +132,11 @@ def test_create_validates_per_field_and_writes_nothing_on_error(as_ann, lists, r
         as_ann,
         "todo-item",
         "create",
-        {"todo_list_id": lists["ann"].pk, "text": "x" * 300, "due": "now"},
+        {"todo_list_id": lists["ann"].pk, "text": "x" * 300, "done": "maybe"},
     )
     assert response.status_code == 422
     fields = response.json()["error"]["fields"]
-    assert set(fields) == {"text", "due"}
+    assert set(fields) == {"text", "done"}
     assert TodoItem.objects.count() == 0
     created = call(as_ann, "todo-item", "create", {"todo_list_id": lists["ann"].pk, "text": "milk"})
     assert created.status_code == 201
@@ -156,13 +156,18 @@ def test_update_replies_with_changes_and_respects_the_whitelist(as_ann, lists):
     item = items(lists["ann"], 1)[0]
     response = call(as_ann, "todo-item", "update", {"id": item.pk, "done": True})
     assert response.json()["data"] == {"id": item.pk, "done": True, "label": "item 0 ✓"}
-    refused = call(
-        as_ann, "todo-item", "update", {"id": item.pk, "due": "2026-01-01T00:00:00Z", "text": "y"}
-    )
+    refused = call(as_ann, "todo-item", "update", {"id": item.pk, "dne": True, "text": "y"})
     assert refused.status_code == 422
-    assert "cannot be written" in refused.json()["error"]["fields"]["due"][0]
+    assert "'dne' is not a field" in refused.json()["error"]["fields"]["dne"][0]
     item.refresh_from_db()
     assert item.text == "item 0"  # nothing written when anything is wrong
+    # A published field clients may not write (due) is skipped, and the reply says so.
+    skipped = call(
+        as_ann, "todo-item", "update", {"id": item.pk, "due": "2026-01-01T00:00:00Z", "text": "y"}
+    ).json()
+    assert skipped == {"data": {"id": item.pk, "text": "y", "label": "y ✓"}, "read_only": ["due"]}
+    item.refresh_from_db()
+    assert (item.text, item.due) == ("y", None)
     moved = call(as_ann, "todo-item", "update", {"id": item.pk, "todo_list_id": lists["ann2"].pk})
     assert moved.json()["data"]["todo_list_id"] == lists["ann2"].pk
     stolen = call(as_ann, "todo-item", "update", {"id": item.pk, "todo_list_id": lists["bob"].pk})

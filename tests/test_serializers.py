@@ -65,12 +65,24 @@ def test_apply_honours_update_fields_and_reports_each_field(item):
     assert serializer.apply(item, {"id": 99, "text": "bread", "done": True}) == ["text", "done"]
     assert (item.text, item.done) == ("bread", True)
     with pytest.raises(ValidationError) as info:
-        serializer.apply(item, {"todo_list_id": 5, "text": "x" * 300, "done": "maybe"})
+        serializer.apply(item, {"todo_lst_id": 5, "text": "x" * 300, "done": "maybe"})
     errors = info.value.message_dict
-    assert set(errors) == {"todo_list_id", "text", "done"}
-    assert "writable fields: done, text" in errors["todo_list_id"][0]
+    assert set(errors) == {"todo_lst_id", "text", "done"}
+    assert (
+        "'todo_lst_id' is not a field of this object; writable fields: done, text"
+        in (errors["todo_lst_id"][0])
+    )
     assert "at most 200 characters" in errors["text"][0]
     assert item.text == "bread"  # nothing applied when anything is wrong
+
+
+def test_apply_skips_published_read_only_keys_so_a_whole_object_can_come_back(item):
+    serializer = TodoItemSerializer()
+    whole = {**serializer.serialize(item), "done": True, "todo_list_id": 12345, "label": "x"}
+    assert serializer.read_only_keys(whole) == ["todo_list_id", "tags", "due", "label"]
+    assert serializer.apply(item, whole) == ["text", "done"]
+    assert item.done is True
+    assert item.todo_list_id != 12345  # the read-only key was not written
 
 
 @pytest.mark.parametrize(

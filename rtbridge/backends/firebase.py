@@ -19,7 +19,7 @@ from urllib.parse import urlparse
 from django.core.exceptions import ImproperlyConfigured
 
 from ..channel_names import PRESENCE_PREFIX, PRIVATE_PREFIX, encode_for_firebase
-from ..exceptions import InvalidMessage, NotSupported, PublishError
+from ..exceptions import InvalidChannelName, InvalidMessage, PayloadTooLarge, PublishError
 from ..messages import Message
 from ..tokens import Grant
 from .base import import_sdk
@@ -29,12 +29,15 @@ from .grants import GrantLedger
 __all__ = ["FirebaseBackend", "PushIdGenerator", "database_rules", "member_key", "push_id_time"]
 
 EMULATOR_ENV = "FIREBASE_DATABASE_EMULATOR_HOST"
+AUTH_EMULATOR_ENV = "FIREBASE_AUTH_EMULATOR_HOST"
 PUSH_CHARS = "-0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz"
 #: Paths per multi-path update: keeps each request well under the database's write limits.
 MAX_PATHS_PER_UPDATE = 500
 # Characters the database refuses in keys; the first pattern is a cheap pre-filter on the JSON.
 _MAYBE_BAD_KEY_RE = re.compile(r"[.$#\[\]/\x7f]|\\u00[01]")
 _BAD_KEY_RE = re.compile(r"[.$#\[\]/\x00-\x1f\x7f]")
+# A JSON string of 192+ characters before a colon may be a key over 768 bytes (4 per char).
+_LONG_KEY_RE = re.compile(r'"(?:[^"\\]|\\.){192,}":')
 _counter = itertools.count(1)
 #: Firebase refuses custom tokens whose developer claims exceed 1000 bytes as JSON.
 MAX_CLAIMS_BYTES = 1000
@@ -42,6 +45,15 @@ MAX_CLAIMS_BYTES = 1000
 CUSTOM_TOKEN_TTL = 3600
 #: The child of ``root`` holding presence entries (the JS client writes there).
 PRESENCE_KEY = "presence"
+#: The child of ``root`` holding, per user id, when ``revoke()`` last ran (server time, ms).
+REVOKED_KEY = "revoked"
+#: Realtime Database limits (Firebase docs, "Realtime Database Limits", Data tree): a key is
+#: at most 768 bytes (UTF-8), a path at most 32 levels deep, one value at most 10 MB (UTF-8).
+MAX_KEY_BYTES = 768
+MAX_DEPTH = 32
+MAX_VALUE_BYTES = 10 * 1024 * 1024
+#: Bytes of data per multi-path update: a write from an SDK may be 16 MB (REST: 256 MB).
+MAX_UPDATE_BYTES = 16 * 1024 * 1024
 _ROOT_RE = re.compile(r"[A-Za-z0-9_\-]+(/[A-Za-z0-9_\-]+)*")
 _MEMBER_KEY_RE = re.compile(r"[.$#\[\]/%]")
 # The SDK sessions whose own retries are off (see _disable_sdk_retries), and whether it warned.
@@ -62,7 +74,8 @@ def database_rules(root: str = "rtbridge") -> dict[str, Any]:
     channel in the custom token's ``rtb`` claim; a presence entry
     ``<root>/presence/<channel>/<member>/<connection>`` is writable only by that member (the
     ``rtm`` claim); clients may add whispers (``client-`` events) to protected channels they
-    hold, and write nothing else. The Django server's Admin SDK bypasses rules.
+    hold, and write nothing else. A session that signed in before ``revoke()`` ran for its
+    user (``<root>/revoked/<uid>``) holds no grant. The Django server's Admin SDK bypasses rules.
     """
     if not _ROOT_RE.fullmatch(root):
         raise ValueError(
@@ -72,7 +85,14 @@ def database_rules(root: str = "rtbridge") -> dict[str, Any]:
     protected = (
         f"($channel.beginsWith('{PRIVATE_PREFIX}') || $channel.beginsWith('{PRESENCE_PREFIX}'))"
     )
-    granted = "auth != null && auth.token.rtb != null && auth.token.rtb[$channel] === true"
+    revoked_at = f"root.child('{root}/{REVOKED_KEY}/' + auth.uid)"
+    # A session signed in before revoke() ran loses its grants (Firebase docs, "Manage user
+    # sessions": detect ID token revocation in Database Rules); auth_time is in seconds.
+    not_revoked = f"(!{revoked_at}.exists() || auth.token.auth_time * 1000 > {revoked_at}.val())"
+    granted = (
+        "auth != null && auth.token.rtb != null && auth.token.rtb[$channel] === true && "
+        + not_revoked
+    )
     tree: dict[str, Any] = {
         PRESENCE_KEY: {
             "$channel": {
@@ -182,6 +202,8 @@ class FirebaseBackend(DispatchingBackend):
         timeout: float = 10.0,
         emulator_host: str | None = None,
         project_id: str | None = None,
+        api_key: str | None = None,
+        auth_emulator_host: str | None = None,
         **options: Any,
     ) -> None:
         super().__init__(**options)
@@ -229,6 +251,13 @@ class FirebaseBackend(DispatchingBackend):
         self.timeout = timeout
         self.emulator_host = emulator_host
         self.project_id = project_id
+        if api_key is not None and (not isinstance(api_key, str) or not api_key):
+            raise ImproperlyConfigured(
+                f"FirebaseBackend option api_key={api_key!r} is not valid; give the project's "
+                "Web API key (Firebase console, Project settings, General)."
+            )
+        self.api_key = api_key
+        self.auth_emulator_host = auth_emulator_host or os.environ.get(AUTH_EMULATOR_ENV) or None
         self.grants = GrantLedger(f"firebase:{database_url}:{root}", CUSTOM_TOKEN_TTL)
         self.push_id = PushIdGenerator()
         self._app: Any = None
@@ -287,21 +316,48 @@ class FirebaseBackend(DispatchingBackend):
         return ref
 
     def check_message(self, message: Message) -> None:
-        """Refuse data whose object keys the database would reject (``. $ # [ ] /``)."""
+        """Refuse, in the caller, what the database would refuse, so it never sinks a batch.
+
+        One bad value makes the database refuse the whole multi-path update it is part of (up
+        to 500 writes, other channels' messages included), so everything it checks is checked
+        here first: channel names rtbridge uses itself (``presence``, ``revoked``), keys (no
+        ``. $ # [ ] /`` or control characters, at most 768 bytes), depth (at most 32 levels from
+        the database root, ``<root>/<channel>/<push id>/data`` included) and value size (at most
+        10 MB per string, and per message).
+        """
         super().check_message(message)
-        bad = _find_bad_key(message.payload)
-        if bad is not None:
-            raise InvalidMessage(
-                f"Data for event {message.event!r} has the key {bad!r}; Firebase keys cannot "
-                "contain . $ # [ ] / or control characters. Rename the key."
+        for name in message.channels:
+            if encode_for_firebase(name) in (PRESENCE_KEY, REVOKED_KEY):
+                raise InvalidChannelName(
+                    f"Channel {name!r} is the name of rtbridge's own tree under "
+                    f"'{self.root}/' on Firebase ({PRESENCE_KEY}: presence entries, "
+                    f"{REVOKED_KEY}: revocations); rename it."
+                )
+        problem = _check_tree(message.payload, MAX_DEPTH - len(self.root.split("/")) - 3)
+        if problem is not None:
+            raise InvalidMessage(f"Data for event {message.event!r} {problem}")
+        if message.size > MAX_VALUE_BYTES:
+            raise PayloadTooLarge(
+                f"Data for event {message.event!r} is {message.size} bytes as JSON; rtbridge "
+                f"writes at most {MAX_VALUE_BYTES} bytes per message to Firebase (the "
+                "database's limit for one value). Publish less (an id the client can fetch).",
+                size=message.size,
+                limit=MAX_VALUE_BYTES,
             )
 
     def build_calls(self, messages: list[Message]) -> list[Call]:
         """Return multi-path updates writing every message under each of its channels."""
+        calls: list[Call] = []
         values: dict[str, Any] = {}
+        size = 0
         for message in messages:
             data = json.loads(message.payload)
             for name in message.channels:
+                if values and (
+                    len(values) >= MAX_PATHS_PER_UPDATE or size + message.size > MAX_UPDATE_BYTES
+                ):
+                    calls.append(self._update_call(values))
+                    values, size = {}, 0
                 channel = encode_for_firebase(name)
                 self._touched.add(channel)
                 values[f"{channel}/{self.push_id()}"] = {
@@ -310,11 +366,9 @@ class FirebaseBackend(DispatchingBackend):
                     "ts": {".sv": "timestamp"},
                     "exclude": message.exclude,
                 }
-        items = list(values.items())
-        calls = []
-        for start in range(0, len(items), MAX_PATHS_PER_UPDATE):
-            chunk = dict(items[start : start + MAX_PATHS_PER_UPDATE])
-            calls.append(self._update_call(chunk))
+                size += message.size
+        if values:
+            calls.append(self._update_call(values))
         return calls
 
     def _update_call(self, values: dict[str, Any]) -> Call:
@@ -333,8 +387,9 @@ class FirebaseBackend(DispatchingBackend):
         if self._sweep_countdown <= 0:
             listing = _call_firebase(lambda: self.reference().get(shallow=True)) or {}
             touched |= set(listing) if isinstance(listing, dict) else set()
-            # Presence entries are the clients' (removed by onDisconnect), not messages.
-            touched.discard(PRESENCE_KEY)
+            # Presence entries are the clients' (removed by onDisconnect), not messages, and
+            # revocations must outlive the sessions they end.
+            touched -= {PRESENCE_KEY, REVOKED_KEY}
             self._sweep_countdown = 10
         self._sweep_countdown -= 1
         cutoff = None if self.max_age is None else int((time.time() - self.max_age) * 1000)
@@ -384,24 +439,54 @@ class FirebaseBackend(DispatchingBackend):
         return answer
 
     def revoke(self, user_id: str, channel: str) -> None:
-        """Refuse: custom-token claims last as long as the page's Firebase session."""
-        raise NotSupported(
-            f"FirebaseBackend cannot revoke {channel!r} for user {user_id!r}: the channel is a "
-            "claim of the page's Firebase session, which refreshes itself with the same claims. "
-            "Revoke the whole session with firebase_admin.auth.revoke_refresh_tokens(uid) "
-            "(the page's listeners end within an hour), or use the rtbridge server ('local' "
-            "or 'redis'), which revokes live subscriptions."
-        )
+        """End ``user_id``'s Firebase sessions' grants; later tokens omit ``channel``.
+
+        Three steps: the channel leaves the user's grants (tokens issued from now on do not
+        name it unless the rule grants it again); ``<root>/revoked/<uid>`` gets the server time,
+        which the rules from :func:`database_rules` compare with each session's sign-in time
+        (``auth_time``), so every session signed in before now holds no protected channel:
+        new reads are refused at once, and live listeners end when the page's connection
+        authenticates again, at the latest at its hourly ID-token refresh; and
+        ``auth.revoke_refresh_tokens(uid)``, so that refresh fails on Firebase and the page is
+        signed out. A page gets its channels back by asking the auth endpoint again.
+        """
+        from firebase_admin import auth
+
+        self.grants.revoke(user_id, encode_for_firebase(channel))
+        marker = {member_key(user_id): {".sv": "timestamp"}}
+        _call_firebase(lambda: self.reference(REVOKED_KEY).update(marker))
+        try:
+            auth.revoke_refresh_tokens(user_id, app=self.app)
+        except auth.UserNotFoundError:
+            pass  # never signed in: there is no session to end
+        except (ValueError, exceptions_of_firebase()) as exc:
+            raise PublishError(
+                f"Firebase could not revoke the sessions of user {user_id!r}: {exc}. The "
+                "revocation time is written, so the rules refuse those sessions' grants."
+            ) from exc
 
     def client_config(self) -> dict[str, Any]:
-        """Return the database URL and root for the firebase JS SDK (and the emulator host)."""
+        """Return what the firebase JS SDK needs: the app's public settings and where to connect.
+
+        ``apiKey`` (the ``api_key`` option) and ``projectId`` let the page's own
+        ``initializeApp`` sign in for protected channels (``getAuth()`` refuses an app without
+        an API key); ``emulatorHost``/``authEmulatorHost`` point it at emulators. The API key
+        identifies the project and is meant to be public; never the credentials.
+        """
         config: dict[str, Any] = {
             "backend": self.alias,
             "databaseURL": self.database_url,
             "root": self.root,
         }
+        project = self.project_id or _project_from_namespace(self.namespace)
+        if self.api_key:
+            config["apiKey"] = self.api_key
+        if project:
+            config["projectId"] = project
         if self.emulator_host:
             config["emulatorHost"] = self.emulator_host
+        if self.auth_emulator_host:
+            config["authEmulatorHost"] = self.auth_emulator_host
         return config
 
     def close(self) -> None:
@@ -434,17 +519,65 @@ def _project_from_namespace(namespace: str) -> str | None:
     return namespace[: -len(suffix)] if namespace.endswith(suffix) else None
 
 
-def _find_bad_key(payload: str) -> str | None:
-    """Return the first object key in the JSON ``payload`` the database would refuse."""
-    if not _MAYBE_BAD_KEY_RE.search(payload):
-        return None
-    found: list[str] = []
+def exceptions_of_firebase() -> type[Exception]:
+    """Return firebase-admin's base exception class (imported with the SDK, lazily)."""
+    exceptions = import_sdk("firebase_admin.exceptions", "firebase", backend="firebase")
+    return exceptions.FirebaseError
 
-    def check(pairs: list[tuple[str, Any]]) -> None:
-        found.extend(key for key, _ in pairs if _BAD_KEY_RE.search(key))
 
-    json.loads(payload, object_pairs_hook=check)
-    return found[0] if found else None
+def _check_tree(payload: str, max_depth: int) -> str | None:
+    """Return what the database would refuse in the JSON ``payload`` (as a sentence), or None.
+
+    Keys must have no ``. $ # [ ] /`` or control characters and at most 768 bytes; the
+    value at most ``max_depth`` levels of objects and arrays; each string at most 10 MB.
+    """
+    suspicious = (
+        _MAYBE_BAD_KEY_RE.search(payload)
+        or _LONG_KEY_RE.search(payload)
+        or payload.count("{") + payload.count("[") > max_depth
+        or len(payload) * 4 > MAX_VALUE_BYTES
+    )
+    if not suspicious:
+        return None  # the common case, decided without decoding the JSON
+    problems: list[str] = []
+
+    def keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        for key, _ in pairs:
+            if _BAD_KEY_RE.search(key):
+                problems.append(
+                    f"has the key {key!r}; Firebase keys cannot contain . $ # [ ] / or control "
+                    "characters. Rename the key."
+                )
+            elif len(key.encode("utf-8")) > MAX_KEY_BYTES:
+                problems.append(
+                    f"has a key of {len(key.encode('utf-8'))} bytes ({key[:40]!r}...); "
+                    f"Firebase keys are at most {MAX_KEY_BYTES} bytes."
+                )
+        return dict(pairs)
+
+    value = json.loads(payload, object_pairs_hook=keys)
+    if problems:
+        return problems[0]
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, (dict, list)):
+            if depth >= max_depth:
+                return (
+                    f"is nested more than {max_depth} levels deep; Firebase allows {MAX_DEPTH} "
+                    "levels from the database root, and rtbridge writes data "
+                    f"{MAX_DEPTH - max_depth} levels down. Flatten it."
+                )
+            children = node.values() if isinstance(node, dict) else node
+            stack.extend((child, depth + 1) for child in children)
+        elif isinstance(node, str) and len(node) * 4 > MAX_VALUE_BYTES:
+            size = len(node.encode("utf-8"))
+            if size > MAX_VALUE_BYTES:
+                return (
+                    f"has a string of {size} bytes; Firebase stores at most {MAX_VALUE_BYTES} "
+                    "bytes per value."
+                )
+    return None
 
 
 def _disable_sdk_retries(ref: Any) -> None:

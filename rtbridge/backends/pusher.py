@@ -10,8 +10,8 @@ from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 
-from ..channel_names import encode_for_pusher
-from ..exceptions import InvalidMessage, NotSupported, PublishError
+from ..channel_names import encode_for_pusher, is_protected
+from ..exceptions import InvalidChannelName, InvalidMessage, PayloadRefused, PublishError
 from ..messages import Message
 from ..tokens import Grant
 from .base import import_sdk
@@ -23,6 +23,18 @@ __all__ = ["PusherBackend"]
 MAX_CHANNELS_PER_TRIGGER = 100
 MAX_EVENTS_PER_BATCH = 10
 _SOCKET_ID_RE = re.compile(r"\A\d+\.\d+\Z")
+#: Prefixes Pusher gives a meaning rtbridge does not use (cache channels, end-to-end encryption).
+RESERVED_PREFIXES = ("cache-", "private-cache-", "presence-cache-", "private-encrypted-")
+
+
+def _refuse_reserved(logical: str, channel: str) -> None:
+    """Raise ``InvalidChannelName`` for a name Pusher reads as a cache or encrypted channel."""
+    if channel.startswith(RESERVED_PREFIXES):
+        raise InvalidChannelName(
+            f"Channel {logical!r} starts with a prefix Pusher reserves "
+            f"({', '.join(RESERVED_PREFIXES)}: cache channels replay their last event, encrypted "
+            "ones need client-side keys, which rtbridge does not support); rename it."
+        )
 
 
 class PusherBackend(DispatchingBackend):
@@ -126,6 +138,8 @@ class PusherBackend(DispatchingBackend):
     def check_message(self, message: Message) -> None:
         """Check the size and that ``exclude`` is a Pusher socket id (``123.456``)."""
         super().check_message(message)
+        for name in message.channels:
+            _refuse_reserved(name, encode_for_pusher(name))
         if message.exclude is not None and not _SOCKET_ID_RE.match(message.exclude):
             raise InvalidMessage(
                 f"exclude={message.exclude!r} is not a Pusher socket id; Pusher socket ids look "
@@ -190,17 +204,19 @@ class PusherBackend(DispatchingBackend):
         so a client cannot change who it is.
         """
         channel = encode_for_pusher(grant.channel)
-        if channel.startswith("private-encrypted-"):
-            raise ValueError(
-                f"Channel {grant.channel!r} is a Pusher end-to-end encrypted channel, which "
-                "rtbridge does not support (its payloads would be unreadable to the JS client); "
-                "rename it without the 'private-encrypted-' prefix."
-            )
+        _refuse_reserved(grant.channel, channel)
         if not _SOCKET_ID_RE.match(socket_id):
             raise ValueError(
                 f"socket_id={socket_id!r} is not a Pusher socket id; Pusher socket ids look like "
                 "'123.456' (pusher-js: pusher.connection.socket_id)."
             )
+        if not is_protected(grant.channel):
+            # Pusher never asks for a public channel: this is the page signing in as its user
+            # (pusher-js signin()), so revoke() can end the user's connections.
+            if grant.user_id is None:
+                return {}
+            signed: dict[str, Any] = self.client.authenticate_user(socket_id, {"id": grant.user_id})
+            return signed
         custom_data = None
         if grant.member is not None:
             custom_data = {"user_id": grant.member["id"], "user_info": grant.member["info"]}
@@ -210,22 +226,19 @@ class PusherBackend(DispatchingBackend):
         return answer
 
     def revoke(self, user_id: str, channel: str) -> None:
-        """Refuse: Pusher cannot end one subscription (its signatures stay valid for the socket).
+        """End every connection of ``user_id`` (Pusher cannot end one subscription).
 
-        ``terminate_user_connections`` closes every connection of a user signed in with
-        ``pusher.signin()``, not one channel's subscription; rtbridge does not use it.
+        ``terminate_user_connections`` closes the connections signed in as the user (the JS
+        client signs each page in, through the auth endpoint, as its Django user), within a
+        second; the pages connect again and ask Django for each protected channel, which the
+        rule decides as it stands now. Connections that were never signed in (anonymous pages,
+        ``user_sign_in=False``) are not reached.
         """
-        raise NotSupported(
-            f"PusherBackend cannot revoke {channel!r} for user {user_id!r}: Pusher has no way "
-            "to end one subscription, and a channel signature stays valid for its socket. "
-            "Stop granting the channel in your rule (new subscriptions are then refused) and "
-            "publish an event telling the page to leave, or use the rtbridge server ('local' or "
-            "'redis'), which revokes live subscriptions."
-        )
+        _call_pusher(lambda: self.client.terminate_user_connections(str(user_id)))
 
     def client_config(self) -> dict[str, Any]:
         """Return pusher-js options: the key and where to connect (never the secret)."""
-        config: dict[str, Any] = {"backend": self.alias, "key": self.key}
+        config: dict[str, Any] = {"backend": self.alias, "key": self.key, "signIn": True}
         config["cluster"] = self.cluster or "mt1"
         if self.host or self.ws_host:
             config["wsHost"] = self.ws_host or self.host
@@ -246,8 +259,9 @@ class PusherBackend(DispatchingBackend):
 
 
 _HINTS = {
+    400: " The request broke one of Pusher's limits (names, channels per event, batch size).",
     401: " Check the key and secret options.",
-    403: " Check app_id and that the app is enabled.",
+    403: " Check app_id and that the app is enabled (and its message quota).",
     404: " Check app_id.",
     413: " The event is larger than the server accepts.",
 }
@@ -257,6 +271,10 @@ def _status_error(status: int | None, detail: object) -> PublishError:
     """Return the ``PublishError`` for an HTTP error answer (5xx and 429 are retryable)."""
     retryable = status is None or status >= 500 or status == 429
     hint = _HINTS.get(status or 0, "")
+    if status == 413:
+        return PayloadRefused(
+            f"Pusher API answered 413: {detail}.{hint}", size=0, limit=10240, status=413
+        )
     return PublishError(
         f"Pusher API answered {status}: {detail}.{hint}", status=status, retryable=retryable
     )

@@ -17,7 +17,7 @@ from django.utils.module_loading import import_string
 from .. import conf
 from ..messages import encode_json
 
-__all__ = ["ROUTER_ENTRY", "CallHandler", "CallRunner", "load_user"]
+__all__ = ["ROUTER_ENTRY", "CallHandler", "CallRunner", "failure_body", "load_user"]
 
 logger = logging.getLogger("rtbridge.server")
 
@@ -27,11 +27,21 @@ logger = logging.getLogger("rtbridge.server")
 #: serves calls, that is with the Django project's app registry ready.
 ROUTER_ENTRY = "rtbridge.routers.call"
 
-#: The reply body of a call that raised (over HTTP, Django would answer 500).
-_FAILED = {"error": {"code": "server_error", "message": "The call failed on the server."}}
 
 #: ``handler(route, verb, args, *, user, socket_id) -> (status, JSON-ready body)``.
 CallHandler = Callable[..., tuple[int, Any]]
+
+
+def failure_body(route: str, verb: str, exc: BaseException) -> dict[str, Any]:
+    """Return the reply body of a call that raised ``exc`` (the traceback goes to the log).
+
+    The page learns which call failed and, with ``DEBUG``, the exception, as Django's debug
+    page would show it; never a traceback.
+    """
+    message = f"{route}.{verb} failed on the server; the server log has the traceback."
+    if conf.debug_enabled():
+        message += f" {type(exc).__name__}: {exc}"
+    return {"error": {"code": "server_error", "message": message}}
 
 
 def load_user(session_key: str | None) -> Any:
@@ -85,10 +95,10 @@ class CallRunner:
                     status, body = self._handler(
                         route, verb, args, user=caller, socket_id=socket_id
                     )
-                except Exception:
+                except Exception as exc:
                     # Over HTTP Django would answer 500; here the socket must stay usable.
                     logger.exception("rtbridge: socket call %s.%s failed", route, verb)
-                    status, body = 500, _FAILED
+                    status, body = 500, failure_body(route, verb, exc)
                 return caller, status, encode_json(body)
             finally:
                 close_old_connections()

@@ -11,17 +11,14 @@ from django.utils.html import format_html, json_script
 from django.utils.safestring import SafeString
 
 from ..publishers import get_backend
+from ..staticfiles import script_path
 
-__all__ = ["CLASSIC_SCRIPT", "CONFIG_ELEMENT_ID", "MODULE_SCRIPT", "rtbridge_config", "rtbridge_js"]
+__all__ = ["CONFIG_ELEMENT_ID", "rtbridge_config", "rtbridge_js", "rtbridge_js_url"]
 
 register = template.Library()
 
 #: The element id ``connect()`` reads when it is called without a config.
 CONFIG_ELEMENT_ID = "rtbridge-config"
-#: The ES module that loads the client and sets ``window.RTBridge``.
-MODULE_SCRIPT = "rtbridge/global.js"
-#: The classic-script build (``window.RTBridge`` for pages without modules).
-CLASSIC_SCRIPT = "rtbridge/rtbridge.iife.js"
 
 
 @register.simple_tag(takes_context=True)
@@ -49,16 +46,27 @@ def rtbridge_config(context: Context, element_id: str = CONFIG_ELEMENT_ID) -> Sa
 
 
 @register.simple_tag
-def rtbridge_js(classic: bool = False, nonce: str = "") -> SafeString:
-    """Render the client's script tag: the ES module, or the classic build with ``classic=True``.
+def rtbridge_js_url(classic: bool = False) -> str:
+    """Return the URL of the client build for the active backend (what ``rtbridge_js`` loads).
 
-    Both make ``window.RTBridge`` available (the module one once modules have run); module
-    code can also ``import { connect } from "{% static 'rtbridge/rtbridge.js' %}"``.
-    ``nonce`` is copied to the tag for a Content-Security-Policy.
+    Module code imports from it, ``import { connect } from "{% rtbridge_js_url %}"``, and
+    shares the instance of the ``{% rtbridge_js %}`` tag (same URL, one download). The URL
+    goes through ``static()``, so ``ManifestStaticFilesStorage`` gives the hashed name.
+    """
+    backend = str(get_backend().client_config().get("backend", ""))
+    return static(script_path(backend, classic=classic))
+
+
+@register.simple_tag
+def rtbridge_js(classic: bool = False, nonce: str = "") -> SafeString:
+    """Render the script tag of the active backend's client build: one minified file.
+
+    The ES module by default, the classic script with ``classic=True``; both set
+    ``window.RTBridge`` (the module one once modules have run). ``nonce`` is copied to the tag
+    for a Content-Security-Policy.
     """
     nonce_attr = format_html(' nonce="{}"', nonce) if nonce else ""
+    src = rtbridge_js_url(classic=classic)
     if classic:
-        return format_html('<script src="{}"{}></script>', static(CLASSIC_SCRIPT), nonce_attr)
-    return format_html(
-        '<script type="module" src="{}"{}></script>', static(MODULE_SCRIPT), nonce_attr
-    )
+        return format_html('<script src="{}"{}></script>', src, nonce_attr)
+    return format_html('<script type="module" src="{}"{}></script>', src, nonce_attr)

@@ -73,14 +73,18 @@ def test_invalid_options_are_named() -> None:
 
 def test_client_config_is_public(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("FIREBASE_DATABASE_EMULATOR_HOST", raising=False)
+    monkeypatch.delenv("FIREBASE_AUTH_EMULATOR_HOST", raising=False)
     secret = {"type": "service_account", "private_key": "-----BEGIN PRIVATE KEY-----x"}
     backend = FirebaseBackend(
-        database_url="https://p-default-rtdb.firebaseio.com", credentials=secret
+        database_url="https://p-default-rtdb.firebaseio.com", credentials=secret, api_key="AIza-k"
     )
+    # apiKey and projectId: what the page's initializeApp needs to sign in (public values).
     assert backend.client_config() == {
         "backend": "firebase",
         "databaseURL": "https://p-default-rtdb.firebaseio.com",
         "root": "rtbridge",
+        "apiKey": "AIza-k",
+        "projectId": "p",
     }
     assert "PRIVATE" not in json.dumps(backend.client_config())
 
@@ -427,11 +431,6 @@ def test_rules_command_prints_and_writes(tmp_path: Any, settings: Any) -> None:
     assert json.loads(target.read_text()) == database_rules("x")
     with pytest.raises(CommandError, match="root='a b' is not a valid database path"):
         call_command("rtbridge_firebase_rules", root="a b", stdout=StringIO())
-
-
-def test_revoke_points_to_refresh_token_revocation(make_backend: Any) -> None:
-    with pytest.raises(NotImplementedError, match="revoke_refresh_tokens"):
-        make_backend().revoke("7", "private-room")
 
 
 def test_guard_the_sdk_session_whose_retries_rtbridge_switches_off(make_backend: Any) -> None:

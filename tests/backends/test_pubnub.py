@@ -6,19 +6,28 @@ import json
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from rtbridge.backends.pubnub import PubNubBackend
+from rtbridge.backends.pubnub import (
+    PUBLIC_CHANNELS_PATTERN,
+    PUBNUB_MESSAGE_LIMIT,
+    SEND_TIME_ALLOWANCE,
+    PubNubBackend,
+    sdk_message_size,
+)
 from rtbridge.channel_names import encode_for_pubnub
-from rtbridge.exceptions import PayloadTooLarge, PublishError
+from rtbridge.exceptions import InvalidChannelName, PayloadRefused, PayloadTooLarge, PublishError
 from rtbridge.messages import Message
 from tests.services import free_port
 from tests.wire.fakes.base import Fault
-from tests.wire.fakes.pubnub import MAX_MESSAGE_BYTES, FakePubNub
+from tests.wire.fakes.pubnub import FakePubNub
 from tests.wire.fixtures import fake_pubnub
 from tests.wire.servers import NodeListener, check_js_client_drops_only_its_own_excluded_messages
 
@@ -65,7 +74,13 @@ def test_missing_and_invalid_options_are_named() -> None:
 
 def test_client_config_has_no_publish_or_secret_key() -> None:
     backend = PubNubBackend(publish_key="pub-1", subscribe_key="sub-1", secret_key="sec-1")
-    assert backend.client_config() == {"backend": "pubnub", "subscribeKey": "sub-1"}
+    # accessManager: every subscribe needs a token, so pages ask for one before the first.
+    assert backend.client_config() == {
+        "backend": "pubnub",
+        "subscribeKey": "sub-1",
+        "accessManager": True,
+    }
+    assert "accessManager" not in PubNubBackend(publish_key="p", subscribe_key="s").client_config()
     local = PubNubBackend(publish_key="p", subscribe_key="s", origin="127.0.0.1:9", ssl=False)
     assert local.client_config() == {
         "backend": "pubnub",
@@ -148,18 +163,80 @@ def test_a_retry_resumes_after_the_last_publish_that_succeeded(
     assert backend.failed_count == 0
 
 
-def test_the_size_limit_leaves_room_for_the_envelope(
-    fake_pubnub: FakePubNub, make_backend: Any
+#: Realistic data that the SDK's ``json.dumps`` makes 1.5 to 6 times larger than compact UTF-8.
+NEAR_LIMIT_DATA = {
+    "cjk": lambda n: {"title": ("中文标题" * (n // 4 + 1))[:n]},
+    "emoji": lambda n: {"note": ("ok 😀🎉" * (n // 5 + 1))[:n]},
+    "accents": lambda n: {"name": ("Ærøskøbing é à ü" * (n // 16 + 1))[:n]},
+    "dense ints": lambda n: {"ids": [7] * n},
+}
+
+
+def largest_accepted(backend: PubNubBackend, make: Any, channel: str) -> int:
+    """Return the largest n whose ``make(n)`` passes ``check_message`` (bisection)."""
+    low, high = 1, 40_000
+    while low < high:
+        middle = (low + high + 1) // 2
+        try:
+            backend.check_message(Message(channel, "e", make(middle), exclude="s" * 100))
+        except PayloadTooLarge:
+            high = middle - 1
+        else:
+            low = middle
+    return low
+
+
+@pytest.mark.parametrize("kind", list(NEAR_LIMIT_DATA))
+def test_near_limit_non_ascii_and_dense_data_go_out_or_are_refused_up_front(
+    kind: str, fake_pubnub: FakePubNub, make_backend: Any
 ) -> None:
     backend = make_backend(mode="sync")
-    limit = backend.max_payload_bytes
-    assert limit is not None and limit < MAX_MESSAGE_BYTES
-    longest = "x" * (limit - 2)
-    # The longest event name and socket id still fit into PubNub's 32 KiB.
-    backend.publish(Message("size", "e" * 64, longest, exclude="s" * 100))
-    assert fake_pubnub.received("size")[-1]["data"] == longest
-    with pytest.raises(PayloadTooLarge):
-        backend.publish(Message("size", "e", longest + "x"))
+    make = NEAR_LIMIT_DATA[kind]
+    channel = "size.near;list=7"
+    n = largest_accepted(backend, make, channel)
+    fitting = Message(channel, "e", make(n), exclude="s" * 100)
+    # The compact UTF-8 size is far below what the SDK sends (the undercount of issue 14).
+    assert fitting.size < PUBNUB_MESSAGE_LIMIT * 0.9
+    before = len(publishes(fake_pubnub))
+    backend.publish(fitting)
+    sent = publishes(fake_pubnub)[before:]
+    assert [r.status for r in sent] == [200]
+    assert fake_pubnub.received(encode_for_pubnub(channel))[-1]["data"] == make(n)
+    # rtbridge measured exactly the bytes PubNub counts (body + channel in the path).
+    body = json.loads(sent[0].body)
+    counted = len(sent[0].body) + len(sent[0].path.split("/")[5])
+    assert sdk_message_size(body, encode_for_pubnub(channel)) == counted
+    assert PUBNUB_MESSAGE_LIMIT - SEND_TIME_ALLOWANCE - 40 < counted <= PUBNUB_MESSAGE_LIMIT
+
+    over = Message(channel, "e", make(n + 1), exclude="s" * 100)
+    with pytest.raises(PayloadTooLarge, match="as PubNub counts it") as info:
+        backend.publish(over)
+    assert info.value.limit == PUBNUB_MESSAGE_LIMIT and info.value.size > PUBNUB_MESSAGE_LIMIT
+    assert len(publishes(fake_pubnub)) == before + 1, "refused before any request"
+
+
+def test_pubnubs_400_message_too_large_is_payload_refused_not_retried(
+    fake_pubnub: FakePubNub, make_backend: Any
+) -> None:
+    backend = make_backend(mode="sync", max_attempts=3)
+    # Past rtbridge's own check (as a message from another publisher could be): PubNub judges.
+    huge = Message("size.forced", "e", {"title": "中" * 6000})
+    before = len(publishes(fake_pubnub))
+    with pytest.raises(PayloadRefused, match="too large") as info:
+        backend.dispatcher.submit([huge])
+    assert isinstance(info.value, PayloadTooLarge) and isinstance(info.value, PublishError)
+    assert info.value.status == 400 and not info.value.retryable
+    assert [r.status for r in publishes(fake_pubnub)[before:]] == [400], "not retried"
+
+
+def test_presence_suffix_channels_are_refused(make_backend: Any) -> None:
+    from rtbridge.tokens import Grant
+
+    backend = make_backend(mode="sync")
+    with pytest.raises(InvalidChannelName, match="-pnpres.*presence events"):
+        backend.publish(Message(["ok", "room-pnpres"], "e", 1))
+    with pytest.raises(InvalidChannelName, match="-pnpres"):
+        backend.auth_response("tab-1", Grant("private-room-pnpres", "1"))
 
 
 # Faults --------------------------------------------------------------------------------------
@@ -254,15 +331,51 @@ def test_tokens_are_per_user_and_connection(make_backend: Any, fake_pubnub: Fake
     def channels(answer: dict[str, Any]) -> dict[str, Any]:
         parsed = backend.client.parse_token(answer["token"])
         assert parsed["ttl"] == 5
+        # Every token reads every public channel (Access Manager wants a token for them too).
+        assert {k: v["read"] for k, v in parsed["patterns"]["channels"].items()} == {
+            PUBLIC_CHANNELS_PATTERN: True
+        }
         return {name: p["write"] for name, p in parsed["resources"]["channels"].items()}
 
+    public = backend.auth_response("tab-1", Grant("news", "1"))
+    assert public["channel"] == "news" and channels(public) == {}
     backend.auth_response("tab-1", Grant("private-a", "1"))
     ann = backend.auth_response("tab-1", Grant("presence-b", "1", {"id": "1", "info": {}}))
     assert channels(ann) == {"private-a": False, "presence-b": False, "presence-b-pnpres": False}
+    # A public channel asked later gets a token that still covers the protected ones.
+    assert set(channels(backend.auth_response("tab-1", Grant("sports", "1")))) == {
+        "private-a",
+        "presence-b",
+        "presence-b-pnpres",
+    }
     # Another user naming Ann's connection does not inherit her channels.
     mallory = backend.auth_response("tab-1", Grant("private-c", "2"))
     assert channels(mallory) == {"private-c": False}
     assert backend.client.parse_token(mallory["token"])["authorized_uuid"] == "tab-1"
+
+
+def test_the_fake_evaluates_the_public_pattern_and_names_only_refused_channels(
+    make_backend: Any, fake_pubnub: FakePubNub
+) -> None:
+    from rtbridge.tokens import Grant
+
+    fake_pubnub.secret_key = "sec"
+    backend = make_backend(secret_key="sec")
+    token = backend.auth_response("tab-2", Grant("private-a", "1"))["token"]
+    base = f"http://{fake_pubnub.host}/v2/subscribe/{fake_pubnub.subscribe_key}"
+
+    def subscribe(channels: str) -> tuple[int, Any]:
+        url = f"{base}/{channels}/0?uuid=tab-2&auth={quote(token, safe='')}"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as reply:
+                return reply.status, json.loads(reply.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read())
+
+    assert subscribe("news,sports~results,private-a")[0] == 200
+    status, body = subscribe("news,private-b,presence-c,private-a")
+    assert status == 403 and body["message"] == "Forbidden"
+    assert body["payload"] == {"channels": ["presence-c", "private-b"]}
 
 
 def test_a_refused_grant_is_a_publish_error(make_backend: Any, fake_pubnub: FakePubNub) -> None:
@@ -274,9 +387,28 @@ def test_a_refused_grant_is_a_publish_error(make_backend: Any, fake_pubnub: Fake
         backend.auth_response("tab-9", Grant("private-a", "9"))
 
 
-def test_revoke_explains_the_token_lifetime(make_backend: Any) -> None:
-    with pytest.raises(NotImplementedError, match="token_ttl=60 minutes"):
+def test_revoke_cancels_the_users_tokens_and_drops_the_channel(
+    make_backend: Any, fake_pubnub: FakePubNub
+) -> None:
+    from django.core.cache import cache
+
+    from rtbridge.tokens import Grant
+
+    cache.clear()
+    with pytest.raises(NotImplementedError, match="without secret_key"):
         make_backend().revoke("7", "private-room")
+    fake_pubnub.secret_key = "sec"
+    backend = make_backend(secret_key="sec", mode="sync")
+    first = backend.auth_response("tab-7", Grant("private-room", "7"))["token"]
+    second = backend.auth_response("tab-8", Grant("private-room", "7"))["token"]
+    other = backend.auth_response("tab-9", Grant("private-room", "8"))["token"]
+    backend.revoke("7", "private-room")
+    for token, uuid in ((first, "tab-7"), (second, "tab-8")):
+        assert fake_pubnub.check_token(token, uuid, {"private-room": 1}) == "Token is revoked"
+    assert fake_pubnub.check_token(other, "tab-9", {"private-room": 1}) is None
+    # A new token for the revoked user no longer names the channel unless granted again.
+    renewed = backend.auth_response("tab-7", Grant("news", "7"))["token"]
+    assert "private-room" not in backend.client.parse_token(renewed)["resources"]["channels"]
 
 
 def test_guard_close_releases_the_sdk_http_client_through_its_public_handler(

@@ -64,12 +64,19 @@ def test_missing_and_invalid_options_are_named() -> None:
 
 def test_client_config_never_contains_the_secret() -> None:
     hosted = PusherBackend(app_id="1", key="k", secret="s3cret", cluster="eu")
-    assert hosted.client_config() == {"backend": "pusher", "key": "k", "cluster": "eu"}
+    # signIn: pages sign in as their user (through the auth endpoint), so revoke() reaches them.
+    assert hosted.client_config() == {
+        "backend": "pusher",
+        "key": "k",
+        "cluster": "eu",
+        "signIn": True,
+    }
     own = PusherBackend(app_id="1", key="k", secret="s3cret", host="ws.example", port=6001)
     assert own.client_config() == {
         "backend": "pusher",
         "key": "k",
         "cluster": "mt1",
+        "signIn": True,
         "wsHost": "ws.example",
         "wsPort": 6001,
         "forceTLS": True,
@@ -312,14 +319,34 @@ def test_auth_response_refuses_encrypted_channels(make_backend: Any) -> None:
     from rtbridge.tokens import Grant
 
     backend = make_backend(**PUSHER_APP)
-    with pytest.raises(ValueError, match="'private-encrypted-room'.*not support"):
+    with pytest.raises(ValueError, match="'private-encrypted-room'.*reserves.*not support"):
         backend.auth_response("1.2", Grant("private-encrypted-room", "7"))
 
 
-def test_revoke_explains_what_pusher_cannot_do(make_backend: Any) -> None:
-    backend = make_backend(**PUSHER_APP)
-    with pytest.raises(NotImplementedError, match="no way to end one subscription"):
-        backend.revoke("7", "private-room")
+def test_cache_and_encrypted_prefixes_are_refused(make_backend: Any) -> None:
+    from rtbridge.exceptions import InvalidChannelName
+
+    backend = make_backend(**PUSHER_APP, mode="sync")
+    for name in ("cache-news", "private-cache-room", "presence-cache-room"):
+        with pytest.raises(InvalidChannelName, match="reserves"):
+            backend.publish(Message(["ok", name], "e", 1))
+
+
+def test_413_from_a_server_that_really_answers_it_is_payload_refused(
+    fake_pusher_api: Any, make_backend: Any
+) -> None:
+    from rtbridge.exceptions import PayloadRefused
+
+    backend = make_backend(**_api_options(fake_pusher_api), mode="sync")
+    for status, error in ((413, PayloadRefused), (400, PublishError), (401, PublishError)):
+        fake_pusher_api.inject(Fault(status=status, path_prefix="/apps/"))
+        with pytest.raises(error, match=f"answered {status}") as info:
+            backend.publish(Message("c", "e", 1))
+        assert info.value.status == status and not info.value.retryable
+    fake_pusher_api.inject(Fault(status=403, path_prefix="/apps/", body='{"error": "quota"}'))
+    with pytest.raises(PublishError, match="403.*enabled") as forbidden:
+        backend.publish(Message("c", "e", 1))
+    assert forbidden.value.status == 403
 
 
 def test_guard_sdk_http_adapters_come_from_our_backend_hook_and_close_releases_them(

@@ -12,7 +12,6 @@ from django.contrib.staticfiles.handlers import StaticFilesHandler
 from django.core.wsgi import get_wsgi_application
 from django.test import override_settings
 
-from rtbridge.staticfiles import FINDER_PATH
 from tests.services import chromium
 
 HERE = Path(__file__).resolve().parent
@@ -20,11 +19,6 @@ SETTINGS: dict[str, Any] = {
     "ROOT_URLCONF": "tests.clients.urls",
     "RTBRIDGE_BACKEND": "local",
     "RTBRIDGE_OPTIONS": {},
-    "STATICFILES_FINDERS": [
-        "django.contrib.staticfiles.finders.FileSystemFinder",
-        "django.contrib.staticfiles.finders.AppDirectoriesFinder",
-        FINDER_PATH,
-    ],
     "TEMPLATES": [
         {
             "BACKEND": "django.template.backends.django.DjangoTemplates",

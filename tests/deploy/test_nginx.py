@@ -41,7 +41,7 @@ def nginx_binary() -> str:
         "/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None
     )
     if found is None:
-        missing_service("nginx not found (apt-get install nginx; `make install-test-services`)")
+        missing_service("nginx not found (apt-get install nginx, or `make system-deps` as root)")
     return found  # type: ignore[return-value]
 
 

@@ -9,7 +9,14 @@ import pytest
 from tests.wire.fakes.firebase import FakeFirebase
 from tests.wire.fakes.pubnub import FakePubNub
 from tests.wire.fakes.pusher import FakePusherAPI
-from tests.wire.servers import Soketi, shared_fake_firebase, shared_fake_pubnub, shared_soketi
+from tests.wire.servers import (
+    AuthEmulator,
+    Soketi,
+    shared_auth_emulator,
+    shared_fake_firebase,
+    shared_fake_pubnub,
+    shared_soketi,
+)
 
 
 @pytest.fixture
@@ -32,6 +39,12 @@ def fake_firebase(request: pytest.FixtureRequest) -> Iterator[FakeFirebase]:
     server = shared_fake_firebase(request.config)
     yield server
     server.reset()
+
+
+@pytest.fixture
+def auth_emulator(request: pytest.FixtureRequest) -> AuthEmulator:
+    """The Firebase Auth emulator shared by the session (started on first use)."""
+    return shared_auth_emulator(request.config)
 
 
 @pytest.fixture

@@ -3,11 +3,13 @@
 // The client's fetch() prints {"fetch": {"id", "url", "body"}} and waits for the answer on stdin
 // ({"id", "status", "body"}), so a test can answer through Django's test client as a logged-in
 // user. Other stdin commands: {"cmd": "join", "channel"}, {"cmd": "private", "channel"},
+// {"cmd": "channel", "channel"} (a public one),
 // {"cmd": "whisper", "channel", "event", "data"}, {"cmd": "leave", "channel"},
-// {"cmd": "exit"}. Output lines: {"ready", "channel", "socketId"}, {"refused", "channel", "code",
+// {"cmd": "clock", "minutes"} (Firebase: move the page's clock on, then ask the Auth SDK for its
+// ID token, which it refreshes when the clock says it is due), {"cmd": "exit"}. Output lines: {"ready", "channel", "socketId"}, {"refused", "channel", "code",
 // "status"}, {"here"|"joining"|"leaving", "channel", ...}, {"message", "channel", "event",
 // "data"}, {"whisper", "channel", "event", "data"}, {"error"}.
-import { initializeApp } from "firebase/app";
+import { getApps, initializeApp } from "firebase/app";
 import * as auth from "firebase/auth";
 import * as database from "firebase/database";
 import { createRequire } from "node:module";
@@ -17,7 +19,7 @@ import { connect } from "../../rtbridge/clients/js/src/rtbridge.js";
 const require = createRequire(import.meta.url);
 const unwrap = (module) => module.default || module;
 const PubNub = unwrap(require("pubnub"));
-const { config, authEmulator } = JSON.parse(process.argv[2]);
+const { config } = JSON.parse(process.argv[2]);
 const out = (value) => process.stdout.write(JSON.stringify(value) + "\n");
 
 const pending = new Map();
@@ -29,11 +31,8 @@ function fetch(url, options) {
 }
 
 const sdks = { Pusher: unwrap(require("pusher-js")), PubNub, pubnubOptions: { logLevel: PubNub.LogLevel?.None } };
-if (config.backend === "firebase") {
-  const app = initializeApp({ databaseURL: config.databaseURL, apiKey: "fake-api-key", projectId: "demo-rtbridge" }, `page-${process.pid}`);
-  auth.connectAuthEmulator(auth.getAuth(app), authEmulator, { disableWarnings: true });
-  sdks.firebase = { ...database, ...auth, app };
-}
+// Firebase as docs/js.md sets it up: the client makes the app from client_config() itself.
+if (config.backend === "firebase") sdks.firebase = { ...database, ...auth, initializeApp };
 const rt = connect({ ...config, ...sdks, fetch });
 rt.onError((error) => out({ error: String(error?.message ?? error), code: error?.code ?? null }));
 
@@ -58,6 +57,10 @@ createInterface({ input: process.stdin }).on("line", (line) => {
       .listenForWhisper("typing", (data, meta) => out({ whisper: "typing", data, user_id: meta?.user_id ?? null, channel }));
     rooms.set(channel, room);
     room.ready.then(() => out({ ready: true, channel, socketId: rt.socketId() }), refused(channel));
+  } else if (cmd === "channel") {
+    const room = rt.channel(channel).listen("updated", (data) => out({ message: "updated", data, channel }));
+    rooms.set(channel, room);
+    room.ready.then(() => out({ ready: true, channel, socketId: rt.socketId() }), refused(channel));
   } else if (cmd === "private") {
     const room = rt.private(channel).listen("updated", (data) => out({ message: "updated", data, channel }));
     rooms.set(channel, room);
@@ -67,6 +70,15 @@ createInterface({ input: process.stdin }).on("line", (line) => {
   } else if (cmd === "leave") {
     rooms.get(channel)?.leave?.() ?? rooms.get(channel)?.unsubscribe?.();
     out({ left: true, channel });
+  } else if (cmd === "clock") {
+    const now = Date.now;
+    const shift = command.minutes * 60000;
+    Date.now = () => now() + shift;
+    const user = getApps().map((app) => auth.getAuth(app).currentUser).find(Boolean);
+    user.getIdToken().then(
+      (token) => out({ clock: command.minutes, refreshed: JSON.parse(Buffer.from(token.split(".")[1], "base64url")).iat }),
+      (error) => out({ clock: command.minutes, error: String(error?.message ?? error) }),
+    );
   } else if (cmd === "exit") {
     rt.disconnect();
     setTimeout(() => process.exit(0), 200);

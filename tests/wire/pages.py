@@ -45,7 +45,6 @@ class Page:
         config: dict[str, Any],
         client: Client,
         *,
-        auth_emulator: str | None = None,
         forge: Forger | None = None,
     ) -> None:
         package = {"pusher": "pusher-js", "pubnub": "pubnub"}.get(config["backend"], "firebase")
@@ -56,7 +55,9 @@ class Page:
         self.seen: list[Line] = []
         self.errors: list[str] = []
         self.auth_answers: list[tuple[int, Any]] = []
-        argument = {"config": config, "authEmulator": auth_emulator}
+        #: The bodies of the page's auth requests (``socket_id``, ``channel_name``), oldest first.
+        self.auth_requests: list[dict[str, Any]] = []
+        argument = {"config": config}
         self.process = subprocess.Popen(
             [node, str(WIRE_DIR / "member_hosted.mjs"), json.dumps(argument)],
             cwd=WIRE_DIR,
@@ -86,6 +87,7 @@ class Page:
 
     def _answer(self, request: dict[str, Any]) -> None:
         body = request["body"]
+        self.auth_requests.append(body)
         if self.forge is not None:
             status, answer = self.forge(body)
         else:

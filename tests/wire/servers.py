@@ -72,6 +72,14 @@ class Soketi:
             "SOKETI_SHUTDOWN_GRACE_PERIOD": "100",
             # Whispers: Pusher apps enable client events in their settings; soketi needs this.
             "SOKETI_DEFAULT_APP_ENABLE_CLIENT_MESSAGES": "true",
+            # Pusher allows 10 client events per second per connection (Pusher docs, Client
+            # events); soketi answers pusher:error 4301 above the rate, as Pusher does.
+            "SOKETI_DEFAULT_APP_MAX_CLIENT_EVENTS_PER_SEC": "10",
+            # User authentication (pusher-js signin(), terminate_user_connections): soketi
+            # also closes connections not signed in within the timeout, which Pusher does only
+            # when "enforce user authentication" is on: an hour keeps anonymous pages open.
+            "SOKETI_DEFAULT_APP_USER_AUTHENTICATION": "true",
+            "SOKETI_USER_AUTHENTICATION_TIMEOUT": "3600000",
         }
         soketi_bin = NODE_MODULES / "@soketi" / "soketi" / "bin" / "server.js"
         self.process = subprocess.Popen(
@@ -93,6 +101,59 @@ class Soketi:
                 self.stop()
                 raise RuntimeError(f"soketi did not start on 127.0.0.1:{self.port}")
             time.sleep(0.1)
+
+    def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(8)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(5)
+
+
+@dataclass
+class AuthEmulator:
+    """The Firebase Auth emulator (``firebase-tools``), on a free loopback port.
+
+    Started through ``auth_emulator.mjs``, not the ``firebase`` CLI, which fetches its message of
+    the day and checks for updates over the network. It issues unsigned ID tokens and refreshes
+    them (``securetoken.googleapis.com/v1/token``) as Firebase Auth does, with one divergence:
+    its refresh does not check ``validSince``, so ``revoke_refresh_tokens`` does not make a
+    refresh fail there (firebase-tools ``lib/emulator/auth/operations.js`` ``grantToken``).
+    """
+
+    project_id: str = "demo-rtbridge"
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[str] | None = None
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        node = node_or_skip("firebase-tools")
+        self.process = subprocess.Popen(
+            [node, str(WIRE_DIR / "auth_emulator.mjs"), str(self.port), self.project_id],
+            cwd=WIRE_DIR,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        # Loading firebase-tools takes a while (seconds, more on a loaded machine).
+        ready: queue.Queue[str] = queue.Queue()
+        threading.Thread(
+            target=lambda: ready.put(self.process.stdout.readline()), daemon=True
+        ).start()  # type: ignore[union-attr]
+        try:
+            line = ready.get(timeout=90)
+        except queue.Empty:
+            line = ""
+        if '"ready"' not in line:
+            self.stop()
+            raise RuntimeError(f"the Firebase Auth emulator did not start on {self.host}")
 
     def stop(self) -> None:
         process, self.process = self.process, None
@@ -136,6 +197,10 @@ def shared_fake_pubnub(config: pytest.Config) -> FakePubNub:
 
 def shared_fake_firebase(config: pytest.Config) -> FakeFirebase:
     return _shared_service(config, "firebase", FakeFirebase)  # type: ignore[no-any-return]
+
+
+def shared_auth_emulator(config: pytest.Config) -> AuthEmulator:
+    return _shared_service(config, "firebase-auth", AuthEmulator)  # type: ignore[no-any-return]
 
 
 class NodeListener:

@@ -69,13 +69,15 @@ def test_token_opens_exactly_the_granted_channels(
     pages.append(page)
     for pk in (first, second):
         page.send(cmd="private", channel=f"private-testapp.todolist.{pk}")
-        socket_id = page.expect("ready", channel=f"private-testapp.todolist.{pk}")["socketId"]
+        page.expect("ready", channel=f"private-testapp.todolist.{pk}")
+    # The page asks with its PubNub user id (stable per device), not its per-load socket id.
+    user_id = page.auth_requests[-1]["socket_id"]
     status, answer = page.auth_answers[-1]
     assert status == 200 and answer["channel"] == encode_for_pubnub(
         f"private-testapp.todolist.{second}"
     )
     token = get_backend().client.parse_token(answer["token"])  # type: ignore[attr-defined]
-    assert token["authorized_uuid"] == socket_id
+    assert token["authorized_uuid"] == user_id
     granted = token["resources"]["channels"]
     # The newest token still covers the first channel: PubNub keeps one token per client.
     assert set(granted) == {
@@ -195,3 +197,87 @@ def test_an_expired_token_is_renewed_through_the_endpoint(
         ][-6:]
         raise AssertionError(f"no message after a renewal: {page.seen[-5:]}; requests {log}")
     assert page.auth_answers[-1][0] == 200
+
+
+def test_with_access_manager_public_and_private_channels_both_keep_receiving(
+    pubnub_settings: dict[str, Any], pages: list[Page], fake_pubnub: FakePubNub
+) -> None:
+    """Issue 14: with a secret key PubNub wants a token for public channels too, and refuses a
+    multiplexed subscribe as a whole, so a public channel without one also stopped the private
+    one (403 on ``news,private-...``), while the page reported both ready."""
+    assert pubnub_settings["accessManager"] is True
+    start = len(fake_pubnub.requests)
+    ann = logged_in("ann")
+    private = f"private-testapp.todolist.{TodoList.objects.create(name='ann-1').pk}"
+    page = Page(pubnub_settings, ann)
+    pages.append(page)
+    page.send(cmd="channel", channel="news")
+    page.expect("ready", channel="news")
+    page.send(cmd="private", channel=private)
+    page.expect("ready", channel=private)
+    assert [r["channel_name"] for r in page.auth_requests] == ["news", private]
+    for n in range(3):
+        rtbridge.publish("news", "updated", {"n": n})
+        rtbridge.publish(private, "updated", {"n": n})
+        rtbridge.flush(5)
+        assert page.expect("message", channel="news")["data"] == {"n": n}
+        assert page.expect("message", channel=private)["data"] == {"n": n}
+    requests = fake_pubnub.requests[start:]
+    subscribes = [r for r in requests if r.path.startswith("/v2/subscribe/")]
+    assert subscribes and all(r.status != 403 for r in subscribes), fake_pubnub.refusals[-3:]
+
+
+def test_ready_waits_for_pubnubs_answer_and_a_refusal_spares_the_other_channels(
+    pubnub_settings: dict[str, Any], pages: list[Page], fake_pubnub: FakePubNub
+) -> None:
+    ann = logged_in("ann")
+    private = f"private-testapp.todolist.{TodoList.objects.create(name='ann-1').pk}"
+    forged = "private-testapp.todolist.999"
+
+    def forge(body: dict[str, Any]) -> tuple[int, Any]:
+        # Django grants, but the answer carries a token for another channel: PubNub refuses.
+        response = ann.post(
+            "/rtbridge/auth",
+            data={**body, "channel_name": private},
+            content_type="application/json",
+        )
+        return 200, {**response.json(), "channel": encode_for_pubnub(forged)}
+
+    page = Page(pubnub_settings, ann)
+    pages.append(page)
+    page.send(cmd="private", channel=private)
+    page.expect("ready", channel=private)
+    page.forge = forge
+    page.send(cmd="private", channel=forged)
+    refused = page.expect("refused", channel=forged)
+    assert refused["code"] == 403, refused
+    page.quiet("ready", 0.5, channel=forged)
+    rtbridge.publish(private, "updated", {"still": "here"})
+    rtbridge.flush(5)
+    assert page.expect("message", channel=private, timeout=10)["data"] == {"still": "here"}
+
+
+def test_revoke_cuts_the_page_off_at_its_next_subscribe_request(
+    pubnub_settings: dict[str, Any], pages: list[Page], fake_pubnub: FakePubNub
+) -> None:
+    ann = logged_in("ann")
+    ann_id = str(User.objects.get(username="ann").pk)
+    todo = TodoList.objects.create(name="ann-1")
+    channel = f"private-testapp.todolist.{todo.pk}"
+    page = Page(pubnub_settings, ann)
+    pages.append(page)
+    page.send(cmd="private", channel=channel)
+    page.expect("ready", channel=channel)
+    # The app stops granting (the rule reads the list's name), then revokes what Ann holds.
+    todo.name = "bob-1"
+    todo.save()
+    rtbridge.revoke(ann_id, channel)
+    # Documented: the open long-poll ends with the next message; the request after it is
+    # refused (revoked token), the page asks Django, which refuses now: the channel ends.
+    rtbridge.publish(channel, "updated", {"n": 1})
+    rtbridge.flush(5)
+    assert page.expect("error", timeout=15)["code"] == "forbidden"
+    rtbridge.publish(channel, "updated", {"n": 2})
+    rtbridge.flush(5)
+    page.quiet("message", 1.0, channel=channel, data={"n": 2})
+    assert "Token is revoked" in " ".join(fake_pubnub.refusals)

@@ -1,4 +1,5 @@
-// Type definitions for the rtbridge JS client (src/rtbridge.js).
+// Type definitions for the rtbridge JS client (src/rtbridge.js); the subpaths' are in types/.
+import type { Client as CoreClient } from "./types/core.js";
 
 /** Connection states, in the order a client usually goes through them. */
 export type State = "connecting" | "connected" | "reconnecting" | "disconnected";
@@ -272,6 +273,8 @@ export interface Live {
 }
 
 export class LiveList<Row extends { id: any } = any> implements Live {
+  /** Load `route`'s list with `filters` (every page) and follow it; `rt.liveList()` does this. */
+  constructor(client: CoreClient, route: string, filters?: Filters, options?: LiveOptions<Row>);
   readonly route: string;
   readonly filters: Filters;
   readonly channel: string | null;
@@ -289,6 +292,8 @@ export class LiveList<Row extends { id: any } = any> implements Live {
 }
 
 export class LiveObject<Row extends { id: any } = any> implements Live {
+  /** Load one object and follow it; `rt.liveObject()` does this. */
+  constructor(client: CoreClient, route: string, lookup: { id: any }, options?: { channel?: string });
   readonly route: string;
   readonly id: string | number;
   readonly channel: string | null;
@@ -303,24 +308,13 @@ export class LiveObject<Row extends { id: any } = any> implements Live {
   close(): void;
 }
 
-export class Client {
-  constructor(transportFactory: TransportFactory, config: Config);
-  readonly config: Config;
-  readonly state: State;
-  readonly transport: Transport & Record<string, any>;
-  socketId(): string | null;
-  /** `{"X-RTBridge-Socket-Id": socketId()}` for fetch() calls to Django (empty before connecting). */
-  headers(): Record<string, string>;
-  onState(fn: (state: State) => void): Remove;
-  ready(fn?: (client: Client) => void): Promise<Client>;
-  subscribe(name: string, handler: Handler): Subscription;
-  subscribe(label: string, filters: Filters, handler: Handler): Subscription;
-  channel(name: string): Channel;
-  /** The private channel `name` (`private-` added when missing), authorized by Django. */
-  private(name: string): Channel;
+/**
+ * The client with everything: the core (`rtbridge/core`) plus presence (`join`), data calls
+ * and live collections. `connect()` returns one.
+ */
+export class Client extends CoreClient {
   /** The presence channel `name` (`presence-` added when missing). */
   join<Info = any>(name: string): PresenceChannel<Info>;
-  leave(name: string): void;
   getList<Row = any>(route: string, filters?: Filters, options?: { page?: number; pageSize?: number }): Promise<ListReply<Row>>;
   getSingle<Row = any>(route: string, args: { id: any } & Record<string, any>): Promise<Row>;
   create<Row = any>(route: string, values: Record<string, any>): Promise<Row>;
@@ -334,10 +328,6 @@ export class Client {
   getPagedList<Row = any>(route: string, filters: Filters, page: number): Promise<ListReply<Row>>;
   liveList<Row extends { id: any } = any>(route: string, filters?: Filters, options?: LiveOptions<Row>): LiveList<Row>;
   liveObject<Row extends { id: any } = any>(route: string, lookup: { id: any }, options?: { channel?: string }): LiveObject<Row>;
-  onError(fn: (error: RTBridgeError) => void): Remove;
-  onGap(fn: (channel: string, info: GapInfo) => void): Remove;
-  onResubscribed(fn: (channel: string) => void): Remove;
-  disconnect(): void;
 }
 
 /** Connect with `config`, or with the page's `{% rtbridge_config %}` merged under `options`. */

@@ -8,12 +8,26 @@ end, limit), put, merge, auth and stats; every listener gets the whole (query-fi
 its path again after each write below or above it. ``onDisconnect`` operations (put, merge,
 cancel) run when the socket closes.
 
-Auth: the Auth emulator's ``accounts:signInWithCustomToken`` and ``accounts:lookup`` (custom
-tokens unsigned, as with ``FIREBASE_AUTH_EMULATOR_HOST``), and the socket's ``auth`` action.
-With ``rules`` set (a ``database.rules.json`` dict), socket reads and writes are checked against
-them (``tests/wire/fakes/rules.py``) and refused with ``permission_denied``, and a new sign-in
-revokes the socket's listens it may no longer read; REST requests are the Admin SDK's and
-bypass rules, as in Firebase.
+Rules enforced, as the real database does them (Firebase docs, "Realtime Database Limits" and
+"Understand Firebase Realtime Database Security Rules"):
+
+* Data tree limits on every write (REST and socket): keys at most 768 bytes (UTF-8) without
+  ``. $ # [ ] /`` or control characters, at most 32 levels from the root, each string at most
+  10 MB (UTF-8); a write breaking one is refused **whole** (a multi-path PATCH with one bad
+  path writes nothing): REST 400 ``{"error": ...}``, socket ``{"s": "invalid_data"}``.
+* Security rules (``rules``, a ``database.rules.json`` dict): socket reads and writes are
+  checked (``tests/wire/fakes/rules.py``) and refused with ``permission_denied``; a new
+  ``auth`` on a socket (a sign-in or an ID-token refresh) ends the listens it may no longer
+  read. REST requests are the Admin SDK's and bypass rules, as in Firebase.
+* Auth: the socket's ``auth`` takes an ID token from the Firebase Auth emulator (unsigned,
+  ``alg: none``; the emulator runs from ``firebase-tools``, see ``tests/wire/servers.py``), or
+  ``owner`` (the Admin SDK's emulator credential); its claims become ``auth.token``. An
+  expired ID token (``exp`` in the past) is refused with ``expired_token``.
+
+Known divergences: no write-rate or concurrent-connection limits, no ``.indexOn`` warnings,
+no transactions or priorities; the exact error texts of the limits are the fake's own; rules
+are re-evaluated for live listens only when the socket authenticates again (the real database
+also re-evaluates when the data a rule reads changes: see docs/backends.md).
 """
 
 from __future__ import annotations
@@ -224,7 +238,7 @@ class FakeFirebase(LoopbackServer):
     listens: list[Listen] = field(default_factory=list)
     #: Security rules for client sockets (None: everything allowed, like the emulator's default).
     rules: dict[str, Any] | None = None
-    #: Custom-token sign-ins, newest last: (uid, claims).
+    #: Socket authentications with an ID token, newest last: (uid, rtbridge's claims).
     sign_ins: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     project_id: str = "demo-rtbridge"
 
@@ -238,7 +252,6 @@ class FakeFirebase(LoopbackServer):
         return tornado.web.Application(
             [
                 (r"/\.ws", DatabaseSocket, options),
-                (r"/identitytoolkit\.googleapis\.com/v1/accounts:(\w+)", AuthHandler, options),
                 (r"/(.*)\.json", RestHandler, options),
             ]
         )
@@ -327,8 +340,20 @@ class RestHandler(FakeHandler):
             value = query.apply(value)
         self._reply(value)
 
+    def _refused(self, path: str, values: dict[str, Any]) -> bool:
+        """Answer 400 and return True if a write breaks a data tree limit (nothing written)."""
+        for relative, value in values.items():
+            problem = tree_problem(f"{path}/{relative}", value)
+            if problem is not None:
+                self.set_status(400)
+                self.finish({"error": problem})
+                return True
+        return False
+
     def put(self, path: str) -> None:
         value = self._body()
+        if self._refused(path, {"": value}):
+            return
         self.server.set(path, value, self._ns())
         self._reply(self.server.get(path, self._ns()))
 
@@ -338,6 +363,8 @@ class RestHandler(FakeHandler):
             self.set_status(400)
             self.finish({"error": "Invalid data; couldn't parse JSON object."})
             return
+        if self._refused(path, values):
+            return
         self.server.update(path, values, self._ns())
         self._reply(values)
 
@@ -345,6 +372,8 @@ class RestHandler(FakeHandler):
         from rtbridge.backends.firebase import PushIdGenerator
 
         key = PushIdGenerator()()
+        if self._refused(f"{path}/{key}", {"": self._body()}):
+            return
         self.server.set(f"{path}/{key}", self._body(), self._ns())
         self._reply({"name": key})
 
@@ -398,7 +427,10 @@ class DatabaseSocket(tornado.websocket.WebSocketHandler):
         if rules is None or self.auth == {"admin": True}:
             return
         for listen in [x for x in self.server.listens if x.socket is self]:
-            if listen.path.startswith("/.info") or can_read(rules, _split(listen.path), self.auth):
+            root = self.server.get("", self.ns)
+            if listen.path.startswith("/.info") or can_read(
+                rules, _split(listen.path), self.auth, root
+            ):
                 continue
             self.server.listens.remove(listen)
             body: dict[str, Any] = {"p": listen.path}
@@ -420,7 +452,7 @@ class DatabaseSocket(tornado.websocket.WebSocketHandler):
             )
         old = self.server.get(path, self.ns)
         new = _prune(_resolve_server_values(value, int(time.time() * 1000)))
-        return can_write(rules, _split(path), self.auth, old, new)
+        return can_write(rules, _split(path), self.auth, old, new, self.server.get("", self.ns))
 
     def _handle(self, number: int | None, action: str, body: dict[str, Any]) -> None:
         rules = self.server.rules
@@ -431,6 +463,18 @@ class DatabaseSocket(tornado.websocket.WebSocketHandler):
                     {"t": "d", "d": {"r": number, "b": {"s": "invalid_token", "d": "bad token"}}}
                 )
                 return
+            expires = self.auth.get("token", {}).get("exp")
+            if isinstance(expires, (int, float)) and expires < time.time():
+                self.auth = None
+                self._send(
+                    {"t": "d", "d": {"r": number, "b": {"s": "expired_token", "d": "expired"}}}
+                )
+                self._revoke_unreadable()
+                return
+            if "uid" in self.auth:
+                token = self.auth["token"]
+                claims = {key: token[key] for key in ("rtb", "rtm") if key in token}
+                self.server.sign_ins.append((self.auth["uid"], claims))
             reply = {"auth": self.auth, "expires": self.auth.get("token", {}).get("exp")}
             self._send({"t": "d", "d": {"r": number, "b": {"s": "ok", "d": reply}}})
             self._revoke_unreadable()
@@ -438,8 +482,15 @@ class DatabaseSocket(tornado.websocket.WebSocketHandler):
         if action == "unauth":
             self.auth = None
         admin = self.auth == {"admin": True}
+        if action in ("p", "o", "m", "om"):
+            values = body.get("d") if action in ("m", "om") else {"": body.get("d")}
+            for relative, value in (values or {}).items():
+                if tree_problem(f"{body['p']}/{relative}", value) is not None:
+                    self._send({"t": "d", "d": {"r": number, "b": {"s": "invalid_data", "d": ""}}})
+                    return
         if action == "q" and rules is not None and not admin:
-            readable = can_read(rules, _split(body["p"]), self.auth)
+            root = self.server.get("", self.ns)
+            readable = can_read(rules, _split(body["p"]), self.auth, root)
             if not readable:
                 self._refuse(number)
                 return
@@ -507,8 +558,33 @@ class DatabaseSocket(tornado.websocket.WebSocketHandler):
         self.on_disconnect = []
 
 
-def _jwt_part(value: dict[str, Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
+MAX_KEY_BYTES, MAX_DEPTH, MAX_VALUE_BYTES = 768, 32, 10 * 1024 * 1024
+_SPECIAL_KEYS = frozenset({".sv", ".priority", ".value"})
+_BAD_KEY_CHARACTERS = set(".$#[]/") | {chr(c) for c in range(32)} | {chr(127)}
+
+
+def tree_problem(path: str, value: Any) -> str | None:
+    """Return why the database refuses writing ``value`` at ``path``, or None."""
+    stack: list[tuple[Any, int]] = [(value, len(_split(path)))]
+    for part in _split(path):
+        if len(part.encode()) > MAX_KEY_BYTES or _BAD_KEY_CHARACTERS & set(part):
+            return f"Invalid key {part[:40]!r} in path"
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            for key, child in node.items():
+                if key in _SPECIAL_KEYS:
+                    continue  # a server value ({".sv": "timestamp"}) or a priority
+                if len(key.encode()) > MAX_KEY_BYTES or _BAD_KEY_CHARACTERS & set(key):
+                    return f"Invalid key {key[:40]!r}"
+                stack.append((child, depth + 1))
+        elif isinstance(node, list):
+            stack.extend((child, depth + 1) for child in node)
+        elif isinstance(node, str) and len(node.encode()) > MAX_VALUE_BYTES:
+            return "Data too large: a string is over 10 MB"
+        if depth > MAX_DEPTH:
+            return f"Data too deep: more than {MAX_DEPTH} levels"
+    return None
 
 
 def _jwt_payload(token: str) -> dict[str, Any] | None:
@@ -528,66 +604,3 @@ def _decode_credential(credential: Any) -> dict[str, Any] | None:
     if payload is None or "user_id" not in payload:
         return None
     return {"uid": payload["user_id"], "provider": "custom", "token": payload}
-
-
-class AuthHandler(FakeHandler):
-    """The Auth emulator's REST calls the JS SDK makes for ``signInWithCustomToken``."""
-
-    server: FakeFirebase
-
-    def _reply(self, value: dict[str, Any], status: int = 200) -> None:
-        self.set_status(status)
-        self.set_header("Content-Type", "application/json; charset=utf-8")
-        self.set_header("Access-Control-Allow-Origin", "*")
-        self.finish(json.dumps(value))
-
-    def _error(self, message: str) -> None:
-        self._reply({"error": {"code": 400, "message": message, "errors": []}}, 400)
-
-    def post(self, method: str) -> None:
-        body = json.loads(self.request.body or b"{}")
-        if method == "signInWithCustomToken":
-            custom = _jwt_payload(str(body.get("token", "")))
-            if custom is None or not custom.get("uid"):
-                self._error("INVALID_CUSTOM_TOKEN")
-                return
-            uid, claims = str(custom["uid"]), dict(custom.get("claims") or {})
-            self.server.sign_ins.append((uid, claims))
-            now = int(time.time())
-            project = self.server.project_id
-            id_token = {
-                "iss": f"https://securetoken.google.com/{project}",
-                "aud": project,
-                "auth_time": now,
-                "user_id": uid,
-                "sub": uid,
-                "iat": now,
-                "exp": now + 3600,
-                "firebase": {"identities": {}, "sign_in_provider": "custom"},
-                **claims,
-            }
-            token = f"{_jwt_part({'alg': 'none', 'typ': 'JWT'})}.{_jwt_part(id_token)}."
-            self._reply(
-                {
-                    "kind": "identitytoolkit#VerifyCustomTokenResponse",
-                    "idToken": token,
-                    "refreshToken": f"refresh-{uid}",
-                    "expiresIn": "3600",
-                    "isNewUser": False,
-                }
-            )
-        elif method == "lookup":
-            payload = _jwt_payload(str(body.get("idToken", "")))
-            if payload is None:
-                self._error("INVALID_ID_TOKEN")
-                return
-            user = {"localId": payload["user_id"], "lastLoginAt": "0", "createdAt": "0"}
-            self._reply({"kind": "identitytoolkit#GetAccountInfoResponse", "users": [user]})
-        else:
-            self._error(f"{method} is not in the fake")
-
-    def options(self, method: str) -> None:
-        self.set_header("Access-Control-Allow-Origin", "*")
-        self.set_header("Access-Control-Allow-Headers", "*")
-        self.set_status(204)
-        self.finish()

@@ -1,18 +1,35 @@
 """A loopback PubNub: the REST subset the Python and JS SDKs use, with subscribers routed live.
 
 Publish (GET with the message in the path, or POST with it in the body), subscribe long-polls
-with timetokens, heartbeat, leave and ``/time/0``. Keys are checked (a wrong key answers 400, as
-PubNub does) and messages over 32 KiB answer 413.
+with timetokens, heartbeat, leave, ``here_now``, ``set_state``, ``/time/0``, Access Manager v3
+grant and revoke. Rules enforced, as the real service does them:
 
-Presence: occupants per channel (a uuid is present while it long-polls or heartbeats, and
-for ``presence_timeout`` seconds after), ``join``/``leave``/``timeout``/``state-change``
-events on ``<channel>-pnpres``, ``here_now`` (with uuids and state) and ``set_state``.
+* Keys: a wrong publish or subscribe key answers 400 ``Invalid Key`` / ``Invalid Subscribe
+  Key`` (PubNub REST API reference, Publish and Subscribe).
+* Size: a message over 32 KiB answers **400** ``[0, "Message Too Large", "<timetoken>"]``;
+  the size counts the message as sent (POST body, or the URL-escaped path segment of a GET)
+  plus the URL-escaped channel name ("The maximum message size is 32 KiB. This includes the
+  escaped character count and the channel name", PubNub docs, Publish).
+* Access Manager v3 (when ``secret_key`` is set; PubNub docs, "Configure access control":
+  "any client using this keyset must present a valid token ... on each request"): ``POST
+  /v3/pam/<sub>/grant`` (signed with the secret key) issues CBOR tokens as PubNub does
+  (``pubnub/crypto`` ``parse_token``'s format); every other request must be signed with the
+  secret key (the server) or carry a token (``auth``) bound to its ``uuid`` that grants the
+  operation on **every** channel it names (subscribe, presence, here_now, state: ``read``;
+  publish: ``write``), through ``res`` (exact names) or ``pat`` (RE2 patterns, evaluated
+  with Python's ``re.search``). Otherwise 403 ``{"status": 403, "error": true, "service":
+  "Access Manager", "message": "Forbidden", "payload": {"channels": [<only the refused
+  ones>]}}`` (the shape ``pubnub/lib/errors/pubnub-api-error.js`` reads), and a multiplexed
+  subscribe is refused as a whole. ``DELETE /v3/pam/<sub>/grant/<token>`` revokes a token.
+* Presence: occupants per channel (a uuid is present while it long-polls or heartbeats, and
+  for ``presence_timeout`` seconds after), ``join``/``leave``/``timeout``/``state-change``
+  events on ``<channel>-pnpres``, ``here_now`` (with uuids and state) and ``set_state``.
 
-Access Manager v3 (when ``secret_key`` is set): ``POST /v3/pam/<sub>/grant`` (signed with the
-secret key) issues CBOR tokens as PubNub does; every other request must then be signed with the
-secret key (the server) or carry a token (``auth``) bound to its ``uuid`` that grants the
-operation on each channel it names (subscribe, presence, here_now, state: ``read``; publish:
-``write``); otherwise it answers 403 like PubNub.
+Known divergences: long-polls end after ``long_poll`` seconds (PubNub: 280 s); no message
+storage/history, channel groups, wildcard subscribes, signals, ``fire`` or filter expressions;
+no rate limits; tokens' ``ttl`` is checked against the fake's clock and ``expire_tokens()``;
+the RE2 dialect is approximated by Python's ``re`` (rtbridge's patterns use only the syntax
+both share); a revoked token is refused at once (PubNub may take a while to propagate it).
 """
 
 from __future__ import annotations
@@ -22,6 +39,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -67,6 +85,9 @@ class FakePubNub(LoopbackServer):
         #: When each token (by signature) was last issued, and the cutoff of ``expire_tokens``.
         self.issued_at: dict[bytes, float] = {}
         self.expired_before = 0.0
+        #: Signatures of revoked tokens, and why requests were refused (newest last).
+        self.revoked: set[bytes] = set()
+        self.refusals: list[str] = []
         self._sweeper: asyncio.Task[None] | None = None
 
     def reset(self) -> None:
@@ -76,6 +97,7 @@ class FakePubNub(LoopbackServer):
         self.secret_key = None
         self.presence_timeout = 300.0
         self.occupants.clear()
+        self.revoked.clear()
 
     # Presence -----------------------------------------------------------------------------
 
@@ -169,11 +191,34 @@ class FakePubNub(LoopbackServer):
             return "Token is expired"
         if body.get("uuid") and body["uuid"] != uuid:
             return "Token is not authorized for this uuid"
-        granted = body.get("res", {}).get("chan", {})
-        for channel, bits in needs.items():
-            if granted.get(channel, 0) & bits != bits:
-                return f"Token has no permission for channel {channel}"
+        if signature in self.revoked:
+            return "Token is revoked"
+        refused = self.refused_channels(body, needs)
+        if refused:
+            return f"Token has no permission for channel {', '.join(refused)}"
         return None
+
+    def refused_channels(self, token: dict[str, Any], needs: dict[str, int]) -> list[str]:
+        """Return the channels of ``needs`` (channel → bits) that ``token`` does not grant."""
+        exact = token.get("res", {}).get("chan", {})
+        patterns = token.get("pat", {}).get("chan", {})
+        refused = []
+        for channel, bits in needs.items():
+            have = exact.get(channel, 0)
+            for pattern, pattern_bits in patterns.items():
+                if re.search(pattern, channel):
+                    have |= pattern_bits
+            if have & bits != bits:
+                refused.append(channel)
+        return sorted(refused)
+
+    def token_body(self, token: str) -> dict[str, Any] | None:
+        """Return a token's decoded body (without checking it), or None if it is malformed."""
+        try:
+            body = cbor2.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        except Exception:
+            return None
+        return body if isinstance(body, dict) else None
 
     def signed_by_secret(self, method: str, path: str, query: str, body: bytes) -> bool:
         """Return whether the request carries a valid signature made with the secret key."""
@@ -221,6 +266,7 @@ class FakePubNub(LoopbackServer):
                 ),
                 (r"/v2/presence/sub[-_]key/([^/]+)/channel/([^/]+)", HereNowHandler, options),
                 (r"/v3/pam/([^/]+)/grant", GrantHandler, options),
+                (r"/v3/pam/([^/]+)/grant/([^/]+)", RevokeHandler, options),
                 (r"/.*", NotFoundHandler, options),
             ]
         )
@@ -291,19 +337,22 @@ class PubNubHandler(FakeHandler):
             return False
         token = self.get_query_argument("auth", None)
         reason: str | None = "No auth token given"
-        if token is None:
-            pass
-        else:
+        refused = sorted(needs)
+        if token is not None:
             reason = server.check_token(token, self.get_query_argument("uuid", ""), needs)
+            body = server.token_body(token)
+            if reason is not None and reason.startswith("Token has no permission") and body:
+                refused = server.refused_channels(body, needs)
         if reason is None:
             return False
+        server.refusals.append(f"{request.path}: {reason}")
         self.reply(
             {
                 "status": 403,
                 "error": True,
                 "service": "Access Manager",
-                "message": f"Forbidden: {reason}",
-                "payload": {"channels": sorted(needs)},
+                "message": "Forbidden",
+                "payload": {"channels": refused},
             },
             status=403,
         )
@@ -324,18 +373,22 @@ class TimeHandler(PubNubHandler):
 
 class PublishHandler(PubNubHandler):
     def get(self, pub: str, sub: str, channel: str, message: str | None) -> None:
-        self._publish(pub, sub, channel, unquote(message or ""))
+        # The escaped path segment as sent, not its decoded text, is what PubNub counts.
+        sent = self.request.path.rsplit("/", 1)[-1]
+        self._publish(pub, sub, channel, unquote(message or ""), len(sent))
 
     def post(self, pub: str, sub: str, channel: str, _message: str | None) -> None:
-        self._publish(pub, sub, channel, self.request.body.decode("utf-8"))
+        body = self.request.body
+        self._publish(pub, sub, channel, body.decode("utf-8"), len(body))
 
-    def _publish(self, pub: str, sub: str, channel: str, text: str) -> None:
+    def _publish(self, pub: str, sub: str, channel: str, text: str, size: int) -> None:
         server = self.server
         if pub != server.publish_key or sub != server.subscribe_key:
             self.reply([0, "Invalid Key", str(server.timetoken())], status=400)
             return
-        if len(text.encode("utf-8")) > MAX_MESSAGE_BYTES:
-            self.reply([0, "Message Too Large", str(server.timetoken())], status=413)
+        channel_in_path = self.request.path.split("/")[5]
+        if size + len(channel_in_path) > MAX_MESSAGE_BYTES:
+            self.reply([0, "Message Too Large", str(server.timetoken())], status=400)
             return
         try:
             message = json.loads(text)
@@ -513,8 +566,26 @@ class GrantHandler(PubNubHandler):
         )
 
 
+class RevokeHandler(PubNubHandler):
+    def delete(self, sub: str, token: str) -> None:
+        server = self.server
+        request = self.request
+        if server.secret_key is None or sub != server.subscribe_key:
+            self.reply({"status": 400, "error": True, "message": "Invalid Subscribe Key"}, 400)
+            return
+        if not server.signed_by_secret("DELETE", request.path, request.query, request.body):
+            self.reply({"status": 403, "error": True, "message": "Invalid Signature"}, 403)
+            return
+        body = server.token_body(unquote(token))
+        if body is None or "sig" not in body:
+            self.reply({"status": 400, "error": True, "message": "Invalid token"}, 400)
+            return
+        server.revoked.add(body["sig"])
+        self.reply({"status": 200, "data": {"message": "Success"}, "service": "Access Manager"})
+
+
 class NotFoundHandler(PubNubHandler):
     def get(self) -> None:
         self.reply({"status": 404, "error": True, "message": "not in the fake"}, status=404)
 
-    post = get
+    post = delete = get

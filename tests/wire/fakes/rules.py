@@ -1,10 +1,11 @@
 """Evaluate Realtime Database security rules (the subset rtbridge generates) for the fake.
 
 Supports ``.read``/``.write``/``.validate`` cascading down named and ``$wildcard`` children, and
-expressions over ``auth`` (``auth.uid``, ``auth.token.<claim>[...]``), ``$variables``, ``data``
-and ``newData`` (``exists()``, ``child()``, ``val()``, ``isString()``, ``hasChildren([...])``),
-strings' ``beginsWith()``, ``!``, ``&&``, ``||``, ``===``/``!==``/``==``/``!=``, ``null``,
-``true``/``false``. Any error in an expression denies, as the database does.
+expressions over ``auth`` (``auth.uid``, ``auth.token.<claim>[...]``), ``$variables``, ``root``,
+``data`` and ``newData`` (``exists()``, ``child()``, ``val()``, ``isString()``,
+``hasChildren([...])``), strings' ``beginsWith()`` and ``+``, ``*``, ``>``, ``!``, ``&&``,
+``||``, ``===``/``!==``/``==``/``!=``, ``null``, ``true``/``false``. Any error in an expression
+denies, as the database does.
 """
 
 from __future__ import annotations
@@ -121,16 +122,27 @@ def _walk(rules: dict[str, Any], parts: list[str]) -> list[tuple[dict[str, Any],
     return trail
 
 
-def can_read(rules: dict[str, Any], parts: list[str], auth: dict[str, Any] | None) -> bool:
-    """Return whether ``auth`` may read at ``parts`` (a grant at or above it suffices)."""
+def can_read(
+    rules: dict[str, Any], parts: list[str], auth: dict[str, Any] | None, root: Any = None
+) -> bool:
+    """Return whether ``auth`` may read at ``parts`` (a grant at or above it suffices).
+
+    ``root`` is the whole database, for rules that read ``root.child(...)``.
+    """
     for node, variables in _walk(rules, parts):
-        if ".read" in node and evaluate(node[".read"], {**variables, "auth": wrap(auth)}):
+        context = {**variables, "auth": wrap(auth), "root": Snapshot(root)}
+        if ".read" in node and evaluate(node[".read"], context):
             return True
     return False
 
 
 def can_write(
-    rules: dict[str, Any], parts: list[str], auth: dict[str, Any] | None, old: Any, new: Any
+    rules: dict[str, Any],
+    parts: list[str],
+    auth: dict[str, Any] | None,
+    old: Any,
+    new: Any,
+    root: Any = None,
 ) -> bool:
     """Return whether ``auth`` may change the value at ``parts`` from ``old`` to ``new``."""
     trail = _walk(rules, parts)
@@ -144,6 +156,7 @@ def can_write(
         context = {
             **variables,
             "auth": wrap(auth),
+            "root": Snapshot(root),
             "data": Snapshot(old if here else None),
             "newData": Snapshot(new if here else None),
         }

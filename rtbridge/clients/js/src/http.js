@@ -72,11 +72,12 @@ export async function post(client, url, body, what) {
   try {
     answer = JSON.parse(text);
   } catch {
-    // Not rtbridge's JSON (a proxy's error page, Django's HTML 403 for a missing CSRF cookie, ...).
+    // Not rtbridge's JSON (a proxy's error page, Django's HTML 403 for a missing CSRF cookie, its 500 page, ...).
+    const { status } = response;
+    const hint = status === 403 ? " (is the CSRF cookie set? see docs/js.md)" : status >= 500 ? " (the server's log has the error)" : "";
     throw new RTBridgeError(
-      `rtbridge: ${what} failed: POST ${url} answered ${response.status} with something that is not JSON: ` +
-        `${text.slice(0, 80)}${response.status === 403 ? " (is the CSRF cookie set? see docs/js.md)" : ""}`,
-      { code: response.status === 403 ? "csrf_failed" : "bad_response", status: response.status },
+      `rtbridge: ${what} failed: POST ${url} answered ${status} with something that is not JSON: ${text.slice(0, 80)}${hint}`,
+      { code: status === 403 ? "csrf_failed" : status >= 500 ? "server_error" : "bad_response", status },
     );
   }
   return settle(response.status, answer, what);

@@ -81,6 +81,15 @@ test("router errors reject with status, code, reason and per-field messages", as
   await assert.rejects(down.getList("todo-item"), (error) => error.code === "network_error" && error.status === 0);
 });
 
+test("Django's HTML 500 page (an exception in a router) rejects with code server_error, not a parse error", async () => {
+  const rt = track(connect({ backend: "null", fetch: fakeFetch(() => ({ status: 500, body: "<h1>Server Error (500)</h1>" })) }));
+  await assert.rejects(rt.update("todo-item", { id: 1 }), (error) => {
+    assert.equal(error.code, "server_error");
+    assert.match(error.message, /answered 500 .*Server Error \(500\).*the server's log has the error/);
+    return true;
+  });
+});
+
 test("without fetch() the error says how to pass one", async () => {
   const saved = globalThis.fetch;
   delete globalThis.fetch;

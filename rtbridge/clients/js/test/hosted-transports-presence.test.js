@@ -91,6 +91,7 @@ test("pusher: presence from Pusher's members and member events; whispers are cli
 test("pubnub: presence per user from uuids + state; here from hereNow; whispers published as client- events", async () => {
   const fetch = fakeFetch(() => ({ body: { token: "pam-token", channel_data: ann } }));
   const rt = track(connect({ backend: "pubnub", subscribeKey: "sub", publishKey: "pub", userId: "tab-a", PubNub: FakePubNub, fetch }));
+  await rt.ready(); // the client is made once the user id is known
   const pubnub = FakePubNub.last;
   assert.equal(pubnub.config.publishKey, "pub");
   await rt.ready();
@@ -122,17 +123,18 @@ test("pubnub: presence per user from uuids + state; here from hereNow; whispers 
   assert.deepEqual(room.members().map((m) => m.id), ["1", "3"]);
 
   pubnub.message({ channel: name, message: { event: "client-typing", data: { field: "text" }, user_id: "3", exclude: "tab-c" } });
-  pubnub.message({ channel: name, message: { event: "client-typing", data: { mine: true }, user_id: "1", exclude: "tab-a" } });
+  pubnub.message({ channel: name, message: { event: "client-typing", data: { mine: true }, user_id: "1", exclude: rt.socketId() } });
   assert.deepEqual(heard, [[{ field: "text" }, "3"]], "own whispers are dropped");
   await room.whisper("typing", { field: "done" });
   assert.deepEqual(pubnub.published, [
-    { channel: name, message: { event: "client-typing", data: { field: "done" }, exclude: "tab-a", user_id: "1" } },
+    { channel: name, message: { event: "client-typing", data: { field: "done" }, exclude: rt.socketId(), user_id: "1" } },
   ]);
 });
 
 test("pubnub: many members (interval events) refresh the list; differences become joins and leaves", async () => {
   const fetch = fakeFetch(() => ({ body: { token: "t", channel_data: ann } }));
   const rt = track(connect({ backend: "pubnub", subscribeKey: "sub", userId: "tab-a", PubNub: FakePubNub, fetch }));
+  await rt.ready(); // the client is made once the user id is known
   const pubnub = FakePubNub.last;
   await rt.ready();
   const room = rt.join("room");
@@ -154,7 +156,7 @@ test("pubnub: many members (interval events) refresh the list; differences becom
 test("firebase: a protected channel signs in with the custom token before listening", async () => {
   const firebase = fakeFirebase();
   const fetch = fakeFetch(() => ({ body: { token: "custom-token" } }));
-  const rt = track(connect({ backend: "firebase", databaseURL: "https://x.firebaseio.com", firebase, fetch }));
+  const rt = track(connect({ backend: "firebase", databaseURL: "https://x.firebaseio.com", apiKey: "k", firebase, fetch }));
   firebase.setValue(".info/connected", true);
   const channel = rt.private("todo.todolist.1");
   await channel.ready;
@@ -166,7 +168,7 @@ test("firebase: without the auth functions the error says what to pass", async (
   const firebase = fakeFirebase();
   delete firebase.signInWithCustomToken;
   const fetch = fakeFetch(() => ({ body: { token: "custom-token" } }));
-  const rt = track(connect({ backend: "firebase", databaseURL: "https://x.firebaseio.com", firebase, fetch }));
+  const rt = track(connect({ backend: "firebase", databaseURL: "https://x.firebaseio.com", apiKey: "k", firebase, fetch }));
   firebase.setValue(".info/connected", true);
   rt.onError(() => {});
   await assert.rejects(rt.private("x").ready, /needs config\.firebase\.signInWithCustomToken; pass the functions of "firebase\/auth" too/);
@@ -175,7 +177,7 @@ test("firebase: without the auth functions the error says what to pass", async (
 test("firebase: presence under <root>/presence/<channel>/<member>/<tab> with onDisconnect; per-user joins; whispers pushed", async () => {
   const firebase = fakeFirebase();
   const fetch = fakeFetch(() => ({ body: { token: "custom-token", channel_data: { id: "a.b/1", info: ann.info } } }));
-  const rt = track(connect({ backend: "firebase", databaseURL: "https://x.firebaseio.com", firebase, fetch }));
+  const rt = track(connect({ backend: "firebase", databaseURL: "https://x.firebaseio.com", apiKey: "k", firebase, fetch }));
   firebase.setValue(".info/connected", true);
   const room = rt.join("todo.todoitem.7");
   const seen = watch(room);
@@ -229,6 +231,7 @@ test("pubnub: an expired token on channels we had is renewed from the auth endpo
     return { body: { token: `token-${++issued}` } };
   });
   const rt = track(connect({ backend: "pubnub", subscribeKey: "sub", userId: "tab-a", PubNub: FakePubNub, fetch }));
+  await rt.ready(); // the client is made once the user id is known
   const pubnub = FakePubNub.last;
   await rt.ready();
   const a = rt.private("a");

@@ -92,10 +92,11 @@ test("pusher: a missing SDK says how to supply it; the global one is found", () 
 test("pubnub: config, encoded channels, messages, exclude, reconnect and access denied", async () => {
   const fetch = fakeFetch(({ body }) => ({ body: { token: `token-${body.channel_name}` } }));
   const rt = connect({ backend: "pubnub", subscribeKey: "sub-c-1", origin: "127.0.0.1:9", ssl: false, userId: "me", PubNub: FakePubNub, fetch });
+  await rt.ready(); // the client is made once the user id is known
   const pubnub = FakePubNub.last;
-  assert.deepEqual(pubnub.config, { subscribeKey: "sub-c-1", userId: "me", origin: "127.0.0.1:9", ssl: false });
-  await rt.ready();
-  assert.equal(rt.socketId(), "me");
+  assert.deepEqual(pubnub.config, { subscribeKey: "sub-c-1", userId: "me", origin: "127.0.0.1:9", ssl: false, enableEventEngine: false });
+  // The PubNub user id is the device's; the socket id (exclude) is this page load's.
+  assert.notEqual(rt.socketId(), "me");
   const seen = [];
   const sub = rt.subscribe("todo.todoitem", { todo_list_id: 1 }, (event, data, meta) => seen.push([event, data, meta.channel]));
   await tick();
@@ -103,9 +104,13 @@ test("pubnub: config, encoded channels, messages, exclude, reconnect and access 
   pubnub.status({ category: "PNConnectedCategory", affectedChannels: ["todo~todoitem;todo_list_id=1"] });
   await sub.ready;
   pubnub.message({ channel: "todo~todoitem;todo_list_id=1", message: { event: "created", data: { id: 1 } }, timetoken: "1" });
-  pubnub.message({ channel: "todo~todoitem;todo_list_id=1", message: { event: "created", data: { id: 2 }, exclude: "me" } });
+  pubnub.message({ channel: "todo~todoitem;todo_list_id=1", message: { event: "created", data: { id: 2 }, exclude: rt.socketId() } });
+  pubnub.message({ channel: "todo~todoitem;todo_list_id=1", message: { event: "created", data: { id: 3 }, exclude: "me" } });
   pubnub.message({ channel: "other", message: { event: "created", data: {} } });
-  assert.deepEqual(seen, [["created", { id: 1 }, "todo.todoitem;todo_list_id=1"]]);
+  assert.deepEqual(seen, [
+    ["created", { id: 1 }, "todo.todoitem;todo_list_id=1"],
+    ["created", { id: 3 }, "todo.todoitem;todo_list_id=1"],
+  ], "another tab of this device (same user id) gets what this one excluded");
 
   const resubscribed = [];
   rt.onResubscribed((name) => resubscribed.push(name));
@@ -120,12 +125,14 @@ test("pubnub: config, encoded channels, messages, exclude, reconnect and access 
   const refused = rt.subscribe("private-x", () => {});
   await until(() => pubnub.subscribed.includes("private-x"));
   assert.deepEqual(pubnub.tokens, ["token-private-x"], "the auth answer's token is given to the SDK");
-  pubnub.status({ category: "PNConnectionErrorCategory", error: "PNAccessDeniedCategory" });
+  // PubNub's 403 names the refused channels: that one leaves the subscription, the others go on.
+  pubnub.status({ category: "PNAccessDeniedCategory", error: true, errorData: { payload: { channels: ["private-x"] } } });
   await assert.rejects(refused.ready, (error) => error.code === 403 && error.channel === "private-x");
+  assert.deepEqual(pubnub.unsubscribed, ["private-x"]);
 
   sub.unsubscribe();
   await tick();
-  assert.deepEqual(pubnub.unsubscribed, ["todo~todoitem;todo_list_id=1"]);
+  assert.deepEqual(pubnub.unsubscribed, ["private-x", "todo~todoitem;todo_list_id=1"]);
   rt.disconnect();
   assert.equal(pubnub.listeners.length, 0);
 });

@@ -34,7 +34,9 @@ export function pushIdPrefix(ms) {
 
 /**
  * Create the transport (called by the client with its hooks).
- * @param {{databaseURL: string, root?: string, emulatorHost?: string, clockSkew?: number, firebase?: object}} config
+ * @param {{databaseURL: string, root?: string, apiKey?: string, projectId?: string, emulatorHost?: string,
+ *   authEmulatorHost?: string, clockSkew?: number, firebase?: object}} config `apiKey`/`projectId` (from the
+ *   backend's `api_key`/`project_id`) build the app `initializeApp` makes; signing in needs the API key
  *   `firebase` holds the modular SDK's database functions (`getDatabase, ref, query, orderByKey,
  *   startAfter, onChildAdded, onValue`, optionally `connectDatabaseEmulator`; for presence and
  *   whispers also `set, push, remove, onDisconnect, serverTimestamp`) and `app` (an initialized
@@ -81,6 +83,15 @@ export function firebase(config, hooks) {
     }
   }
 
+  /** Return the app's Auth instance, pointed at the Auth emulator once when the config names one. */
+  function signIn() {
+    const instance = sdk.getAuth(app ?? undefined);
+    if (config.authEmulatorHost && sdk.connectAuthEmulator && !instance.emulatorConfig) {
+      sdk.connectAuthEmulator(instance, `http://${config.authEmulatorHost}`, { disableWarnings: true });
+    }
+    return instance;
+  }
+
   // A member id as a database key (no . $ # [ ] /).
   const memberKey = (id) => String(id).replace(/[.$#[\]/%]/g, (ch) => `%${ch.charCodeAt(0).toString(16).toUpperCase()}`);
   const presencePath = (logical) => `${root}/presence/${encodeForFirebase(logical)}`;
@@ -93,7 +104,8 @@ export function firebase(config, hooks) {
   }
 
   function database() {
-    app = sdk.app ?? sdk.initializeApp?.({ databaseURL: config.databaseURL }, `rtbridge-${socketId}`);
+    const settings = { databaseURL: config.databaseURL, ...(config.apiKey && { apiKey: config.apiKey }), ...(config.projectId && { projectId: config.projectId }) };
+    app = sdk.app ?? sdk.initializeApp?.(settings, `rtbridge-${socketId}`);
     const instance = sdk.database ?? sdk.getDatabase(app, config.databaseURL);
     if (config.emulatorHost && !sdk.database && sdk.connectDatabaseEmulator) {
       const [host, port] = config.emulatorHost.split(":");
@@ -140,8 +152,16 @@ export function firebase(config, hooks) {
         answer = await hooks.authorize(logical, socketId);
         if (answer?.token) {
           need(["getAuth", "signInWithCustomToken"], "Signing in for a protected channel", "firebase/auth");
+          if (!sdk.app && !config.apiKey) {
+            // getAuth() would throw auth/invalid-api-key: say which setting is missing instead.
+            throw new RTBridgeError(
+              `rtbridge: signing in to Firebase for ${logical} needs the project's Web API key; set RTBRIDGE_OPTIONS["api_key"] ` +
+                '(Firebase console, Project settings) or pass an initialized app: connect({..., firebase: {...database, ...auth, app}}).',
+              { code: "missing_api_key", channel: logical },
+            );
+          }
           try {
-            await sdk.signInWithCustomToken(sdk.getAuth(app ?? undefined), answer.token);
+            await sdk.signInWithCustomToken(signIn(), answer.token);
           } catch (cause) {
             throw new RTBridgeError(`rtbridge: Firebase refused the token for ${logical}: ${cause?.message ?? cause}`, { code: cause?.code ?? "auth_failed", channel: logical, cause });
           }

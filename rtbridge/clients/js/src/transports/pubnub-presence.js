@@ -11,9 +11,10 @@ import { RTBridgeError } from "../errors.js";
 /**
  * Return `{announce(entry), event(presenceEvent)}` for the transport's channel entries
  * (`entry.me` is this tab's member, `entry.tabs` maps uuids to member ids).
- * @param {{client: () => any, socketId: string, channels: Map<string, any>, hooks: object}} options
+ * @param {{client: () => any, userId: () => string, channels: Map<string, any>, hooks: object}} options
+ *   `userId()` is this tab's PubNub user id (its uuid in presence)
  */
-export function pubnubPresence({ client, socketId, channels, hooks }) {
+export function pubnubPresence({ client, userId, channels, hooks }) {
   const entryOf = (uuid, state) => state && state.id != null && { id: String(state.id), info: state.info ?? null, key: uuid };
 
   function refreshMembers(entry, action) {
@@ -26,11 +27,12 @@ export function pubnubPresence({ client, socketId, channels, hooks }) {
           list.push(member);
           entry.tabs.set(member.key, member.id);
         };
+        const me = userId();
         for (const { uuid, state } of answer?.channels?.[name]?.occupants ?? []) {
-          const member = uuid === socketId ? { ...entry.me, key: uuid } : entryOf(uuid, state);
+          const member = uuid === me ? { ...entry.me, key: uuid } : entryOf(uuid, state);
           if (member) add(member);
         }
-        if (!entry.tabs.has(socketId)) add({ ...entry.me, key: socketId }); // hereNow may not list this tab yet
+        if (!entry.tabs.has(me)) add({ ...entry.me, key: me }); // hereNow may not list this tab yet
         hooks.presence(entry.logical, action, list);
       },
       (error) => hooks.error(new RTBridgeError(`rtbridge: PubNub hereNow failed for ${entry.logical}: ${error?.message ?? error}`, { code: "presence_failed", channel: entry.logical })),
@@ -42,7 +44,7 @@ export function pubnubPresence({ client, socketId, channels, hooks }) {
     if (!entry?.me) return;
     const { action, uuid } = event;
     if (action === "interval") return refreshMembers(entry, "sync"); // many members: PubNub batches
-    if (uuid === socketId) return;
+    if (uuid === userId()) return;
     if (action === "join" || action === "state-change") {
       const member = entryOf(uuid, event.state);
       if (!member) return; // a join before its state: the state-change follows

@@ -4,7 +4,11 @@
  * when the publisher set one) on the `encodeForPubnub(channel)` channel.
  *
  * Protected channels: the auth endpoint answers `{token}` (an Access Manager v3 token), given
- * to the SDK with `setToken`. Presence: PubNub's own (`-pnpres` events, `hereNow`) with each
+ * to the SDK with `setToken`; with `accessManager` (the backend has a secret key) PubNub wants a
+ * token for public channels too, so the first subscribe asks for one (every token reads the
+ * public channels). A channel is ready once PubNub answered a subscribe naming it; one PubNub
+ * refuses (403) is dropped from the subscription so the others go on. The PubNub user id is
+ * stable per device (`pubnub-user.js`); `socketId()` is per page load. Presence: PubNub's own (`-pnpres` events, `hereNow`) with each
  * tab's state `{id, info}` naming its member, so joins and leaves are per user. Whispers are
  * published messages whose event is `client-<event>` (they need `publishKey`).
  * @module rtbridge/transports/pubnub
@@ -13,6 +17,7 @@ import { isProtected } from "../channel-names.js";
 import { encodeForPubnub } from "../encodings.js";
 import { RTBridgeError } from "../errors.js";
 import { pubnubPresence } from "./pubnub-presence.js";
+import { pubnubUserId } from "./pubnub-user.js";
 import { findSdk, memberOf, randomId } from "./sdk.js";
 
 const DOWN = [
@@ -27,7 +32,8 @@ const UP = ["PNConnectedCategory", "PNReconnectedCategory", "PNSubscriptionChang
 /**
  * Create the transport (called by the client with its hooks).
  * @param {{subscribeKey: string, publishKey?: string, origin?: string, ssl?: boolean, userId?: string,
- *   PubNub?: Function, pubnubOptions?: object}} config `publishKey` is needed only for whispers
+ *   accessManager?: boolean, PubNub?: Function, pubnubOptions?: object}} config `publishKey` is needed
+ *   only for whispers
  * @param {object} hooks
  */
 export function pubnub(config, hooks) {
@@ -37,21 +43,35 @@ export function pubnub(config, hooks) {
     'Load the PubNub SDK (<script src="https://cdn.pubnub.com/sdk/javascript/pubnub.10.2.0.min.js">) before ' +
       'rtbridge, or pass it: import PubNub from "pubnub"; connect({..., PubNub}).',
   );
-  const socketId = config.userId ?? randomId();
+  const socketId = randomId(); // this page load's: messages it sent carry it as `exclude`
   const channels = new Map(); // encoded name → {logical, resolve, reject, ready, done, me?, tabs?}
+  let userId = null;
   let client = null;
   let online = false;
+  let stopped = false;
+  let hasToken = false;
+  let firstToken = null; // the pending auth request for the first token (accessManager)
 
   // PubNub reports tabs (uuids); pubnub-presence.js turns them into members.
-  const presence = pubnubPresence({ client: () => client, socketId, channels, hooks });
+  const presence = pubnubPresence({ client: () => client, userId: () => userId, channels, hooks });
+
+  function setToken(answer) {
+    // One token per client: the last one set is what PubNub checks (docs/js.md).
+    if (answer?.token) {
+      client.setToken(answer.token);
+      hasToken = true;
+    }
+  }
 
   function settle(names, error) {
     for (const name of names ?? []) {
-      const entry = channels.get(name);
+      const entry = channels.get(name.replace(/-pnpres$/, ""));
       if (!entry || entry.done) continue;
       entry.done = true;
       if (error) {
-        channels.delete(name);
+        channels.delete(encodeForPubnub(entry.logical));
+        // PubNub refuses a multiplexed subscribe as a whole: without this channel the others go on.
+        client.unsubscribe({ channels: [encodeForPubnub(entry.logical)] });
         entry.reject(new RTBridgeError(`rtbridge: PubNub refused ${entry.logical}: ${error}`, { code: 403, reason: error, channel: entry.logical }));
       } else entry.resolve();
     }
@@ -64,13 +84,13 @@ export function pubnub(config, hooks) {
   function renew(names) {
     const now = Date.now();
     const stale = names
-      .map((name) => channels.get(name))
-      .filter((entry) => entry?.done && isProtected(entry.logical) && !(now - (entry.renewed ?? 0) < 60000));
+      .map((name) => channels.get(name.replace(/-pnpres$/, "")))
+      .filter((entry) => entry?.done && (config.accessManager || isProtected(entry.logical)) && !(now - (entry.renewed ?? 0) < 60000));
     for (const entry of stale) {
       entry.renewed = now;
-      hooks.authorize(entry.logical, socketId).then(
+      hooks.authorize(entry.logical, userId).then(
         (answer) => {
-          if (answer?.token) client.setToken(answer.token);
+          setToken(answer);
           const name = encodeForPubnub(entry.logical);
           if (channels.get(name) === entry) client.subscribe({ channels: [name], withPresence: !!entry.me });
           // After a 403 the SDK's subscribe loop stays stopped until told to reconnect.
@@ -104,8 +124,8 @@ export function pubnub(config, hooks) {
     status(status) {
       const { category } = status;
       if (category === "PNAccessDeniedCategory" || status.error === "PNAccessDeniedCategory") {
-        // The event engine reports a refused handshake without naming channels: fail the waiting ones.
-        const names = status.affectedChannels ?? status.errorData?.payload?.channels ?? [...channels.keys()];
+        // PubNub's 403 names the refused channels (errorData.payload.channels); else all of them.
+        const names = status.errorData?.payload?.channels ?? status.affectedChannels ?? [...channels.keys()];
         renew(names);
         return settle(names, status.errorData?.message ?? "access denied (Access Manager)");
       }
@@ -129,22 +149,28 @@ export function pubnub(config, hooks) {
 
   return {
     connect() {
-      client = new PubNub({
-        subscribeKey: config.subscribeKey,
-        ...(config.publishKey && { publishKey: config.publishKey }),
-        userId: socketId,
-        ...(config.origin && { origin: config.origin }),
-        ...(config.ssl !== undefined && { ssl: config.ssl }),
-        ...config.pubnubOptions,
-      });
-      client.addListener(listener);
-      // PubNub has no connection before the first subscribe; report ready so channels subscribe.
-      queueMicrotask(() => {
+      pubnubUserId(config).then((id) => {
+        if (stopped) return;
+        userId = id;
+        client = new PubNub({
+          subscribeKey: config.subscribeKey,
+          ...(config.publishKey && { publishKey: config.publishKey }),
+          userId,
+          ...(config.origin && { origin: config.origin }),
+          ...(config.ssl !== undefined && { ssl: config.ssl }),
+          // The subscription manager reports a channel connected once PubNub answered a
+          // subscribe naming it; the event engine reports it before the request is sent.
+          enableEventEngine: false,
+          ...config.pubnubOptions,
+        });
+        client.addListener(listener);
+        // PubNub has no connection before the first subscribe; report ready so channels subscribe.
         online = true;
         hooks.open(socketId);
       });
     },
     disconnect() {
+      stopped = true;
       client?.removeListener(listener);
       client?.unsubscribeAll();
       client?.stop?.();
@@ -153,22 +179,26 @@ export function pubnub(config, hooks) {
     socketId: () => socketId,
     async subscribe(logical) {
       const name = encodeForPubnub(logical);
+      if (name.endsWith("-pnpres")) {
+        throw new RTBridgeError(`rtbridge: ${logical} ends with -pnpres, which PubNub reserves for presence events; rename it.`, { code: "invalid_channel", channel: logical });
+      }
       const known = channels.get(name);
       if (known) return known.ready;
       const entry = { logical, done: false };
       entry.ready = new Promise((resolve, reject) => Object.assign(entry, { resolve, reject }));
       channels.set(name, entry);
-      if (isProtected(logical)) {
-        let answer;
-        try {
-          answer = await hooks.authorize(logical, socketId);
-        } catch (error) {
-          channels.delete(name);
-          throw error;
+      try {
+        if (isProtected(logical)) {
+          const answer = await hooks.authorize(logical, userId);
+          setToken(answer);
+          if (logical.startsWith("presence-")) Object.assign(entry, { me: memberOf(answer, userId), tabs: new Map() });
+        } else if (config.accessManager && !hasToken) {
+          // Every token reads the public channels: ask once for the page's first one.
+          await (firstToken ??= hooks.authorize(logical, userId).then(setToken).finally(() => (firstToken = null)));
         }
-        // One token per client: the last one set is what PubNub checks (docs/js.md).
-        if (answer?.token) client.setToken(answer.token);
-        if (logical.startsWith("presence-")) Object.assign(entry, { me: memberOf(answer, socketId), tabs: new Map() });
+      } catch (error) {
+        channels.delete(name);
+        throw error;
       }
       if (channels.get(name) !== entry) return; // unsubscribed meanwhile
       client.subscribe({ channels: [name], withPresence: !!entry.me });

@@ -4,7 +4,10 @@
  * events onto the rtbridge client. Private and presence channels are authorized through the
  * client's auth request (pusher-js's `channelAuthorization.customHandler`), so the CSRF and
  * socket-id headers, the error codes and a router's ready auth answer work as on every
- * transport; presence is Pusher's own (per user); whispers are `client-` events.
+ * transport; presence is Pusher's own (per user); whispers are `client-` events, at most 10 a
+ * second per connection (Pusher's rate). With `signIn` each connection signs in as its Django
+ * user (`pusher.signin()`, answered by the auth endpoint), so the server can end a user's
+ * connections (`rtbridge.revoke`); after that the page connects again and Django decides anew.
  * @module rtbridge/transports/pusher
  */
 import { encodeForPusher } from "../encodings.js";
@@ -12,6 +15,12 @@ import { RTBridgeError } from "../errors.js";
 import { findSdk } from "./sdk.js";
 
 const memberFrom = (member) => ({ id: String(member.id), info: member.info ?? null });
+
+/** Pusher relays at most 10 client events per second per connection (Pusher docs, Client events). */
+export const WHISPERS_PER_SECOND = 10;
+/** The public name the sign-in request names: the auth endpoint answers it with the user's sign-in. */
+const SIGN_IN_CHANNEL = "rtbridge-user";
+const RESERVED = /^(private-|presence-)?cache-|^private-encrypted-/;
 
 const STATES = { connecting: "connecting", unavailable: "reconnecting", failed: "disconnected", disconnected: "disconnected" };
 
@@ -43,6 +52,16 @@ export function pusher(config, hooks) {
         );
       },
     },
+    ...(config.signIn && {
+      userAuthentication: {
+        customHandler({ socketId }, callback) {
+          hooks.authorize(SIGN_IN_CHANNEL, socketId).then(
+            (answer) => (answer?.auth ? callback(null, answer) : callback(new Error("anonymous: no sign-in"), null)),
+            (error) => callback(error, null),
+          );
+        },
+      },
+    }),
     ...config.pusherOptions,
   };
   if (config.wsHost) {
@@ -59,11 +78,20 @@ export function pusher(config, hooks) {
   }
   let client = null;
   let everConnected = false;
+  let terminated = false; // the server ended this user's connections (revoke)
+  const whispered = []; // times of the last whispers, for Pusher's rate
 
   function stateChange({ current }) {
     if (current === "connected") {
       everConnected = true;
+      if (config.signIn) client.signin();
       return hooks.open(client.connection.socket_id);
+    }
+    if (current === "disconnected" && terminated) {
+      // pusher-js does not reconnect after 4009; do, so Django decides each channel again.
+      terminated = false;
+      hooks.state("reconnecting");
+      return setTimeout(() => client.connect(), 1000);
     }
     const state = STATES[current];
     if (state) hooks.state(state === "connecting" && everConnected ? "reconnecting" : state);
@@ -73,6 +101,11 @@ export function pusher(config, hooks) {
     connect() {
       client = new Pusher(config.key, options);
       client.connection.bind("state_change", stateChange);
+      client.connection.bind("error", (error) => {
+        // 4009 after a sign-in succeeded: the app ended this user's connections (a refused
+        // sign-in is 4009 too, before any user_data: not worth a reconnect loop).
+        if (error?.data?.code === 4009 && client.user?.user_data) terminated = true;
+      });
       client.connection.bind("message", (message) => {
         const entry = channels.get(message?.channel);
         if (entry && message.event?.startsWith("client-")) {
@@ -87,6 +120,9 @@ export function pusher(config, hooks) {
     socketId: () => client?.connection.socket_id ?? null,
     subscribe(logical) {
       const name = encodeForPusher(logical);
+      if (RESERVED.test(name)) {
+        return Promise.reject(new RTBridgeError(`rtbridge: ${logical} starts with a prefix Pusher reserves (cache-, private-encrypted-); rename it.`, { code: "invalid_channel", channel: logical }));
+      }
       const known = channels.get(name);
       if (known) return known.channel.subscribed ? Promise.resolve() : known.ready;
       const entry = { logical };
@@ -138,7 +174,17 @@ export function pusher(config, hooks) {
     whisper(logical, event, data) {
       // Pusher relays client events to the channel's other members (not back to the sender).
       const entry = channels.get(encodeForPusher(logical));
-      if (entry?.channel.trigger(`client-${event}`, data)) return Promise.resolve();
+      const now = Date.now();
+      while (whispered.length && now - whispered[0] >= 1000) whispered.shift();
+      if (whispered.length >= WHISPERS_PER_SECOND) {
+        return Promise.reject(
+          new RTBridgeError(`rtbridge: Pusher relays at most ${WHISPERS_PER_SECOND} whispers a second per connection; this one on ${logical} was not sent. Send fewer (e.g. throttle typing events).`, { code: "rate_limited", channel: logical }),
+        );
+      }
+      if (entry?.channel.trigger(`client-${event}`, data)) {
+        whispered.push(now);
+        return Promise.resolve();
+      }
       return Promise.reject(new RTBridgeError(`rtbridge: Pusher did not send the whisper on ${logical} (not subscribed).`, { code: "not_subscribed", channel: logical }));
     },
   };
