@@ -165,6 +165,12 @@ def main() -> int:
                 print(row, flush=True)
         on = statistics.median(r["deliveries_per_s"] for r in fanout if r["metrics"] == "on")
         off = statistics.median(r["deliveries_per_s"] for r in fanout if r["metrics"] == "off")
+        per_cpu = {
+            mode: statistics.median(
+                r["deliveries_per_server_cpu_s"] or 0 for r in fanout if r["metrics"] == mode
+            )
+            for mode in ("on", "off")
+        }
         summary = {
             "subscribers": args.subscribers,
             "messages_per_round": messages,
@@ -172,6 +178,8 @@ def main() -> int:
             "median_on": round(on),
             "median_off": round(off),
             "on_vs_off_pct": round(100 * on / off, 1),
+            "per_cpu_s_on": round(per_cpu["on"]),
+            "per_cpu_s_off": round(per_cpu["off"]),
             "target": "≥ 95 %",
             "load1": round(os.getloadavg()[0], 2),
         }

@@ -69,8 +69,8 @@ def make_app(
         routes.append((r".*", tornado.web.FallbackHandler, {"fallback": container}))
     return tornado.web.Application(
         routes,
-        # Frames well past the limit are cut off by Tornado (1009) before they are buffered
-        # whole; the rest get a 4413 error frame from the protocol.
+        # Frames well past the limit are refused from their header with close 1009 (see
+        # transport.StrictProtocol) before they are buffered; the rest get a 4413 error frame.
         websocket_max_message_size=4 * config.max_frame_bytes,
         log_function=_log_request,
     )

@@ -3,7 +3,6 @@
 import os
 from pathlib import Path
 
-from rtbridge.staticfiles import FINDER_PATH
 from tests.settings import *  # noqa: F403
 
 ROOT_URLCONF = "tests.deploy.urls"
@@ -13,10 +12,6 @@ RTBRIDGE_BACKEND = "redis"
 RTBRIDGE_OPTIONS = {"url": os.environ.get("RTBRIDGE_DEPLOY_REDIS", "redis://127.0.0.1:6379/0")}
 # nginx connects from 127.0.0.1; the browser from [::1], which the logs must show.
 RTBRIDGE_SERVER = {"trusted_proxies": ["127.0.0.1"], "serve_static": True}
-STATICFILES_FINDERS = [
-    "django.contrib.staticfiles.finders.AppDirectoriesFinder",
-    FINDER_PATH,
-]
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
