@@ -376,10 +376,14 @@ class StrictProtocol(tornado.websocket.WebSocketProtocol13):
         # dropped after a failure), so the kernel never answers with a reset.
         loop = asyncio.get_running_loop()
         deadline = loop.call_later(FAIL_TIMEOUT, self._abort)
+        # At most 123 bytes of reason (a control frame holds 125), cut on a character.
+        text = reason.encode()[:123].decode("utf-8", "ignore").encode()
         try:
-            await self._write_frame(True, 0x8, struct.pack("!H", code) + reason.encode()[:123])
+            await self._write_frame(True, 0x8, struct.pack("!H", code) + text)
             deadline.cancel()
             deadline = loop.call_later(LINGER, self._abort)
+            if self.stream.closed():
+                return  # the client answered (or hung up) already
             self.stream.socket.shutdown(socket.SHUT_WR)
             if discard_input:
                 while True:
