@@ -94,7 +94,7 @@ test-js: $(STAMP) node-deps system-deps
 MIN_VENV := .venv-min
 test-min-sdks: node-deps
 	test -x $(MIN_VENV)/bin/python || $(PYTHON) -m venv $(MIN_VENV)
-	$(MIN_VENV)/bin/pip install --quiet -e '.[test,server]' 'pusher==3.3.0' 'pubnub==9.0.0' 'firebase-admin==6.5.0'
+	$(MIN_VENV)/bin/pip install --quiet -e '.[test,server]' 'pusher==3.3.1' 'pubnub==10.7.0' 'firebase-admin==6.5.0'
 	$(MIN_VENV)/bin/python -m pytest -q tests/backends/test_pusher.py tests/backends/test_pubnub.py tests/backends/test_firebase.py
 
 test: lint typecheck test-js test-python test-min-sdks

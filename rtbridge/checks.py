@@ -42,6 +42,7 @@ ERROR_IDS = {
     "E020": "RTBRIDGE_SERVER has an invalid value",
     "E021": "RTBRIDGE_ALLOWED_ORIGINS is invalid",
     "E022": "RTBRIDGE_TOKEN_TTL is not a whole number of seconds >= 1",
+    "W022": "rtbridge is after django.contrib.staticfiles in INSTALLED_APPS (runserver: no socket)",
     # Registered by rtbridge.staticfiles:
     "E101": "the built JS client (rtbridge/static/rtbridge/) is missing",
     "W101": "STATICFILES_FINDERS still lists the retired RTBridgeJSFinder",
@@ -196,6 +197,34 @@ def check_migrations(app_configs: Any = None, **kwargs: Any) -> list[checks.Chec
                         )
                     )
     return errors
+
+
+#: The backends whose pages connect to the rtbridge server, which runserver then serves.
+_SELF_HOSTED = frozenset({"local", "redis"})
+
+
+@checks.register("rtbridge")
+def check_runserver_order(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Warn when staticfiles' ``runserver`` shadows rtbridge's (pages would get no socket)."""
+    names = [config.name for config in apps.get_app_configs()]
+    if "django.contrib.staticfiles" not in names or "rtbridge" not in names:
+        return []
+    if names.index("rtbridge") < names.index("django.contrib.staticfiles"):
+        return []
+    try:
+        if backend_class().alias not in _SELF_HOSTED:
+            return []  # hosted backends need no socket from runserver
+    except ImproperlyConfigured:
+        return []  # E001 reports it
+    return [
+        checks.Warning(
+            "'rtbridge' comes after 'django.contrib.staticfiles' in INSTALLED_APPS, so "
+            "`manage.py runserver` is staticfiles' own: pages load but their socket gets 404.",
+            hint="List 'rtbridge' before 'django.contrib.staticfiles' (its runserver serves "
+            "static files too), or run `manage.py rtbridge_server --with-django`.",
+            id="rtbridge.W022",
+        )
+    ]
 
 
 def _unique(errors: list[checks.CheckMessage]) -> list[checks.CheckMessage]:

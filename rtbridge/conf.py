@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -14,7 +17,10 @@ __all__ = [
     "SERVER_DEFAULTS",
     "debug_enabled",
     "get_setting",
+    "join_socket_url",
     "origin_settings",
+    "project_identity",
+    "public_socket_url",
     "resolve_backend_path",
     "server_settings",
     "session_settings",
@@ -242,6 +248,47 @@ def server_settings(overrides: Mapping[str, Any] | None = None) -> dict[str, Any
             "None (serve static files when DEBUG), True or False."
         )
     return merged
+
+
+def join_socket_url(base: str, path: str) -> str:
+    """Return the socket URL for ``public_url`` ``base`` and the socket ``path``.
+
+    ``base`` is a base URL (``wss://rt.example.com``, or ``wss://example.com/rt`` behind a
+    proxy that mounts the server under ``/rt``), so ``path`` is appended to its path; a URL
+    that already ends with ``path`` (the full socket URL) is returned as it is.
+    """
+    parts = urlsplit(base)
+    own_path = parts.path.rstrip("/")
+    if own_path.endswith(path.rstrip("/")):
+        return base
+    return urlunsplit(parts._replace(path=own_path + path))
+
+
+def public_socket_url() -> str | None:
+    """Return the socket URL pages connect to (``public_url`` + ``path``), or ``None``.
+
+    ``None`` (no ``public_url``) means "the page's own host", which the JS client resolves.
+    """
+    server = server_settings()
+    if server["public_url"] is None:
+        return None
+    return join_socket_url(server["public_url"], server["path"])
+
+
+def project_identity() -> str:
+    """Return what tells this Django project apart from others on the machine.
+
+    The settings module and the project's directory (``BASE_DIR``, else the settings
+    module's folder, else the working directory): two checkouts of one project, or two
+    projects with a ``mysite.settings`` each, get different identities.
+    """
+    module = getattr(settings, "SETTINGS_MODULE", None) or ""
+    base_dir = getattr(settings, "BASE_DIR", None)
+    if base_dir is None:
+        loaded = sys.modules.get(module)
+        settings_file = getattr(loaded, "__file__", None)
+        base_dir = os.path.dirname(settings_file) if settings_file else os.getcwd()
+    return f"{module}\0{os.path.realpath(os.fspath(base_dir))}"
 
 
 def origin_settings() -> tuple[Any, list[str] | None, bool]:

@@ -20,6 +20,7 @@ __all__ = [
     "RTBridgeError",
     "Refused",
     "RouterError",
+    "ServerNotRunning",
 ]
 
 
@@ -59,6 +60,17 @@ class PublishError(RTBridgeError):
         super().__init__(message)
         self.status = status
         self.retryable = retryable
+
+
+class ServerNotRunning(PublishError):
+    """No rtbridge server runs for this project, so the ``local`` backend cannot deliver.
+
+    Model saves log it once per process (the data is saved; the pages just do not update);
+    ``rtbridge.publish()`` raises it.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=False)
 
 
 class PayloadRefused(PayloadTooLarge, PublishError):

@@ -17,7 +17,7 @@ from django.dispatch import receiver
 from . import channel_names, conf
 from .backends.base import BaseBackend
 from .backends.loading import backend_class
-from .exceptions import ImproperlyConfigured, PayloadTooLarge
+from .exceptions import ImproperlyConfigured, PayloadTooLarge, ServerNotRunning
 from .messages import Message
 from .middleware import sender_socket_id
 from .model_config import (
@@ -300,6 +300,8 @@ def _dispatch_on_commit(messages: list[Message | None], using: str | None) -> No
     def send() -> None:
         try:
             publish_messages(ready)
+        except ServerNotRunning as exc:
+            _no_server(exc, len(ready))
         except Exception:
             # The data is committed; raising here would turn a successful save into an error
             # page. Log loudly instead (direct rtbridge.publish() calls do raise).
@@ -309,6 +311,21 @@ def _dispatch_on_commit(messages: list[Message | None], using: str | None) -> No
             )
 
     transaction.on_commit(send, using=using)
+
+
+_warned_no_server = threading.Event()
+
+
+def _no_server(exc: ServerNotRunning, count: int) -> None:
+    # A shell or a worker saving with no dev server up is normal in development: say it
+    # once per process, not a traceback per save.
+    if _warned_no_server.is_set():
+        logger.debug("rtbridge: %d model change message(s) not published: no server", count)
+        return
+    _warned_no_server.set()
+    logger.warning(
+        "rtbridge: model changes are saved but not published: %s (said once per process)", exc
+    )
 
 
 def _changed(instance: models.Model, config: PublishConfig, update_fields: Any) -> set[str]:

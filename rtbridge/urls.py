@@ -1,4 +1,4 @@
-"""URLs for ``path("rtbridge/", include("rtbridge.urls"))``: channel auth and data routers."""
+"""URLs for ``path("rtbridge/", include("rtbridge.urls"))``: auth, data routers, client config."""
 
 from __future__ import annotations
 
@@ -11,4 +11,5 @@ app_name = "rtbridge"
 urlpatterns = [
     path("auth", views.auth_view, name="auth"),
     path("data/<str:route>/<str:verb>", views.data_view, name="data"),
+    path("config", views.config_view, name="config"),
 ]

@@ -1,4 +1,4 @@
-"""HTTP endpoints under ``include("rtbridge.urls")``: channel auth and the data routers."""
+"""HTTP endpoints under ``include("rtbridge.urls")``: channel auth, data routers, client config."""
 
 from __future__ import annotations
 
@@ -8,15 +8,18 @@ from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.http import HttpRequest, JsonResponse
-from django.views.decorators.http import require_POST
+from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import ensure_csrf_cookie
+from django.views.decorators.http import require_GET, require_POST
 
 from . import auth, routers
 from .exceptions import InvalidChannelName, PublishError, Refused
 from .messages import is_socket_id
 from .middleware import sender_socket_id
 from .publishers import get_backend
+from .templatetags.rtbridge import page_config
 
-__all__ = ["auth_view", "data_view", "error_response"]
+__all__ = ["auth_view", "config_view", "data_view", "error_response"]
 
 #: Verbs that read only; they may also be called with GET and query parameters.
 READ_VERBS = frozenset({"get_list", "get_single", "subscribe"})
@@ -121,3 +124,18 @@ def data_view(request: HttpRequest, route: str, verb: str) -> JsonResponse:
         socket_id=sender_socket_id(),
     )
     return JsonResponse(body, status=status, encoder=DjangoJSONEncoder)
+
+
+@require_GET
+@never_cache
+@ensure_csrf_cookie
+def config_view(request: HttpRequest) -> JsonResponse:
+    """Answer the client config a page rendered by Django gets from ``{% rtbridge_config %}``.
+
+    For pages Django does not render (a single-page app, another origin): the JS client's
+    ``connect({configUrl})`` fetches it with credentials. It sets the CSRF cookie and
+    carries the token (``csrfToken``), so the page's data calls and channel authorizations
+    pass Django's CSRF check; it is never cached, since the token is the visitor's.
+    Cross-origin pages need CORS with credentials and ``CSRF_TRUSTED_ORIGINS`` (docs/js.md).
+    """
+    return JsonResponse(page_config(request))

@@ -2,28 +2,36 @@
 
 from __future__ import annotations
 
-import asyncio
-import http.cookiejar
-import json
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
+import tempfile
+import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.services import free_port, wait_for_port
+from tests.services import chromium, free_port, wait_for_port
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
 _BLOCK_RE = re.compile(r"<!-- quickstart:(\w+) -->\s*```\w*\n(.*?)```", re.S)
+README_ADDRESS = "127.0.0.1:8000"
+
+pytestmark = pytest.mark.browser
 
 
 def snippets() -> dict[str, str]:
     found = dict(_BLOCK_RE.findall(README.read_text("utf-8")))
-    expected = {"settings", "models", "serializers", "routers", "template", "urls", "run"}
+    expected = {
+        "settings", "models", "serializers", "routers", "admin", "template", "urls", "run",
+        "shell", "curl",
+    }  # fmt: skip
     assert set(found) == expected, f"README quickstart blocks: {sorted(found)}"
     return found
 
@@ -34,11 +42,20 @@ def run(args: list[str], cwd: Path, env: dict[str, str]) -> str:
     return result.stdout
 
 
+def python_manage(line: str) -> list[str]:
+    """Return the command of a README line ``python manage.py ...``, run with this Python."""
+    command = shlex.split(line)
+    assert command[:2] == ["python", "manage.py"], line
+    return [sys.executable, *command[1:]]
+
+
 @pytest.fixture
 def project(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     """Build a project the way the README says: startproject, startapp, then the snippets."""
-    env = {**os.environ, "PYTHONPATH": "", "DJANGO_SETTINGS_MODULE": "mysite.settings"}
+    # The checkout's rtbridge (the venv may hold an editable install of another checkout).
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "DJANGO_SETTINGS_MODULE": "mysite.settings"}
     env.pop("RTBRIDGE_TEST_DB", None)
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
     bin_dir = Path(sys.executable).parent
     run([str(bin_dir / "django-admin"), "startproject", "mysite", "."], tmp_path, env)
     run([sys.executable, "manage.py", "startapp", "todo"], tmp_path, env)
@@ -48,6 +65,7 @@ def project(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     (tmp_path / "todo" / "models.py").write_text(parts["models"])
     (tmp_path / "todo" / "serializers.py").write_text(parts["serializers"])
     (tmp_path / "todo" / "routers.py").write_text(parts["routers"])
+    (tmp_path / "todo" / "admin.py").write_text(parts["admin"])
     templates = tmp_path / "todo" / "templates" / "todo"
     templates.mkdir(parents=True)
     (templates / "index.html").write_text(parts["template"])
@@ -55,64 +73,80 @@ def project(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     return tmp_path, env
 
 
-def test_quickstart_builds_runs_and_delivers(project: tuple[Path, dict[str, str]]) -> None:
+@pytest.fixture
+def runserver(project: tuple[Path, dict[str, str]]) -> Iterator[tuple[str, Path, dict[str, str]]]:
+    """Run the README's commands; the last, ``runserver``, on a free port until the test ends."""
     root, env = project
-    port = free_port()
-    commands = [shlex.split(line) for line in snippets()["run"].strip().splitlines()]
-    *setup, serve = commands
-    for command in setup:
-        assert command[:2] == ["python", "manage.py"]
-        run([sys.executable, *command[1:]], root, env)
-    assert serve[:3] == ["python", "manage.py", "rtbridge_server"]
-    serve = [sys.executable, *serve[1:]]
-    serve[serve.index("--port") + 1] = str(port)
+    *setup, serve = snippets()["run"].strip().splitlines()
+    for line in setup:
+        run(python_manage(line), root, env)
+    assert shlex.split(serve) == ["python", "manage.py", "runserver"]
+    address = f"127.0.0.1:{free_port()}"
+    output = tempfile.TemporaryFile()  # noqa: SIM115  (closed below)
     server = subprocess.Popen(
-        serve, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        [*python_manage(serve), address],
+        cwd=root,
+        env=env,
+        stdout=output,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # Ctrl-C reaches the reloader and its child, as in a terminal
     )
     try:
-        wait_for_port(port, timeout=20)
-        jar = http.cookiejar.CookieJar()
-        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
-        page = opener.open(f"http://127.0.0.1:{port}/", timeout=10).read().decode()
-        assert 'id="rtbridge-config"' in page and "rtbridge" in page
-        script = opener.open(f"http://127.0.0.1:{port}/static/rtbridge/rtbridge.js", timeout=10)
-        assert script.status == 200
-        csrf = next(c.value for c in jar if c.name == "csrftoken")
-        asyncio.run(_subscribe_then_create(port, opener, csrf))
+        wait_for_port(int(address.split(":")[1]), timeout=30)
+        yield address, root, env
     finally:
-        server.terminate()
-        output = server.communicate(timeout=15)[0].decode(errors="replace")
-    assert server.returncode == 0, output
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGINT)
+            server.wait(15)
+        output.seek(0)
+        text = output.read().decode(errors="replace")
+        output.close()
+    assert "System check identified no issues" in text, text
+    assert f"rtbridge socket at ws://{address}/rtbridge/ws" in text, text
 
 
-async def _subscribe_then_create(
-    port: int, opener: urllib.request.OpenerDirector, csrf: str
+def test_quickstart_lists_follows_and_reloads(
+    runserver: tuple[str, Path, dict[str, str]],
 ) -> None:
-    from websockets.asyncio.client import connect
+    address, root, env = runserver
+    parts = snippets()
+    with chromium() as browser:
+        page = browser.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(f"http://{address}/")
+        # The page's socket is up (the router's `subscribe` verb went over it, then the list).
+        page.wait_for_function("document.getElementById('items').childElementCount === 0")
 
-    async with connect(f"ws://127.0.0.1:{port}/rtbridge/ws") as socket:
-        welcome = json.loads(await socket.recv())
-        assert welcome["op"] == "welcome"
-        await socket.send(json.dumps({"op": "subscribe", "id": 1, "channel": "todo.todoitem"}))
-        assert json.loads(await socket.recv())["op"] == "ack"
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{port}/rtbridge/data/todo-item/create",
-            data=json.dumps({"text": "milk"}).encode(),
-            headers={
-                "Content-Type": "application/json",
-                "X-CSRFToken": csrf,
-                "Referer": f"http://127.0.0.1:{port}/",
-            },
-            method="POST",
-        )
-        reply = await asyncio.to_thread(lambda: json.loads(opener.open(request, timeout=10).read()))
-        assert reply["data"]["text"] == "milk"
-        while True:
-            frame = json.loads(await asyncio.wait_for(socket.recv(), 5))
-            if frame["op"] == "message":
-                break
-        assert (frame["channel"], frame["event"], frame["data"]) == (
-            "todo.todoitem",
-            "created",
-            {"id": reply["data"]["id"], "text": "milk", "done": False},
-        )
+        # From a shell, another process: the dev server gets it over the loopback channel.
+        for line in parts["shell"].strip().splitlines():
+            run(python_manage(line), root, env)
+        page.wait_for_function("document.getElementById('items').textContent === 'milk'")
+
+        # From curl, with the CSRF cookie and token the README says to send.
+        curl = parts["curl"].replace(README_ADDRESS, address)
+        answer = run(["bash", "-e", "-c", curl], root, env)
+        assert '"text": "eggs"' in answer, answer
+        page.wait_for_function("document.getElementById('items').textContent === 'milkeggs'")
+
+        # A reload loads the list: every item, in order.
+        page.reload()
+        page.wait_for_function("document.getElementById('items').textContent === 'milkeggs'")
+        assert page.eval_on_selector_all("#items li", "rows => rows.map(r => r.textContent)") == [
+            "milk",
+            "eggs",
+        ]
+        assert errors == []
+        page.close()
+
+    # What the README says about a bare POST: Django's CSRF 403.
+    request = urllib.request.Request(
+        f"http://{address}/rtbridge/data/todo-item/create", data=b'{"text": "x"}', method="POST"
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)
+    assert refused.value.code == 403
+    assert "CSRF cookie not set" in refused.value.read().decode()
+    # The admin stays in urls.py.
+    with urllib.request.urlopen(f"http://{address}/admin/login/", timeout=10) as admin:
+        assert admin.status == 200

@@ -388,7 +388,7 @@ def _close_http_client(client: Any) -> None:
     """Close the HTTP client (and watchdog thread) of a ``PubNub`` instance.
 
     Through the public ``get_request_handler()`` (pubnub >= 10, whose default httpx handler
-    has ``close()``); the requests-based handler of pubnub 9 holds nothing to close. The guard
+    has ``close()`` from 10.7, the lowest version rtbridge supports). The guard
     test in tests/backends/test_pubnub.py fails if the installed SDK stops offering this.
     """
     get_handler = getattr(client, "get_request_handler", None)

@@ -48,9 +48,13 @@ def __getattr__(name: str) -> Any:
 
 
 def client_config_for(alias: str) -> dict[str, Any]:
-    """Return the JS client's config for the self-hosted server: backend, url and path."""
+    """Return the JS client's config for the self-hosted server: backend, url and path.
+
+    ``url`` is the full socket URL (``public_url`` + ``path``), or ``None`` for the page's
+    own host.
+    """
     server = conf.server_settings()
-    return {"backend": alias, "url": server["public_url"], "path": server["path"]}
+    return {"backend": alias, "url": conf.public_socket_url(), "path": server["path"]}
 
 
 class RedisBackend(SelfHostedAuthMixin, BaseBackend):

@@ -1,14 +1,16 @@
-"""Run a server node from the Django settings until SIGTERM or SIGINT."""
+"""Run a server node from the Django settings until SIGTERM, SIGINT or SIGHUP."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from django.apps import apps
@@ -22,14 +24,18 @@ from .app import DEFAULT_ADDRESS, Server
 from .brokers import Broker, MemoryBroker, RedisBroker
 from .config import ServerConfig
 from .logs import JsonFormatter, event
+from .loopback import LoopbackReceiver
 
 __all__ = [
     "StartupError",
     "add_arguments",
     "build_server",
     "configure_logging",
+    "describe_broker",
     "resolve_port",
+    "restart_in_place",
     "run",
+    "serve",
 ]
 
 logger = logging.getLogger("rtbridge.server")
@@ -83,7 +89,8 @@ def _broker(backend: type, redis_url: str | None, config: ServerConfig) -> Broke
         if alias != "local":
             logger.warning(
                 "rtbridge: RTBRIDGE_BACKEND=%r does not deliver through this server; only "
-                "code running in this process can publish to it.",
+                "code running in this process, or on this machine with the 'local' backend, "
+                "can publish to it.",
                 conf.get_setting("RTBRIDGE_BACKEND"),
             )
         return MemoryBroker()
@@ -126,26 +133,24 @@ def build_server(
     port: int | None = None,
     with_django: bool = False,
     redis_url: str | None = None,
+    wsgi_app: Any = None,
+    options: Mapping[str, Any] | None = None,
 ) -> Server:
     """Build a server from the Django settings (broker, limits, origins, the WSGI app).
 
     ``backend_class()`` returns the class ``RTBRIDGE_BACKEND`` names (the caller passes
     ``rtbridge.backends.loading.backend_class``: the server imports no backend code).
-    ``port=None`` takes ``$PORT``, else 8000.
+    ``wsgi_app`` serves the site instead of the one ``with_django`` builds (``runserver``
+    passes its handler); ``options`` override keys of ``RTBRIDGE_SERVER``. ``port=None``
+    takes ``$PORT``, else 8000.
     """
     port = resolve_port(port)
     try:
-        config = ServerConfig.load()
+        config = ServerConfig.load(options)
         broker = _broker(backend_class(), redis_url, config)
     except ImproperlyConfigured as exc:
         raise StartupError(str(exc)) from exc
-    if isinstance(broker, MemoryBroker) and not with_django:
-        logger.warning(
-            "rtbridge: in-memory broker without --with-django: Django processes elsewhere cannot "
-            "publish here; use --with-django, or RTBRIDGE_BACKEND='redis'."
-        )
-    wsgi_app: Any = None
-    if with_django:
+    if wsgi_app is None and with_django:
         wsgi_app = get_wsgi_application()
         serve_static = config.serve_static
         if serve_static is None:
@@ -153,7 +158,7 @@ def build_server(
         if serve_static and apps.is_installed("django.contrib.staticfiles"):
             wsgi_app = StaticFilesHandler(wsgi_app)
     try:
-        return Server(address=address, port=port, broker=broker, wsgi_app=wsgi_app)
+        return Server(address=address, port=port, broker=broker, options=options, wsgi_app=wsgi_app)
     except ImproperlyConfigured as exc:
         raise StartupError(str(exc)) from exc
 
@@ -194,43 +199,77 @@ def run(server: Server) -> int:
     stops the service, whatever the supervisor's restart policy; the logs go to stderr,
     which the supervisor owns, so there is no log file to reopen.
     """
+
+    def announce(server: Server, receiver: LoopbackReceiver | None) -> None:
+        print(
+            f"rtbridge server on {server.url} (broker: {describe_broker(server.broker)})"
+            + (f", Django at {server.http_url}/" if server.wsgi_app is not None else "")
+            + (f"; local publishes on {receiver.address}" if receiver is not None else "")
+            + "; Ctrl-C to stop.",
+            flush=True,
+        )
+
+    stopped_by = serve(server, announce)
+    if stopped_by is not None and stopped_by == getattr(signal, "SIGHUP", None):
+        restart_in_place()
+    return 0
+
+
+def serve(
+    server: Server, on_started: Callable[[Server, LoopbackReceiver | None], None]
+) -> int | None:
+    """Run ``server`` on a new event loop in this thread; call ``on_started`` once it listens.
+
+    With the in-memory broker (the ``local`` backend) a ``LoopbackReceiver`` runs beside it,
+    so the project's other processes on this machine can publish. In the main thread,
+    SIGTERM, SIGINT and SIGHUP stop the server gracefully (sockets get 1001) and the signal
+    is returned; in another thread (Django's autoreloader runs ``runserver`` in one) it
+    serves until the process ends.
+    """
     stopped_by: list[int] = []
 
     async def main() -> None:
         stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
 
         def on_signal(signum: int) -> None:
             stopped_by.append(signum)
             stop.set()
 
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            loop.add_signal_handler(signum, on_signal, signum)
+        if threading.current_thread() is threading.main_thread():
+            loop = asyncio.get_running_loop()
+            names = ("SIGTERM", "SIGINT", "SIGHUP")
+            for signum in (getattr(signal, name) for name in names if hasattr(signal, name)):
+                # Windows has no loop signal handlers (nor SIGHUP): Ctrl-C raises
+                # KeyboardInterrupt there.
+                with contextlib.suppress(NotImplementedError):
+                    loop.add_signal_handler(signum, on_signal, signum)
         try:
             await server.astart()
         except OSError as exc:
             raise StartupError(
                 f"cannot listen on {server.address}:{server.port}: {exc.strerror or exc}; "
-                "choose another --port or stop what uses it."
+                "choose another port or stop what uses it."
             ) from exc
-        print(
-            f"rtbridge server on {server.url} (broker: {_describe(server.broker)})"
-            + (f", Django at {server.http_url}/" if server.wsgi_app is not None else "")
-            + "; Ctrl-C to stop.",
-            flush=True,
-        )
+        receiver = LoopbackReceiver(server) if isinstance(server.broker, MemoryBroker) else None
+        if receiver is not None:
+            try:
+                await receiver.start()
+            except OSError as exc:  # PermissionError: a rendezvous directory not ours
+                await server.astop()
+                raise StartupError(f"cannot take local publishes: {exc}") from exc
+        on_started(server, receiver)
         await stop.wait()
         logger.info(
             "rtbridge: %s: draining",
-            signal.Signals(stopped_by[0]).name,
+            signal.Signals(stopped_by[0]).name if stopped_by else "stop",
             extra=event("node.draining"),
         )
+        if receiver is not None:
+            await receiver.stop()
         await server.astop()
 
     asyncio.run(main())
-    if stopped_by and stopped_by[0] == signal.SIGHUP:
-        restart_in_place()
-    return 0
+    return stopped_by[0] if stopped_by else None
 
 
 def restart_in_place() -> None:
@@ -244,7 +283,8 @@ def restart_in_place() -> None:
     os.execv(sys.executable, argv)
 
 
-def _describe(broker: Broker) -> str:
+def describe_broker(broker: Broker) -> str:
+    """Return the broker for a start-up line: ``memory``, or ``redis <url without password>``."""
     if isinstance(broker, RedisBroker):
         return f"redis {safe_url(broker.url)}"
     return broker.name

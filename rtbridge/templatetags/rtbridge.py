@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django import template
+from django.http import HttpRequest
 from django.middleware.csrf import get_token
 from django.template import Context
 from django.templatetags.static import static
@@ -13,7 +16,13 @@ from django.utils.safestring import SafeString
 from ..publishers import get_backend
 from ..staticfiles import script_path
 
-__all__ = ["CONFIG_ELEMENT_ID", "rtbridge_config", "rtbridge_js", "rtbridge_js_url"]
+__all__ = [
+    "CONFIG_ELEMENT_ID",
+    "page_config",
+    "rtbridge_config",
+    "rtbridge_js",
+    "rtbridge_js_url",
+]
 
 register = template.Library()
 
@@ -21,16 +30,14 @@ register = template.Library()
 CONFIG_ELEMENT_ID = "rtbridge-config"
 
 
-@register.simple_tag(takes_context=True)
-def rtbridge_config(context: Context, element_id: str = CONFIG_ELEMENT_ID) -> SafeString:
-    """Render the active backend's ``client_config()`` as a ``<script type="application/json">``.
+def page_config(request: HttpRequest | None = None) -> dict[str, Any]:
+    """Return the JS client's config for a page: ``client_config()`` and the endpoints.
 
-    The JSON is escaped like Django's ``json_script`` (``<``, ``>`` and ``&`` become ``\\uXXXX``),
-    so no value can close the element. ``client_config()`` holds public values only. When
-    ``include("rtbridge.urls")`` is mounted, the config also names the auth and data
-    endpoints (``authEndpoint``, ``dataEndpoint``), and with a request in the context it
-    carries the CSRF token (``csrfToken``, which also sets the CSRF cookie, as
-    ``{% csrf_token %}`` does) so the client's writes pass Django's CSRF check.
+    When ``include("rtbridge.urls")`` is mounted, the config names the auth and data
+    endpoints (``authEndpoint``, ``dataEndpoint``); with a ``request`` it carries the CSRF
+    token (``csrfToken``, which also sets the CSRF cookie, as ``{% csrf_token %}`` does) so
+    the client's writes pass Django's CSRF check. ``{% rtbridge_config %}`` renders it and
+    ``GET /rtbridge/config`` answers it (for pages Django does not render).
     """
     config = dict(get_backend().client_config())
     try:
@@ -39,10 +46,19 @@ def rtbridge_config(context: Context, element_id: str = CONFIG_ELEMENT_ID) -> Sa
         config.setdefault("dataEndpoint", data_call[: -len("/route/verb")])
     except NoReverseMatch:
         pass  # rtbridge.urls is not mounted: the client uses its defaults.
-    request = context.get("request")
     if request is not None:
         config["csrfToken"] = get_token(request)
-    return json_script(config, element_id)
+    return config
+
+
+@register.simple_tag(takes_context=True)
+def rtbridge_config(context: Context, element_id: str = CONFIG_ELEMENT_ID) -> SafeString:
+    """Render :func:`page_config` as a ``<script type="application/json">`` element.
+
+    The JSON is escaped like Django's ``json_script`` (``<``, ``>`` and ``&`` become ``\\uXXXX``),
+    so no value can close the element. ``client_config()`` holds public values only.
+    """
+    return json_script(page_config(context.get("request")), element_id)
 
 
 @register.simple_tag

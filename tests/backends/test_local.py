@@ -82,7 +82,10 @@ def test_client_config_shape(settings: Any) -> None:
         "path": "/rtbridge/ws",
     }
     settings.RTBRIDGE_SERVER = {"public_url": "ws://127.0.0.1:9000"}
-    assert LocalBackend().client_config()["url"] == "ws://127.0.0.1:9000"
+    # public_url is a base URL: the socket path is appended (docs/server.md).
+    assert LocalBackend().client_config()["url"] == "ws://127.0.0.1:9000/rtbridge/ws"
+    settings.RTBRIDGE_SERVER = {"public_url": "ws://127.0.0.1:9000/rtbridge/ws"}
+    assert LocalBackend().client_config()["url"] == "ws://127.0.0.1:9000/rtbridge/ws"
 
 
 def test_revoke_without_a_server_is_a_clear_error() -> None:

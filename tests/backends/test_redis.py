@@ -142,7 +142,7 @@ def test_client_config_shape(settings: Any) -> None:
     assert backend.client_config() == {"backend": "redis", "url": None, "path": "/rtbridge/ws"}
     settings.RTBRIDGE_SERVER = {"public_url": "wss://rt.example.com", "path": "/ws"}
     config = backend.client_config()
-    assert config == {"backend": "redis", "url": "wss://rt.example.com", "path": "/ws"}
+    assert config == {"backend": "redis", "url": "wss://rt.example.com/ws", "path": "/ws"}
     assert "secret" not in json.dumps(config)
     assert "secret" not in repr(backend)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -149,3 +150,21 @@ def test_a_missing_node_is_refused_in_one_line() -> None:
         "make: the tests need Node.js 20 or newer (with npm), and /nonexistent/node is not found; "
         "install Node.js 20+ and npm (on Debian 13: sudo apt-get install -y nodejs npm)."
     ]
+
+
+def test_the_min_sdk_pins_are_the_minimums_pyproject_allows() -> None:
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"][
+        "optional-dependencies"
+    ]
+    minimums = {}
+    for extra in ("pusher", "pubnub", "firebase"):
+        (requirement,) = extras[extra]
+        name, low = re.fullmatch(r"([\w-]+)>=([\d.]+),<\d+", requirement).groups()
+        minimums[name] = low
+    recipe = (REPO / "Makefile").read_text(encoding="utf-8")
+    pins = dict(re.findall(r"'([\w-]+)==([\d.]+)'", recipe))
+    # 3.3.1 pins '3.3.1', but a range '>=10.7' means 10.7.0.
+    assert {name: pins[name] for name in minimums} == {
+        name: low if low.count(".") == 2 else f"{low}.0" for name, low in minimums.items()
+    }

@@ -202,7 +202,7 @@ def test_the_subpaths_give_a_small_bundle(project: Path) -> None:
         'import { Client } from "rtbridge/core"; import { selfhosted } from "rtbridge/transports/selfhosted";\n'
         'export const rt = new Client(selfhosted, { backend: "local", url: "ws://127.0.0.1:1/" });\n',
     )
-    assert size <= 6 * 1024, size
+    assert size <= 7 * 1024, size  # the budget of scripts/size.js (continuity added ~1.1 KB)
 
 
 @pytest.mark.xfail(

@@ -8,12 +8,21 @@ export type State = "connecting" | "connected" | "reconnecting" | "disconnected"
 export type FilterValue = string | number | bigint | boolean | null;
 export type Filters = Record<string, FilterValue>;
 
+/** Where a message stands in its channel: offsets are contiguous per channel within an epoch. */
+export interface Position {
+  /** 1 for the first message of a channel; 0: nothing published yet. */
+  offset: number;
+  /** Changes whenever the history behind the channel is lost (offsets start again). */
+  epoch: string;
+}
+
 /** What a handler gets besides the event and data. */
 export interface Meta {
   /** The logical channel name, e.g. `todo.todoitem;todo_list_id=1`. */
   channel: string;
-  /** Self-hosted: the channel's sequence number on the server node. */
-  seq?: number;
+  /** The message's position (assigned once, at publish time), when history is on. */
+  offset?: number;
+  epoch?: string;
   /** PubNub: the message's timetoken. */
   timetoken?: string;
   /** Firebase: the message's push id and database timestamp (ms). */
@@ -23,8 +32,30 @@ export interface Meta {
 
 export type Handler = (event: string, data: any, meta: Meta) => void;
 export type Listener = (data: any, meta: Meta) => void;
-/** Why messages may have been missed: a sequence jump, or the server said so. */
-export type GapInfo = { expected: number; received: number } | { reason: "server" } | Record<string, unknown>;
+/**
+ * What led to a check of history: a resume after a reconnect, a hole in the offsets, a
+ * transport that may have dropped messages (PubNub's per-response cap), or the server's `gap`.
+ */
+export type ContinuityReason = "reconnect" | "hole" | "missed" | "server";
+
+/** Messages may have been lost for good (refetch); `offset`/`epoch`: the position it goes on from. */
+export interface GapInfo extends Partial<Position> {
+  recovered: false;
+  reason: ContinuityReason;
+  /** Why history could not be read (the history endpoint's error), when it failed. */
+  error?: RTBridgeError;
+}
+
+/** Missed messages were recovered from history, from the position `offset`/`epoch` on. */
+export interface RecoveredInfo extends Position {
+  recovered: true;
+  reason: ContinuityReason;
+}
+
+/** After a reconnect: whether every message missed meanwhile was (or is being) delivered. */
+export interface ResubscribedInfo {
+  recovered: boolean;
+}
 export type Remove = () => void;
 
 export interface ReconnectOptions {
@@ -40,8 +71,12 @@ export interface ReconnectOptions {
 
 /** Options every transport accepts. */
 export interface CommonOptions {
-  /** Self-hosted only: backoff between reconnect attempts, or false for none. */
+  /** Self-hosted: backoff between reconnect attempts, or false for none (PubNub and retries of Django calls use its delays too). */
   reconnect?: ReconnectOptions | false;
+  /** Hosted transports with history on: Django's history endpoint (`client_config()` gives it). */
+  historyEndpoint?: string;
+  /** ms to wait for a missing offset before asking history (default 500 hosted, 0 self-hosted). */
+  holdTimeout?: number;
   /** Django's auth endpoint for private/presence channels (default "/rtbridge/auth"). */
   authEndpoint?: string;
   /** Base URL of the data routers (default "/rtbridge/data"). */
@@ -143,7 +178,12 @@ export interface TransportHooks {
   open(socketId: string | null): void;
   state(state: State): void;
   message(channel: string, event: string, data: any, meta: Meta): void;
-  gap(channel: string, info: GapInfo): void;
+  /** A positioned message this connection was excluded from (its own change): only the position moves on. */
+  skip(channel: string, position: Partial<Position>): void;
+  /** The server could not prove continuity: go on from `position` (its top), reporting a gap. */
+  gap(channel: string, position?: Partial<Position>): void;
+  /** The transport may have dropped messages on `channel`: fill from history. */
+  missed(channel: string): void;
   error(error: RTBridgeError): void;
   /** Resolve with Django's auth answer for a protected channel (`{auth}`, `{token}`, `channel_data`...). */
   authorize(channel: string, socketId?: string | null): Promise<any>;
@@ -156,7 +196,11 @@ export interface Transport {
   connect(): void;
   disconnect(): void;
   socketId(): string | null;
-  subscribe(channel: string): Promise<unknown> | void;
+  /**
+   * Subscribe (idempotent). A transport that resumes by itself (self-hosted) takes `since` and
+   * resolves with `{offset, epoch, recovered?}`; the others ignore it (history comes from Django).
+   */
+  subscribe(channel: string, since?: Position): Promise<unknown> | void;
   unsubscribe(channel: string): Promise<unknown> | void;
   /** Send a client event on a protected channel (optional). */
   whisper?(channel: string, event: string, data: any): Promise<unknown>;
@@ -200,7 +244,8 @@ export class Subscription {
   readonly ready: Promise<Subscription>;
   unsubscribe(): void;
   onGap(fn: (channel: string, info: GapInfo) => void): Remove;
-  onResubscribed(fn: (channel: string) => void): Remove;
+  onResubscribed(fn: (channel: string, info: ResubscribedInfo) => void): Remove;
+  onRecovered(fn: (channel: string, info: RecoveredInfo) => void): Remove;
   onError(fn: (error: RTBridgeError) => void): Remove;
 }
 
@@ -217,7 +262,8 @@ export class Channel {
   listenForWhisper(event: string, fn: WhisperListener): this;
   stopListeningForWhisper(event: string, fn?: WhisperListener): this;
   onGap(fn: (channel: string, info: GapInfo) => void): Remove;
-  onResubscribed(fn: (channel: string) => void): Remove;
+  onResubscribed(fn: (channel: string, info: ResubscribedInfo) => void): Remove;
+  onRecovered(fn: (channel: string, info: RecoveredInfo) => void): Remove;
   onError(fn: (error: RTBridgeError) => void): Remove;
   leave(): void;
 }
@@ -331,6 +377,18 @@ export class Client extends CoreClient {
 }
 
 /** Connect with `config`, or with the page's `{% rtbridge_config %}` merged under `options`. */
+/** Options of `connect({configUrl})`: the config comes from Django's `GET /rtbridge/config`. */
+export interface ConfigUrlOptions extends CommonOptions {
+  /** URL of Django's config endpoint, e.g. "https://api.example.com/rtbridge/config" (relative allowed). */
+  configUrl: string;
+}
+/** Fetch the config endpoint (with cookies) and resolve with a config for `connect()`: endpoints absolute. */
+export function fetchConfig(
+  configUrl: string,
+  options?: { fetch?: unknown; credentials?: "omit" | "same-origin" | "include" },
+): Promise<Config>;
+/** With `configUrl`: fetch the config first and resolve with the client. */
+export function connect(config: ConfigUrlOptions): Promise<Client>;
 export function connect(config?: Config | CommonOptions): Client;
 export function readConfig(elementId?: string): Config;
 export const CONFIG_ELEMENT_ID: "rtbridge-config";

@@ -1,5 +1,5 @@
 /**
- * Channels and subscriptions: who listens to what, and their ready/gap/resubscribed hooks.
+ * Channels and subscriptions: who listens to what, and their ready/gap/resubscribed/recovered hooks.
  *
  * A channel and its client never touch each other's members: the client gives each channel a
  * `ChannelLink` (what a channel may ask of its client), and drives a channel only through
@@ -73,7 +73,7 @@ export const port = {
     channel._presence(action, entries);
   },
 
-  /** Return the channel's own hooks `hook` (`gap`, `resubscribed`, `error`; the client's come after). */
+  /** Return the channel's own hooks `hook` (`gap`, `resubscribed`, `recovered`, `error`; the client's come after). */
   hooks: (channel, hook) => channel._hooks[hook],
 
   /** Add `handler` for every event (`client.subscribe`); return its subscription. */
@@ -103,7 +103,7 @@ export class Channel {
     this._subscriptions = new Set();
     this._listeners = new Map();
     this._whispers = new Map();
-    this._hooks = { gap: new Set(), resubscribed: new Set(), error: new Set() };
+    this._hooks = { gap: new Set(), resubscribed: new Set(), recovered: new Set(), error: new Set() };
     this._explicit = false;
     /** Resolves with the channel once subscribed; rejects with the server's error. */
     this.ready = new Promise((resolve, reject) => {
@@ -170,14 +170,19 @@ export class Channel {
     return unlisten(this._whispers, event, fn, this);
   }
 
-  /** Call `fn(channel, info)` when messages may have been missed here; return a remover. */
+  /** Call `fn(channel, info)` when messages here may have been lost (`info.recovered` false); return a remover. */
   onGap(fn) {
     return addHook(this._hooks.gap, fn);
   }
 
-  /** Call `fn(channel)` when this channel is subscribed again after a reconnect; return a remover. */
+  /** Call `fn(channel, {recovered})` when this channel is subscribed again after a reconnect; return a remover. */
   onResubscribed(fn) {
     return addHook(this._hooks.resubscribed, fn);
+  }
+
+  /** Call `fn(channel, info)` when messages missed here were recovered from history; return a remover. */
+  onRecovered(fn) {
+    return addHook(this._hooks.recovered, fn);
   }
 
   /** Call `fn(error)` for a refused subscription or a throwing handler here; return a remover. */
@@ -233,14 +238,19 @@ export class Subscription {
     this._channel._remove(this);
   }
 
-  /** Call `fn(channel, info)` when messages may have been missed (refetch then); return a remover. */
+  /** Call `fn(channel, info)` when messages may have been lost (refetch then); return a remover. */
   onGap(fn) {
     return this._hook("onGap", fn);
   }
 
-  /** Call `fn(channel)` when the channel is subscribed again after a reconnect; return a remover. */
+  /** Call `fn(channel, {recovered})` when the channel is subscribed again after a reconnect; return a remover. */
   onResubscribed(fn) {
     return this._hook("onResubscribed", fn);
+  }
+
+  /** Call `fn(channel, info)` when missed messages were recovered from history; return a remover. */
+  onRecovered(fn) {
+    return this._hook("onRecovered", fn);
   }
 
   /** Call `fn(error)` for a refusal or a throwing handler on this channel; return a remover. */

@@ -1,14 +1,18 @@
 /**
- * The client core: connection state, the channel registry, resubscribe after reconnect.
+ * The client core: connection state, the channel registry, resume after reconnect.
  *
  * It knows nothing about any vendor: a transport (see `transports/`) owns the connection and
  * calls back through the hooks below. Channels and subscriptions live in `channel.js`; the
  * client and its channels talk only through a `ChannelLink` and the channel `port` (see there).
+ * Each channel's messages pass through a `Stream` (`continuity.js`): in offset order, once,
+ * holes filled from history — by subscribing again with `since` (self-hosted) or from Django's
+ * history endpoint (`config.historyEndpoint`, the hosted transports).
  * @module rtbridge/client
  */
 import { backoffDelay } from "./backoff.js";
 import { filterChannel, validateChannel } from "./channel-names.js";
 import { Channel, port, prefixed } from "./channel.js";
+import { Stream } from "./continuity.js";
 import { RTBridgeError } from "./errors.js";
 import { addHook } from "./hooks.js";
 import { post } from "./http.js";
@@ -30,19 +34,27 @@ export class Client {
     /** @type {"connecting"|"connected"|"reconnecting"|"disconnected"} */
     this.state = "connecting";
     this._channels = new Map();
-    this._hooks = { state: new Set(), ready: new Set(), error: new Set(), gap: new Set(), resubscribed: new Set() };
+    this._hooks = { state: new Set(), ready: new Set(), error: new Set(), gap: new Set(), resubscribed: new Set(), recovered: new Set() };
     this._everConnected = false;
     this._presetAuth = new Map(); // channel → {socketId, answer}: an auth answer already in hand
+    this._streams = new Map(); // channel name → its Stream
+    this._ids = new Set(); // every socket id this client had: history marks our own messages with one
     // An event for a channel this client does not hold (any more) is dropped.
     const to = (handle) => (name, ...args) => {
       const channel = this._channels.get(name);
       if (channel) handle(channel, ...args);
     };
+    const stream = (handle) => to((channel, ...args) => handle(this._streams.get(channel.name), ...args));
     const transport = (this.transport = transportFactory(config, {
-      open: () => this._opened(),
+      open: (socketId) => this._opened(socketId),
       state: (state) => this._setState(state),
-      message: to(port.message),
-      gap: to((channel, info) => this._emit("gap", [channel.name, info], channel)),
+      message: stream((into, event, data, meta = {}) => into.receive({ offset: meta.offset, epoch: meta.epoch, event, data, meta })),
+      // A message this socket was excluded from (its own change): only the position moves on.
+      skip: stream((into, { offset, epoch }) => typeof offset === "number" && into.receive({ offset, epoch, skip: true })),
+      // The server could not prove continuity: the position becomes its top (protocol 2 `gap`).
+      gap: stream((into, info = {}) => into.lost("server", typeof info.offset === "number" ? info : null)),
+      // The transport may have dropped messages (e.g. PubNub's per-response cap): fill from history.
+      missed: stream((into) => into.fill("missed")),
       error: (error) => this._error(error, this._channels.get(error.channel)),
       authorize: (channel, socketId) => this._authorize(channel, socketId),
       presence: to(port.presence),
@@ -162,14 +174,25 @@ export class Client {
     return addHook(this._hooks.error, fn);
   }
 
-  /** Call `fn(channel, info)` when messages may have been missed on a channel (refetch then). */
+  /**
+   * Call `fn(channel, info)` when messages on a channel may have been lost for good
+   * (`info.recovered` is false; refetch then): a resume or fill that history could not answer.
+   */
   onGap(fn) {
     return addHook(this._hooks.gap, fn);
   }
 
-  /** Call `fn(channel)` each time a channel is subscribed again after a reconnect (refetch then). */
+  /**
+   * Call `fn(channel, {recovered})` each time a channel is subscribed again after a reconnect;
+   * `recovered` says whether every message missed meanwhile was (or is being) delivered.
+   */
   onResubscribed(fn) {
     return addHook(this._hooks.resubscribed, fn);
+  }
+
+  /** Call `fn(channel, info)` when missed messages were recovered from history (a resume or a hole). */
+  onRecovered(fn) {
+    return addHook(this._hooks.recovered, fn);
   }
 
   /** Close the connection for good (no reconnect). Subscriptions stay registered but silent. */
@@ -186,6 +209,18 @@ export class Client {
     if (!channel) {
       channel = new Kind(this._link, name);
       this._channels.set(name, channel);
+      const hosted = !!this.config.historyEndpoint;
+      this._streams.set(
+        name,
+        new Stream({
+          deliver: ({ event, data, meta, offset, epoch }) => port.message(channel, event, data, meta ?? { channel: name, offset, epoch }),
+          fill: (since) => (hosted ? this._history(name, since) : this._resubscribe(name, since)),
+          gap: (info) => this._emit("gap", [name, info], channel),
+          recovered: (info) => this._emit("recovered", [name, info], channel),
+          // Vendors may deliver out of order: wait that long for a missing offset.
+          holdTimeout: this.config.holdTimeout ?? (hosted ? 500 : 0),
+        }),
+      );
       if (this.state === "connected") this._subscribe(channel, false);
     }
     return channel;
@@ -201,30 +236,60 @@ export class Client {
    * `hooks.authorize`): an answer already in hand for this socket (from a router's `subscribe`
    * reply) is used once; otherwise `POST {authEndpoint}` with `{socket_id, channel_name}`.
    */
-  _authorize(channel, socketId = this.socketId(), attempt = 0) {
+  _authorize(channel, socketId = this.socketId()) {
     const preset = this._presetAuth.get(channel);
     this._presetAuth.delete(channel);
     if (preset && preset.socketId === socketId) return Promise.resolve(preset.answer);
-    const url = this.config.authEndpoint ?? "/rtbridge/auth";
-    return post(this, url, { socket_id: socketId, channel_name: channel }, `authorizing ${channel}`).catch((error) => {
+    const body = { socket_id: socketId, channel_name: channel };
+    return this._post(this.config.authEndpoint ?? "/rtbridge/auth", body, `authorizing ${channel}`, channel);
+  }
+
+  /**
+   * Return the history endpoint's answer for `channel` after `since` (hosted transports):
+   * `{recovered, offset, epoch, messages}`, each message as the `Stream` takes it. Without a
+   * position (`since` null) the answer is only the channel's top, to start from.
+   */
+  _history(channel, since) {
+    const body = { channel, since, socket_id: this.socketId() };
+    return this._post(this.config.historyEndpoint, body, `reading the history of ${channel}`, channel).then((answer) => ({
+      ...answer,
+      messages: (answer.messages ?? []).map(({ offset, event, data, exclude }) => ({ offset, event, data, skip: exclude != null && this._ids.has(exclude) })),
+    }));
+  }
+
+  /** POST to Django; unreachable or failing (not refusing), try again 3 times (reconnect backoff). */
+  _post(url, body, what, channel, attempt = 0) {
+    return post(this, url, body, what).catch((error) => {
       error.channel = channel;
-      // Django unreachable or failing is not a refusal: try again (reconnect backoff), 3 times.
       if ((error.status === 0 || error.status >= 500) && attempt < 3 && this.state !== "disconnected") {
         const delay = backoffDelay(attempt, this.config.reconnect || {}) + 100;
-        return new Promise((resolve) => setTimeout(resolve, delay)).then(() => this._authorize(channel, socketId, attempt + 1));
+        return new Promise((resolve) => setTimeout(resolve, delay)).then(() => this._post(url, body, what, channel, attempt + 1));
       }
       throw error;
     });
   }
 
-  /** Subscribe `channel` on the transport (`again`: after a reconnect) and tell it the outcome. */
+  /**
+   * Subscribe `channel` on the transport (`again`: after a reconnect, resuming from its
+   * position) and tell it the outcome. Self-hosted, the subscribe carries `since` and its ack
+   * answers; hosted, the history endpoint answers — asked before the first subscribe, so no
+   * message falls between the position and the subscription, and after each reconnect.
+   */
   _subscribe(channel, again) {
     const { name } = channel;
-    new Promise((resolve) => resolve(this.transport.subscribe(name))).then(
-      () => {
+    const stream = this._streams.get(name);
+    const reason = again ? "reconnect" : "start";
+    const subscribe = (since) => this._resubscribe(name, since);
+    const done = !this.config.historyEndpoint
+      ? stream.fill(reason, subscribe)
+      : again
+        ? subscribe().then(() => stream.fill(reason))
+        : stream.fill(reason).then((recovered) => subscribe().then(() => recovered));
+    done.then(
+      (recovered) => {
         if (this._channels.get(name) !== channel) return; // left meanwhile
         port.subscribed(channel);
-        if (again) this._emit("resubscribed", [name], channel);
+        if (again && recovered !== undefined) this._emit("resubscribed", [name, { recovered }], channel);
       },
       (error) => {
         // A request cut by a lost connection is retried after the reconnect.
@@ -235,9 +300,18 @@ export class Client {
     );
   }
 
+  /** Subscribe (again) on the transport; `since`: ask it to replay what came after (self-hosted). */
+  _resubscribe(name, since) {
+    return new Promise((resolve) => resolve(this.transport.subscribe(name, since ?? undefined)));
+  }
+
   /** Drop `channel` from the registry; return whether it was there. */
   _forget(channel) {
-    return this._channels.get(channel.name) === channel && this._channels.delete(channel.name);
+    const { name } = channel;
+    if (this._channels.get(name) !== channel) return false;
+    this._streams.get(name).close();
+    this._streams.delete(name);
+    return this._channels.delete(name);
   }
 
   /** Keep an auth answer for `channel` (bound to this socket id) for the next subscribe. */
@@ -245,7 +319,8 @@ export class Client {
     if (answer && socketId) this._presetAuth.set(channel, { socketId, answer });
   }
 
-  _opened() {
+  _opened(socketId) {
+    if (socketId) this._ids.add(socketId);
     const again = this._everConnected;
     this._everConnected = true;
     this._setState("connected");

@@ -5,7 +5,8 @@
  * (and authorizes it for private models), the client subscribes and buffers events, loads the
  * list, then applies what it buffered. Events applied: `created`/`entered` (insert or
  * replace), `updated` (merge the changed fields), `deleted`/`left` (remove), `refetch` (reload
- * that object). After a reconnect or a gap everything is loaded again the same way.
+ * that object). Missed events are recovered by the client from history; when they cannot be
+ * (`onGap`: `recovered: false`), everything is loaded again the same way.
  * @module rtbridge/live
  */
 import { normalizeFilterKey } from "./channel-names.js";
@@ -127,8 +128,9 @@ export class LiveList {
     this.channel = channel;
     if (this.closed) return;
     const subscription = (this._subscription = client.subscribe(channel, (event, data) => this._event(event, data)));
-    subscription.onResubscribed(() => this._reload());
+    // Only what is lost for good needs a reload; a first load that failed is tried again too.
     subscription.onGap(() => this._reload());
+    subscription.onResubscribed((channel, info) => info.recovered && !this.loaded && this._reload());
     await subscription.ready;
     await this.refetch();
   }

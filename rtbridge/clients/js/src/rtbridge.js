@@ -4,6 +4,7 @@
  * @module rtbridge
  */
 import { Client as CoreClient } from "./client.js";
+import { fetchConfig } from "./config.js";
 import * as data from "./data.js";
 import { RTBridgeError } from "./errors.js";
 import { LiveList, LiveObject } from "./live.js";
@@ -16,6 +17,7 @@ import { selfhosted } from "./transports/selfhosted.js";
 
 export { backoffDelay } from "./backoff.js";
 export { RTBridgeError } from "./errors.js";
+export { fetchConfig } from "./config.js";
 export { Channel, Subscription } from "./channel.js";
 export { PresenceChannel } from "./presence.js";
 export { LiveList, LiveObject, comparator } from "./live.js";
@@ -146,11 +148,17 @@ export function readConfig(elementId = CONFIG_ELEMENT_ID) {
  *
  * `config` is the backend's `client_config()` plus client options (`reconnect`, and the
  * vendor SDK: `Pusher`, `PubNub`, `firebase`, `WebSocket`). Without `config.backend`, the
- * page's `{% rtbridge_config %}` is read and `config` is merged over it.
+ * page's `{% rtbridge_config %}` is read and `config` is merged over it. With
+ * `config.configUrl` (pages Django does not render), the config is fetched from Django's
+ * `/rtbridge/config` first and a promise of the client is returned (see `fetchConfig`).
  * @param {object} [config]
- * @returns {Client}
+ * @returns {Client|Promise<Client>}
  */
 export function connect(config = {}) {
+  if (config.configUrl) {
+    const { configUrl, ...options } = config;
+    return fetchConfig(configUrl, options).then((fetched) => connect({ ...fetched, ...options }));
+  }
   const merged = config.backend ? config : { ...readConfig(config.configElementId), ...config };
   const factory = Object.hasOwn(transports, merged.backend) ? transports[merged.backend] : null;
   if (!factory) {

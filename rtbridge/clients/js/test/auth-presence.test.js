@@ -31,7 +31,7 @@ function start(options = {}) {
 /** Accept the socket with a welcome listing the protocol's extra features. */
 function welcome(ws, socketId = "s1.1") {
   ws.readyState = 1;
-  ws.push({ op: "welcome", protocol: 1, socket_id: socketId, heartbeat: 25, server: "fake", features: FEATURES });
+  ws.push({ op: "welcome", protocol: 2, socket_id: socketId, heartbeat: 25, server: "fake", features: FEATURES });
 }
 
 const subscribeFrame = (ws, channel) => ws.sent.find((frame) => frame.op === "subscribe" && frame.channel === channel);
@@ -135,7 +135,7 @@ test("4403 expired: the client asks the auth endpoint again and retries once; a 
   await until(() => ws.lastSent("subscribe") !== first);
   const second = ws.lastSent("subscribe");
   assert.equal(second.auth, "token-2");
-  ws.push({ op: "ack", id: second.id, channel: "private-orders", seq: 0 });
+  ws.push({ op: "ack", id: second.id, channel: "private-orders", offset: 0, epoch: "ep" });
   await channel.ready;
 
   // Another channel whose fresh token is also refused as expired: reported, not looped.
@@ -251,7 +251,7 @@ test("join(): the ack's members reach here(); presence frames reach joining/leav
   assert.equal(rt.join("presence-todo.todoitem.7"), room);
   await until(() => ws.lastSent("subscribe"));
   assert.equal(ws.lastSent("subscribe").auth, "tok");
-  ws.push({ op: "ack", id: ws.lastSent("subscribe").id, channel: room.name, seq: 0, members: [ann, bob] });
+  ws.push({ op: "ack", id: ws.lastSent("subscribe").id, channel: room.name, offset: 0, epoch: "ep", members: [ann, bob] });
   await room.ready;
   const frame = (action, member) => ws.push({ op: "presence", channel: room.name, action, member });
   frame("join", cat);
@@ -276,14 +276,14 @@ test("presence after a reconnect: here() again with the new full list", async ()
   const lists = [];
   const room = rt.join("room").here((members) => lists.push(members.map((m) => m.id)));
   await until(() => ws.lastSent("subscribe"));
-  ws.push({ op: "ack", id: ws.lastSent("subscribe").id, channel: room.name, seq: 0, members: [ann, bob] });
+  ws.push({ op: "ack", id: ws.lastSent("subscribe").id, channel: room.name, offset: 0, epoch: "ep", members: [ann, bob] });
   await room.ready;
   ws.drop(1006);
   await until(() => FakeWebSocket.all.length === 2);
   ws = FakeWebSocket.last;
   welcome(ws, "s2.2");
   await until(() => ws.lastSent("subscribe"));
-  ws.push({ op: "ack", id: ws.lastSent("subscribe").id, channel: room.name, seq: 0, members: [ann, cat] });
+  ws.push({ op: "ack", id: ws.lastSent("subscribe").id, channel: room.name, offset: 0, epoch: "ep", members: [ann, cat] });
   await until(() => lists.length === 2);
   assert.deepEqual(lists, [["1", "2"], ["1", "3"]]);
   assert.deepEqual(room.members(), [ann, cat]);
@@ -363,7 +363,7 @@ test("whisper(): sends the whisper op once subscribed; whisper frames reach list
   const sent = room.whisper("typing", { field: "text" });
   await until(() => ws.lastSent("subscribe"));
   assert.equal(ws.lastSent("whisper"), undefined, "not before the subscription is acknowledged");
-  ws.push({ op: "ack", id: ws.lastSent("subscribe").id, channel: room.name, seq: 0, members: [] });
+  ws.push({ op: "ack", id: ws.lastSent("subscribe").id, channel: room.name, offset: 0, epoch: "ep", members: [] });
   await until(() => ws.lastSent("whisper"));
   const frame = ws.lastSent("whisper");
   assert.deepEqual({ ...frame, id: 0 }, { op: "whisper", id: 0, channel: "presence-room", event: "typing", data: { field: "text" } });

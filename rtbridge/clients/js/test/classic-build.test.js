@@ -35,7 +35,7 @@ test("the classic script sets window.RTBridge with the whole API", async () => {
   rt.disconnect();
 });
 
-test("core + selfhosted stays within 6 KB min+gzip", async () => {
+test("core + selfhosted stays within 7 KB min+gzip", async () => {
   const result = await build({
     stdin: {
       contents: 'export { Client } from "./client.js"; export { selfhosted } from "./transports/selfhosted.js";',
@@ -47,5 +47,5 @@ test("core + selfhosted stays within 6 KB min+gzip", async () => {
     write: false,
   });
   const size = gzipSync(result.outputFiles[0].contents, { level: 9 }).length;
-  assert.ok(size <= 6 * 1024, `${size} bytes`);
+  assert.ok(size <= 7 * 1024, `${size} bytes`);
 });

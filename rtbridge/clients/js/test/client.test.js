@@ -140,8 +140,8 @@ test("gap and resubscribed hooks reach the subscription and the client", async (
   await sub.ready;
   rt.transport.gap("todo.todoitem", { reason: "server" });
   assert.deepEqual(gaps, [
-    ["sub", "todo.todoitem", { reason: "server" }],
-    ["client", "todo.todoitem", { reason: "server" }],
+    ["sub", "todo.todoitem", { recovered: false, reason: "server" }],
+    ["client", "todo.todoitem", { recovered: false, reason: "server" }],
   ]);
   sub.unsubscribe();
 });

@@ -110,7 +110,7 @@ function socketClient(options = {}) {
   );
   const ws = FakeWebSocket.last;
   ws.readyState = 1;
-  ws.push({ op: "welcome", protocol: 1, socket_id: "s.1", heartbeat: 25, features: ["auth", "presence", "whisper", "call"] });
+  ws.push({ op: "welcome", protocol: 2, socket_id: "s.1", heartbeat: 25, features: ["auth", "presence", "whisper", "call"] });
   return { rt, ws, fetch };
 }
 

@@ -11,6 +11,7 @@ import { RealServer, pythonAvailable, PYTHON } from "./helpers/server.js";
 const IN_CI = ["1", "true", "yes"].includes((process.env.CI ?? "").toLowerCase());
 let server;
 let skip = false;
+let protocol = 0; // the server's wire protocol (its welcome's "protocol")
 
 before(async () => {
   if (!pythonAvailable()) {
@@ -19,7 +20,33 @@ before(async () => {
     return;
   }
   server = await RealServer.start();
+  const socket = new WebSocket(server.url);
+  protocol = await new Promise((resolve, reject) => {
+    socket.once("message", (text) => resolve(JSON.parse(text).protocol));
+    socket.once("error", reject);
+  });
+  socket.close();
 });
+
+/**
+ * Run `body`, which needs protocol 2 (positions, resume; issue 12's server part). Against an
+ * older server it must fail: a strict expected failure, so it cannot pass by accident.
+ */
+async function needsProtocol2(t, body) {
+  if (protocol >= 2) return body();
+  await assert.rejects(body, "passes against a protocol-1 server: drop needsProtocol2 here");
+  t.diagnostic(`expected failure against protocol ${protocol}: needs the issue 12 server part`);
+}
+
+/** A WebSocket the test can cut, and keep away from the server while `blocked`. */
+class Cuttable extends WebSocket {
+  static last = null;
+  static blocked = false;
+  constructor(url) {
+    super(Cuttable.blocked ? "ws://127.0.0.1:1/refused" : url);
+    if (!Cuttable.blocked) Cuttable.last = this;
+  }
+}
 
 after(async () => {
   await server?.close();
@@ -37,7 +64,7 @@ function inbox() {
   const items = [];
   return {
     items,
-    handler: (channel) => (event, data, meta) => items.push([channel ?? meta.channel, event, data, meta.seq]),
+    handler: (channel) => (event, data, meta) => items.push([channel ?? meta.channel, event, data, meta.offset]),
     wait: (count, what = `${count} message(s)`) => until(() => items.length >= count, 5000, what),
   };
 }
@@ -54,10 +81,49 @@ test("subscribe with filters receives what Python publishes on the filter channe
   await server.publish("todo.todoitem;todo_list_id=2", "created", { id: 6 }); // another list
   await server.publish("todo.todoitem;todo_list_id=1", "updated", { id: 5, done: true });
   await box.wait(2);
-  assert.deepEqual(box.items, [
-    ["todo.todoitem;todo_list_id=1", "created", { id: 5, text: "milk" }, 1],
-    ["todo.todoitem;todo_list_id=1", "updated", { id: 5, done: true }, 2],
-  ]);
+  assert.deepEqual(
+    box.items.map((item) => item.slice(0, 3)),
+    [
+      ["todo.todoitem;todo_list_id=1", "created", { id: 5, text: "milk" }],
+      ["todo.todoitem;todo_list_id=1", "updated", { id: 5, done: true }],
+    ],
+  );
+  // Protocol 2: contiguous offsets per channel, assigned at publish time.
+  await needsProtocol2(t, async () => {
+    const [first, second] = box.items.map((item) => item[3]);
+    assert.equal(typeof first, "number");
+    assert.equal(second, first + 1);
+  });
+});
+
+test("a socket cut while messages are published: the resume replays them in order, recovered, no gap", async (t) => {
+  const rt = client(t, { WebSocket: Cuttable, reconnect: { initialDelay: 20, maxDelay: 50 } });
+  if (!rt) return;
+  await needsProtocol2(t, async () => {
+    const box = inbox();
+    const events = [];
+    rt.onGap((channel, info) => events.push(["gap", info.recovered]));
+    rt.onResubscribed((channel, info) => events.push(["resubscribed", info.recovered]));
+    const sub = rt.subscribe("chat.resume", box.handler());
+    await sub.ready;
+    await server.publish("chat.resume", "said", { n: 1 });
+    await box.wait(1);
+    Cuttable.blocked = true;
+    Cuttable.last.terminate();
+    await until(() => rt.state === "reconnecting", 5000, "reconnecting");
+    for (const n of [2, 3, 4]) await server.publish("chat.resume", "said", { n });
+    Cuttable.blocked = false;
+    await until(() => events.length === 1, 10000, "the resume");
+    await box.wait(4, "the replayed messages");
+    await server.publish("chat.resume", "said", { n: 5 });
+    await box.wait(5);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.deepEqual(box.items.map((item) => item[2].n), [1, 2, 3, 4, 5], "every message once, in order");
+    const offsets = box.items.map((item) => item[3]);
+    assert.deepEqual(offsets, offsets.map((_, index) => offsets[0] + index));
+    assert.deepEqual(events, [["resubscribed", true]]);
+  });
+  Cuttable.blocked = false;
 });
 
 test("channel().listen() gets only its event; exclude skips the sender", async (t) => {

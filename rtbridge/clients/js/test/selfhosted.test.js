@@ -1,4 +1,4 @@
-// The self-hosted transport against a fake WebSocket that the test plays as the server (protocol v1).
+// The self-hosted transport against a fake WebSocket that the test plays as the server (protocol 2).
 import assert from "node:assert/strict";
 import { afterEach, test } from "node:test";
 
@@ -110,33 +110,85 @@ test("server heartbeats are answered", async () => {
   assert.deepEqual(ws.sent, [{ op: "heartbeat" }]);
 });
 
-test("messages carry seq; a jump or a gap frame calls the gap hooks", async () => {
+test("messages carry offset and epoch; a skip moves the position; a hole is filled by subscribing with since", async () => {
   const rt = start();
   const ws = FakeWebSocket.last;
   ws.accept();
   const seen = [];
-  const gaps = [];
-  const sub = rt.subscribe("todo.todoitem", (event, data, meta) => seen.push(meta.seq));
-  sub.onGap((channel, info) => gaps.push(info));
+  const events = [];
+  const sub = rt.subscribe("todo.todoitem", (event, data, meta) => seen.push([meta.offset, meta.epoch]));
+  sub.onGap((channel, info) => events.push(["gap", info]));
+  sub.onRecovered((channel, info) => events.push(["recovered", info]));
   await tick();
-  ws.ackAll(6);
+  assert.equal(ws.lastSent("subscribe").since, undefined, "the first subscribe has no since");
+  ws.ackAll(6, "k3J9");
   await sub.ready;
-  const message = (seq) => ({ op: "message", channel: "todo.todoitem", event: "created", seq, data: {} });
+  const message = (offset, epoch = "k3J9") => ({ op: "message", channel: "todo.todoitem", event: "created", offset, epoch, data: {} });
   ws.push(message(7));
-  ws.push(message(8));
-  assert.deepEqual(gaps, []);
+  ws.push(message(6)); // at or before the position: a duplicate
+  // A skip (our own change, excluded) moves the position without a delivery and without a gap.
+  ws.push({ op: "skip", channel: "todo.todoitem", offset: 8, epoch: "k3J9" });
+  ws.push(message(9));
+  assert.deepEqual(seen, [
+    [7, "k3J9"],
+    [9, "k3J9"],
+  ]);
+  // 10 never came: 11 waits, and the client subscribes again from 9; the server replays 10 and 11.
+  ws.push(message(11));
+  await until(() => ws.sent.filter((frame) => frame.op === "subscribe").length === 2, 1000, "the fill");
+  assert.deepEqual(ws.lastSent("subscribe").since, { offset: 9, epoch: "k3J9" });
+  ws.ackAll(11, "k3J9");
   ws.push(message(10));
-  assert.deepEqual(gaps, [{ expected: 9, received: 10 }]);
-  ws.push({ op: "gap", channel: "todo.todoitem" });
-  assert.deepEqual(gaps[1], { reason: "server" });
-  assert.deepEqual(seen, [7, 8, 10]);
-  // A skip (our own change, excluded) moves seq on without a delivery and without a gap.
-  ws.push({ op: "skip", channel: "todo.todoitem", seq: 11 });
+  ws.push(message(11));
   ws.push(message(12));
-  assert.equal(gaps.length, 2);
-  assert.deepEqual(seen, [7, 8, 10, 12]);
-  ws.push({ op: "skip", channel: "todo.todoitem", seq: 14 });
-  assert.deepEqual(gaps[2], { expected: 13, received: 14 });
+  await tick();
+  assert.deepEqual(seen.map(([offset]) => offset), [7, 9, 10, 11, 12]);
+  assert.deepEqual(events, [["recovered", { recovered: true, reason: "hole", offset: 9, epoch: "k3J9" }]]);
+  // The server's gap frame: it could not prove continuity; the position becomes its top.
+  ws.push({ op: "gap", channel: "todo.todoitem", offset: 20, epoch: "fresh", recovered: false });
+  ws.push(message(21, "fresh"));
+  assert.deepEqual(events[1], ["gap", { recovered: false, reason: "server", offset: 20, epoch: "fresh" }]);
+  assert.deepEqual(seen.at(-1), [21, "fresh"]);
+});
+
+test("after a reconnect each channel resumes with since; recovered true or false reaches the hooks", async () => {
+  const rt = start();
+  let ws = FakeWebSocket.last;
+  ws.accept("a.1");
+  const events = [];
+  rt.onResubscribed((channel, info) => events.push(["resubscribed", channel, info]));
+  rt.onGap((channel, info) => events.push(["gap", channel, info]));
+  const seen = [];
+  rt.subscribe("chat.a", (event, data, meta) => seen.push(meta.offset));
+  rt.subscribe("chat.b", () => {});
+  await tick();
+  ws.ackAll(3, "E");
+  await tick();
+  ws.push({ op: "message", channel: "chat.a", event: "said", offset: 4, epoch: "E", data: {} });
+  ws.drop(1006);
+  await until(() => FakeWebSocket.all.length === 2, 1000, "a new socket");
+  ws = FakeWebSocket.last;
+  ws.accept("b.2");
+  await tick();
+  assert.deepEqual(
+    ws.sent.filter((frame) => frame.op === "subscribe").map(({ channel, since }) => [channel, since]),
+    [
+      ["chat.a", { offset: 4, epoch: "E" }],
+      ["chat.b", { offset: 3, epoch: "E" }],
+    ],
+  );
+  // chat.a can be replayed (same epoch); chat.b's history is gone (an answer with another epoch).
+  const [a, b] = ws.sent.filter((frame) => frame.op === "subscribe");
+  ws.push({ op: "ack", id: a.id, channel: "chat.a", offset: 4, epoch: "E", recovered: true });
+  ws.push({ op: "message", channel: "chat.a", event: "said", offset: 5, epoch: "E", data: {} });
+  ws.push({ op: "ack", id: b.id, channel: "chat.b", offset: 0, epoch: "E2", recovered: false });
+  await tick();
+  assert.deepEqual(seen, [4, 5]);
+  assert.deepEqual(events.sort((x, y) => x[1].localeCompare(y[1]) || x[0].localeCompare(y[0])), [
+    ["resubscribed", "chat.a", { recovered: true }],
+    ["gap", "chat.b", { recovered: false, reason: "reconnect", offset: 0, epoch: "E2" }],
+    ["resubscribed", "chat.b", { recovered: false }],
+  ]);
 });
 
 test("after a lost connection: backoff, reconnect, resubscribe, resubscribed hooks, no doubled handlers", async () => {
@@ -168,8 +220,8 @@ test("after a lost connection: backoff, reconnect, resubscribe, resubscribed hoo
   await tick();
   assert.deepEqual(resubscribed.sort(), [["client", "todo.todoitem"], ["client", "todo.todolist.1"], ["sub", "todo.todoitem"]]);
   assert.equal(rt.socketId(), "b.2");
-  ws.push({ op: "message", channel: "todo.todoitem", event: "created", seq: 1, data: {} });
-  ws.push({ op: "message", channel: "todo.todolist.1", event: "renamed", seq: 1, data: {} });
+  ws.push({ op: "message", channel: "todo.todoitem", event: "created", offset: 1, epoch: "ep", data: {} });
+  ws.push({ op: "message", channel: "todo.todolist.1", event: "renamed", offset: 1, epoch: "ep", data: {} });
   assert.deepEqual(seen, ["created", "renamed"]);
   assert.deepEqual(states, ["connecting", "connected", "reconnecting", "connected"]);
 });

@@ -6,6 +6,8 @@ import type {
   Filters,
   GapInfo,
   Handler,
+  RecoveredInfo,
+  ResubscribedInfo,
   RTBridgeError,
   Remove,
   State,
@@ -34,8 +36,11 @@ export class Client {
   private(name: string): Channel;
   leave(name: string): void;
   onError(fn: (error: RTBridgeError) => void): Remove;
+  /** Messages on a channel may have been lost for good: refetch (live lists do it themselves). */
   onGap(fn: (channel: string, info: GapInfo) => void): Remove;
-  onResubscribed(fn: (channel: string) => void): Remove;
+  onResubscribed(fn: (channel: string, info: ResubscribedInfo) => void): Remove;
+  /** Missed messages were recovered from history (after a reconnect or a hole): no refetch needed. */
+  onRecovered(fn: (channel: string, info: RecoveredInfo) => void): Remove;
   disconnect(): void;
 }
 

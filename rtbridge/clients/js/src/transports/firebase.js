@@ -1,7 +1,7 @@
 /**
  * The Firebase Realtime Database transport over the modular SDK (v9+, e.g. v12).
  *
- * The Python backend writes each message as `{event, data, ts, exclude}` under
+ * The Python backend writes each message as `{event, data, ts, exclude, offset?, epoch?}` under
  * `/<root>/<encodeForFirebase(channel)>/<push id>`; a subscription gets the messages written
  * from the moment it was made. Push ids start with the publishing Django process's clock and
  * `ts` is the database's, so the query starts `clockSkew` ms early (default 10 s, for a
@@ -176,9 +176,10 @@ export function firebase(config, hooks) {
         sdk.query(sdk.ref(db, path), sdk.orderByKey(), sdk.startAfter(start)),
         (snapshot) => {
           const value = snapshot.val();
-          if (!value || typeof value !== "object" || (value.exclude && value.exclude === socketId)) return;
+          if (!value || typeof value !== "object") return;
+          if (value.exclude && value.exclude === socketId) return hooks.skip(logical, value); // our own: the position moves on
           if (typeof value.ts === "number" && value.ts < since) return; // written before we subscribed
-          const meta = { channel: logical, key: snapshot.key, ts: value.ts };
+          const meta = { channel: logical, key: snapshot.key, ts: value.ts, offset: value.offset, epoch: value.epoch };
           if (typeof value.event === "string" && value.event.startsWith("client-")) {
             if (isProtected(logical)) hooks.whisper(logical, value.event.slice(7), value.data, { ...meta, user_id: value.user_id });
           } else {

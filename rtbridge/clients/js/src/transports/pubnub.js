@@ -1,7 +1,9 @@
 /**
  * The PubNub transport over the pubnub JS SDK. The SDK keeps the subscribe loop and reconnects
  * by itself; messages are `{event, data}` objects (plus `exclude`, the sender's socket id,
- * when the publisher set one) on the `encodeForPubnub(channel)` channel.
+ * when the publisher set one, and `offset`/`epoch` with history on) on the
+ * `encodeForPubnub(channel)` channel. A subscribe loop that fails (an outage) is
+ * "reconnecting", not "connected", and is restarted with backoff.
  *
  * Protected channels: the auth endpoint answers `{token}` (an Access Manager v3 token), given
  * to the SDK with `setToken`; with `accessManager` (the backend has a secret key) PubNub wants a
@@ -13,6 +15,7 @@
  * published messages whose event is `client-<event>` (they need `publishKey`).
  * @module rtbridge/transports/pubnub
  */
+import { backoffDelay } from "../backoff.js";
 import { isProtected } from "../channel-names.js";
 import { encodeForPubnub } from "../encodings.js";
 import { RTBridgeError } from "../errors.js";
@@ -48,6 +51,8 @@ export function pubnub(config, hooks) {
   let userId = null;
   let client = null;
   let online = false;
+  let retryTimer;
+  let attempt = 0;
   let stopped = false;
   let hasToken = false;
   let firstToken = null; // the pending auth request for the first token (accessManager)
@@ -111,8 +116,8 @@ export function pubnub(config, hooks) {
     message({ channel, message, timetoken }) {
       const entry = channels.get(channel);
       if (!entry || !message || typeof message !== "object") return;
-      if (message.exclude && message.exclude === socketId) return;
-      const meta = { channel: entry.logical, timetoken };
+      if (message.exclude && message.exclude === socketId) return hooks.skip(entry.logical, message); // our own: the position moves on
+      const meta = { channel: entry.logical, timetoken, offset: message.offset, epoch: message.epoch };
       const { event } = message;
       if (typeof event === "string" && event.startsWith("client-")) {
         if (isProtected(entry.logical)) hooks.whisper(entry.logical, event.slice(7), message.data, { ...meta, user_id: message.user_id });
@@ -129,6 +134,11 @@ export function pubnub(config, hooks) {
         renew(names);
         return settle(names, status.errorData?.message ?? "access denied (Access Manager)");
       }
+      if (category === "PNRequestMessageCountExceededCategory") {
+        // One response held more than the SDK's threshold: PubNub may have dropped the rest.
+        for (const entry of channels.values()) if (entry.done) hooks.missed(entry.logical);
+        return;
+      }
       if (UP.includes(category)) {
         const names = status.subscribedChannels ?? status.affectedChannels ?? [];
         const again = category === "PNReconnectedCategory";
@@ -136,16 +146,25 @@ export function pubnub(config, hooks) {
           if (entry.me && (again ? entry.done : !entry.done && names.includes(encodeForPubnub(entry.logical)))) presence.announce(entry);
         }
         settle(names);
+        clearTimeout(retryTimer);
+        attempt = 0;
         if (!online || category === "PNReconnectedCategory") {
           online = true;
           hooks.open(socketId);
         }
       } else if (DOWN.includes(category)) {
-        online = false;
-        hooks.state("reconnecting");
+        down();
       }
     },
   };
+
+  function down() {
+    online = false;
+    hooks.state("reconnecting");
+    // After a refusal, or once its own retries are spent, the SDK's loop waits for reconnect().
+    clearTimeout(retryTimer);
+    retryTimer = setTimeout(() => client?.reconnect?.(), backoffDelay(attempt++, config.reconnect || {}) + 1000);
+  }
 
   return {
     connect() {
@@ -170,6 +189,7 @@ export function pubnub(config, hooks) {
       });
     },
     disconnect() {
+      clearTimeout(retryTimer);
       stopped = true;
       client?.removeListener(listener);
       client?.unsubscribeAll();

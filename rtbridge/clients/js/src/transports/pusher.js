@@ -8,6 +8,7 @@
  * second per connection (Pusher's rate). With `signIn` each connection signs in as its Django
  * user (`pusher.signin()`, answered by the auth endpoint), so the server can end a user's
  * connections (`rtbridge.revoke`); after that the page connects again and Django decides anew.
+ * With history on (`config.historyEndpoint`), an event's data is `{data, offset, epoch}`.
  * @module rtbridge/transports/pusher
  */
 import { encodeForPusher } from "../encodings.js";
@@ -157,7 +158,11 @@ export function pusher(config, hooks) {
       channel.bind_global((event, data) => {
         // pusher:* and pusher_internal:* are the protocol's own events, not the app's.
         // client- events (whispers) come through the connection's messages, which carry user_id.
-        if (!/^(pusher(_internal)?:|client-)/.test(event)) hooks.message(logical, event, data, { channel: logical });
+        if (/^(pusher(_internal)?:|client-)/.test(event)) return;
+        // With history on, Django sends {data, offset, epoch}: the position travels with the data.
+        const positioned = config.historyEndpoint && typeof data?.offset === "number" && typeof data.epoch === "string";
+        const meta = { channel: logical, ...(positioned && { offset: data.offset, epoch: data.epoch }) };
+        hooks.message(logical, event, positioned ? data.data : data, meta);
       });
       return entry.ready;
     },

@@ -1,7 +1,8 @@
 /**
- * The self-hosted transport: a native WebSocket speaking rtbridge wire protocol v1
- * (`docs/protocol.md`) to an rtbridge server node, with heartbeats, gap detection and
- * reconnect with backoff.
+ * The self-hosted transport: a native WebSocket speaking rtbridge wire protocol 2
+ * (`docs/protocol.md`) to an rtbridge server node, with heartbeats and reconnect with backoff.
+ * Messages carry their position (`offset`, `epoch`) in `meta`; a subscribe with `since` asks
+ * the server to replay what came after it, and its ack says whether it could (`recovered`).
  * @module rtbridge/transports/selfhosted
  */
 import { backoffDelay } from "../backoff.js";
@@ -41,7 +42,6 @@ export function selfhosted(config, hooks) {
   const url = socketUrl(config);
   const reconnect = config.reconnect === false ? { maxAttempts: 0 } : { ...config.reconnect };
   const pending = new Map(); // request id → {resolve, reject}
-  const seqs = new Map(); // channel → last seq seen
   let socket = null;
   let socketId = null;
   let features = [];
@@ -99,18 +99,14 @@ export function selfhosted(config, hooks) {
       socketId = frame.socket_id;
       features = Array.isArray(frame.features) ? frame.features : [];
       attempt = 0;
-      seqs.clear();
       idleMs = frame.heartbeat > 0 ? frame.heartbeat * 2000 + (config.heartbeatGrace ?? 5000) : 0;
       watchIdle();
       hooks.open(socketId);
-    } else if (op === "message" || op === "skip") {
-      // `skip`: a message this socket was excluded from (its own change); only seq moves on.
-      const last = seqs.get(channel);
-      if (typeof frame.seq === "number") {
-        if (last != null && frame.seq !== last + 1) hooks.gap(channel, { expected: last + 1, received: frame.seq });
-        seqs.set(channel, frame.seq);
-      }
-      if (op === "message") hooks.message(channel, frame.event, frame.data, { channel, seq: frame.seq });
+    } else if (op === "message") {
+      hooks.message(channel, frame.event, frame.data, { channel, offset: frame.offset, epoch: frame.epoch });
+    } else if (op === "skip") {
+      // A message this socket was excluded from (its own change): only the position moves on.
+      hooks.skip(channel, frame);
     } else if (op === "ack" || op === "pong" || op === "reply" || op === "error") {
       const request = pending.get(frame.id);
       pending.delete(frame.id);
@@ -128,10 +124,9 @@ export function selfhosted(config, hooks) {
     } else if (op === "whisper") {
       hooks.whisper(channel, frame.event, frame.data, { channel, user_id: frame.user_id });
     } else if (op === "revoked") {
-      seqs.delete(channel);
       hooks.revoked(channel, new RTBridgeError(`rtbridge: the server ended ${channel}: ${frame.reason}`, { code: "revoked", reason: frame.reason, channel }));
     } else if (op === "gap") {
-      hooks.gap(channel, { reason: "server" });
+      hooks.gap(channel, frame); // `offset`/`epoch`: the position to go on from
     } else if (op === "heartbeat") {
       send({ op: "heartbeat" });
     }
@@ -181,15 +176,15 @@ export function selfhosted(config, hooks) {
       if (socket) drop(1000, "disconnect()");
     },
     socketId: () => socketId,
-    subscribe(channel) {
+    /** Subscribe (again) to `channel`; with `since` the server replays what came after it. */
+    subscribe(channel, since) {
       // A protected channel needs a token from Django's auth endpoint, for this very socket.
       const attempt = async (retried) => {
         const onSocket = socketId;
         if (onSocket === null) throw new RTBridgeError("rtbridge: not connected", { code: "closed", retry: true });
         const answer = isProtected(channel) ? await hooks.authorize(channel, onSocket) : null;
-        return request({ op: "subscribe", channel, ...(answer && { auth: answer.auth }) }, onSocket).then(
+        return request({ op: "subscribe", channel, ...(since && { since }), ...(answer && { auth: answer.auth }) }, onSocket).then(
           (ack) => {
-            if (typeof ack.seq === "number") seqs.set(channel, ack.seq);
             if (ack.members) hooks.presence(channel, "here", ack.members);
             return ack;
           },
@@ -203,7 +198,6 @@ export function selfhosted(config, hooks) {
       return attempt(false);
     },
     unsubscribe(channel) {
-      seqs.delete(channel);
       return request({ op: "unsubscribe", channel });
     },
     whisper(channel, event, data) {

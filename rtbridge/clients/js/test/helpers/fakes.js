@@ -29,7 +29,7 @@ export class FakeWebSocket {
   accept(socketId = "s1.1", heartbeat = 25) {
     this.readyState = 1;
     this.onopen?.({});
-    this.push({ op: "welcome", protocol: 1, socket_id: socketId, heartbeat, server: "fake" });
+    this.push({ op: "welcome", protocol: 2, socket_id: socketId, heartbeat, server: "fake" });
   }
 
   push(frame) {
@@ -47,12 +47,17 @@ export class FakeWebSocket {
     return this.sent.filter((frame) => frame.op === op).at(-1);
   }
 
-  /** Answer every subscribe not answered yet with an ack. */
-  ackAll(seq = 0) {
+  /**
+   * Answer every subscribe not answered yet with an ack (protocol 2): the channel's top
+   * `offset`/`epoch`, or for a subscribe with `since`, whether it can be replayed (same epoch).
+   */
+  ackAll(offset = 0, epoch = "ep") {
     for (const frame of this.sent) {
       if ((frame.op === "subscribe" || frame.op === "unsubscribe") && !frame.answered) {
         frame.answered = true;
-        this.push({ op: "ack", id: frame.id, channel: frame.channel, seq });
+        const { since } = frame;
+        const position = since ? { offset: since.epoch === epoch ? since.offset : offset, epoch, recovered: since.epoch === epoch } : { offset, epoch };
+        this.push({ op: "ack", id: frame.id, channel: frame.channel, ...(frame.op === "subscribe" && position) });
       }
     }
   }

@@ -2,14 +2,19 @@
 import {
   Channel,
   Client,
+  GapInfo,
   LiveList,
   LiveObject,
   Member,
+  Position,
   PresenceChannel,
   RTBridgeError,
+  RecoveredInfo,
+  ResubscribedInfo,
   State,
   Subscription,
   connect,
+  fetchConfig,
   filterChannel,
   objectChannel,
   transports,
@@ -20,12 +25,20 @@ const off: () => void = rt.onState((state: State) => state === "connected");
 off();
 rt.ready(() => console.log(rt.socketId())).then((client: Client) => client.headers());
 const sub: Subscription = rt.subscribe("todo.todoitem", { todo_list_id: 1, done: false }, (event, data, meta) => {
-  console.log(event.toUpperCase(), data, meta.channel, meta.seq);
+  console.log(event.toUpperCase(), data, meta.channel, meta.offset, meta.epoch);
 });
 rt.subscribe("todo.todolist.1", (event: string) => event);
 sub.ready.then((s: Subscription) => s.unsubscribe());
-sub.onGap((channel: string) => channel);
-sub.onResubscribed((channel: string) => channel);
+sub.onGap((channel: string, info: GapInfo) => [channel, info.recovered, info.reason, info.offset, info.error?.code]);
+sub.onResubscribed((channel: string, info: ResubscribedInfo) => info.recovered || channel);
+sub.onRecovered((channel: string, info: RecoveredInfo) => [info.reason, info.offset, info.epoch]);
+rt.onRecovered((channel, info) => info.recovered === true);
+rt.onGap((channel, info) => info.recovered === false);
+const stopRecovered: () => void = rt.channel("x").onRecovered((channel, info) => info.offset);
+connect({ backend: "pusher", key: "k", historyEndpoint: "/rtbridge/history", holdTimeout: 1000 });
+const position: Position = { offset: 41, epoch: "k3J9" };
+// @ts-expect-error: a gap is never recovered
+const recoveredGap: GapInfo = { recovered: true, reason: "hole" };
 sub.onError((error: RTBridgeError) => error.code);
 const channel: Channel = rt.channel("todo.todolist.1").listen("renamed", (data) => data.name).stopListening("renamed");
 channel.leave();
@@ -34,13 +47,27 @@ connect({ backend: "pusher", key: "app-key", wsHost: "127.0.0.1", wsPort: 6001, 
 connect({ backend: "local", url: null, path: "/rtbridge/ws", reconnect: { maxDelay: 10_000 } });
 connect({ backend: "firebase", databaseURL: "https://x.firebaseio.com", root: "rtbridge" });
 connect({ reconnect: false });
+connect({ configUrl: "http://127.0.0.1:8000/rtbridge/config" }).then((client: Client) => client.join("presence-room"));
+fetchConfig("/rtbridge/config", { credentials: "include" }).then((config) => connect(config).socketId());
 filterChannel("todo.todoitem", { todo_list__id: 1 });
 objectChannel("todo.todoitem", 5);
 transports.custom = (config, hooks) => ({
   connect: () => hooks.open("id"),
   disconnect: () => hooks.state("disconnected"),
   socketId: () => "id",
-  subscribe: async () => undefined,
+  subscribe: async (channel: string, since?: Position) => since && { offset: since.offset, epoch: since.epoch, recovered: true },
+  unsubscribe: () => undefined,
+});
+transports.positioned = (config, hooks) => ({
+  connect: () => {
+    hooks.message("c", "e", {}, { channel: "c", offset: 2, epoch: position.epoch });
+    hooks.skip("c", { offset: 3, epoch: position.epoch });
+    hooks.gap("c", { offset: 9, epoch: "fresh" });
+    hooks.missed("c");
+  },
+  disconnect: () => undefined,
+  socketId: () => null,
+  subscribe: () => undefined,
   unsubscribe: () => undefined,
 });
 rt.disconnect();
