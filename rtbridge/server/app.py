@@ -277,9 +277,10 @@ class Server:
         await self.presence.drain(timeout)
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if self._tasks:
+            # Bounded: on Python 3.11 a wait_for inside a task can swallow the cancellation
+            # when its own wait ends at the same moment, and the task then runs on.
+            await asyncio.wait(self._tasks, timeout=2.0)
         self._tasks = []
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.presence.stop(), 2.0)
