@@ -13,6 +13,7 @@ BENCHMARKS = [
     "benchmarks.bench_hosted",
     "benchmarks.bench_fanout",
     "benchmarks.bench_continuity",
+    "benchmarks.bench_operators",
 ]
 
 

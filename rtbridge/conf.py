@@ -29,7 +29,13 @@ __all__ = [
     "resolve_backend_path",
     "server_settings",
     "session_settings",
+    "token_ttl",
 ]
+
+#: Seconds a subscription token is valid unless ``RTBRIDGE_TOKEN_TTL`` says otherwise.
+DEFAULT_TOKEN_TTL = 3600
+#: Names of the log formats the server can write (``RTBRIDGE_SERVER['log_format']``).
+LOG_FORMATS = ("text", "json")
 
 BACKEND_ALIASES: dict[str, str] = {
     "local": "rtbridge.backends.local.LocalBackend",
@@ -57,6 +63,8 @@ DEFAULTS: dict[str, Any] = {
     # Message positions and history (docs/delivery.md); missing keys take their value from
     # HISTORY_DEFAULTS, and None or {"enabled": False} turns history off.
     "RTBRIDGE_HISTORY": {},
+    # Seconds a signed subscription token is accepted after it was issued (docs/auth.md).
+    "RTBRIDGE_TOKEN_TTL": DEFAULT_TOKEN_TTL,
 }
 
 # Keys of RTBRIDGE_HISTORY and their defaults (docs/settings.md explains each one).
@@ -98,6 +106,17 @@ SERVER_DEFAULTS: dict[str, Any] = {
     "whisper_rate": 10,
     "call_rate": 20,
     "call_threads": 8,
+    # Hostile input: the deepest JSON nesting a client frame may have.
+    "max_json_depth": 32,
+    # permessage-deflate (RFC 7692) offered to clients; off by default (memory per socket).
+    "compression": False,
+    # Operators (docs/server.md): probes, metrics, logs and proxies. None turns a path off.
+    "health_path": "/healthz",
+    "ready_path": "/readyz",
+    "metrics_path": "/metrics",
+    "log_format": "text",
+    # Addresses or networks whose X-Forwarded-For / X-Real-IP are believed (none by default).
+    "trusted_proxies": [],
 }
 
 
@@ -188,6 +207,7 @@ def server_settings(overrides: Mapping[str, Any] | None = None) -> dict[str, Any
         "whisper_rate",
         "call_rate",
         "call_threads",
+        "max_json_depth",
     ):
         value = merged[key]
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -218,6 +238,36 @@ def server_settings(overrides: Mapping[str, Any] | None = None) -> dict[str, Any
         raise ImproperlyConfigured(
             f"RTBRIDGE_SERVER['public_url']={public_url!r} is not valid; give None (the page's "
             "own host) or a ws:// or wss:// URL such as 'wss://rt.example.com'."
+        )
+    for key in ("health_path", "ready_path", "metrics_path"):
+        value = merged[key]
+        if value is not None and not (isinstance(value, str) and value.startswith("/")):
+            raise ImproperlyConfigured(
+                f"RTBRIDGE_SERVER[{key!r}]={value!r} is not valid; give a URL path starting "
+                "with '/', or None to turn it off."
+            )
+    paths = [merged[key] for key in ("path", "health_path", "ready_path", "metrics_path")]
+    taken = [p for p in paths if p is not None]
+    if len(set(taken)) != len(taken):
+        raise ImproperlyConfigured(
+            f"RTBRIDGE_SERVER paths {taken!r} are not valid; path, health_path, ready_path "
+            "and metrics_path must differ."
+        )
+    if merged["log_format"] not in LOG_FORMATS:
+        raise ImproperlyConfigured(
+            f"RTBRIDGE_SERVER['log_format']={merged['log_format']!r} is not valid; give "
+            f"{' or '.join(repr(f) for f in LOG_FORMATS)}."
+        )
+    if not isinstance(merged["compression"], bool):
+        raise ImproperlyConfigured(
+            f"RTBRIDGE_SERVER['compression']={merged['compression']!r} is not valid; give "
+            "True (offer permessage-deflate) or False (the default)."
+        )
+    proxies = merged["trusted_proxies"]
+    if isinstance(proxies, str) or not isinstance(proxies, (list, tuple)):
+        raise ImproperlyConfigured(
+            f"RTBRIDGE_SERVER['trusted_proxies']={proxies!r} is not valid; give a list of "
+            "proxy addresses or networks, e.g. ['127.0.0.1', '10.0.0.0/8'] (default: none)."
         )
     if merged["serve_static"] not in (None, True, False):
         raise ImproperlyConfigured(
@@ -268,8 +318,14 @@ def project_identity() -> str:
     return f"{module}\0{os.path.realpath(os.fspath(base_dir))}"
 
 
-def origin_settings() -> tuple[Any, list[str], bool]:
-    """Return ``(RTBRIDGE_ALLOWED_ORIGINS, ALLOWED_HOSTS, DEBUG)`` for the server's Origin check."""
+def origin_settings() -> tuple[Any, list[str] | None, bool]:
+    """Return ``(RTBRIDGE_ALLOWED_ORIGINS, ALLOWED_HOSTS, DEBUG)`` for the server's Origin check.
+
+    Without configured Django settings (a server embedded without a project) there are no
+    ``ALLOWED_HOSTS``: ``(None, None, False)``.
+    """
+    if not settings.configured:
+        return None, None, False
     return (
         get_setting("RTBRIDGE_ALLOWED_ORIGINS"),
         list(getattr(settings, "ALLOWED_HOSTS", [])),
@@ -355,3 +411,20 @@ def history() -> HistorySettings:
             "history store class."
         )
     return HistorySettings(enabled=enabled, size=size, ttl=float(ttl), store=store)
+
+
+def token_ttl() -> int:
+    """Return ``RTBRIDGE_TOKEN_TTL``: seconds a subscription token is valid (default 3600).
+
+    Raises ``ImproperlyConfigured`` naming a value that is not a whole number >= 1. Without
+    configured Django settings, the default.
+    """
+    if not settings.configured:
+        return DEFAULT_TOKEN_TTL
+    value = get_setting("RTBRIDGE_TOKEN_TTL")
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ImproperlyConfigured(
+            f"RTBRIDGE_TOKEN_TTL={value!r} is not valid; give the seconds a subscription token "
+            f"stays valid as a whole number >= 1 (default {DEFAULT_TOKEN_TTL})."
+        )
+    return value

@@ -21,6 +21,7 @@ from django.core.exceptions import ImproperlyConfigured
 from ..exceptions import PublishError
 from ..messages import Message
 from .base import BaseBackend
+from .dispatch_metrics import DispatchMetrics
 
 __all__ = ["Call", "DispatchOptions", "Dispatcher", "DispatchingBackend"]
 
@@ -156,6 +157,8 @@ class Dispatcher:
         self.batches_count = 0
         #: The last delivery error seen in background mode (for operators and tests).
         self.last_error: PublishError | None = None
+        #: The same counts for Prometheus (see dispatch_metrics; docs/server.md, Metrics).
+        self.metrics = DispatchMetrics(name)
         self._reset_state()
 
     def _reset_state(self) -> None:
@@ -228,6 +231,7 @@ class Dispatcher:
         was_empty = not self._queue
         self._queue.extend(messages)
         self._pending += len(messages)
+        self.metrics.queue_depth(len(self._queue))
         # Hysteresis: a queue hovering at its limit is one burst, not a burst per free slot.
         if self._dropping.count and len(self._queue) <= self.options.queue_size // 2:
             dropped = self._dropping.end()
@@ -247,6 +251,7 @@ class Dispatcher:
     def _drop(self, messages: list[Message]) -> None:
         # Called with the lock held.
         self.dropped_count += len(messages)
+        self.metrics.dropped(len(messages))
         if self._dropping.hit(len(messages)):
             logger.warning(
                 "rtbridge: %s queue is full (%d messages, when_full=%r); dropping messages until "
@@ -349,6 +354,8 @@ class Dispatcher:
             size = min(self.options.max_batch, len(self._queue))
             batch = [self._queue.popleft() for _ in range(size)]
             self.batches_count += 1
+            self.metrics.batch()
+            self.metrics.queue_depth(len(self._queue))
             self._has_room.notify_all()
             return batch
 
@@ -392,6 +399,7 @@ class Dispatcher:
         else:
             with self._lock:
                 self.sent_count += len(messages) - failed
+            self.metrics.delivered(len(messages) - failed, 0)
         return errors[0][1] if errors else None
 
     def _perform_all(self, calls: list[Call]) -> list[PublishError | None]:
@@ -412,6 +420,8 @@ class Dispatcher:
         for attempt in range(1, self.options.max_attempts + 1):
             with self._lock:
                 self.calls_count += 1
+            if attempt > 1:
+                self.metrics.retry()
             try:
                 call.send()
                 return None
@@ -435,6 +445,7 @@ class Dispatcher:
         return error
 
     def _account(self, total: int, failed: int, error: PublishError | None) -> None:
+        self.metrics.delivered(total - failed, failed)
         with self._lock:
             self.sent_count += total - failed
             self.failed_count += failed

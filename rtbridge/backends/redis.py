@@ -15,7 +15,6 @@ from .. import conf, redis_wire
 from ..exceptions import PublishError
 from ..history import Positions, new_epoch
 from ..messages import Message
-from ..tokens import DEFAULT_TOKEN_TTL
 from .base import BaseBackend, SelfHostedAuthMixin, import_sdk
 
 __all__ = ["RedisBackend", "client_config_for"]
@@ -253,7 +252,8 @@ class RedisBackend(SelfHostedAuthMixin, BaseBackend):
             pipe.set(
                 redis_wire.revocation_key(self.prefix, user_id, channel),
                 repr(now),
-                ex=DEFAULT_TOKEN_TTL,
+                # Kept as long as a token issued before it could still be presented.
+                ex=conf.token_ttl(),
             )
             pipe.publish(
                 redis_wire.control_channel(self.prefix),

@@ -15,6 +15,7 @@ from importlib import metadata
 from typing import Any
 
 import tornado.httpserver
+import tornado.httputil
 import tornado.netutil
 import tornado.web
 import tornado.wsgi
@@ -32,10 +33,14 @@ from .config import OriginPolicy, ServerConfig
 from .connection import Connection, Transport
 from .flush import FlushQueue
 from .handler import SocketHandler
+from .health import HealthHandler, ReadyHandler
 from .housekeeping import Sweeper, log_summaries
 from .hub import Hub
+from .logs import HostileWarnings, event
+from .metrics import MetricsHandler, NodeMetrics
 from .presence import run_refresh
 from .protocol import FEATURES, CloseCode, welcome_frame
+from .proxies import TrustedProxies
 from .revocations import Revocations
 from .stats import NodeStats
 from .tasks import cancel_and_wait
@@ -53,16 +58,22 @@ def make_app(
     wsgi_app: Callable[..., Any] | None = None,
     executor: ThreadPoolExecutor | None = None,
 ) -> tornado.web.Application:
-    """Return the Tornado application: the socket at ``config.path``, then the WSGI app if any."""
+    """Return the Tornado application: the socket, the probes and metrics, then the WSGI app."""
     config = server.config
     routes: list[Any] = [(config.path, SocketHandler, {"server": server})]
+    if config.health_path is not None:
+        routes.append((config.health_path, HealthHandler))
+    if config.ready_path is not None:
+        routes.append((config.ready_path, ReadyHandler, {"source": server}))
+    if server.metrics is not None and config.metrics_path is not None:
+        routes.append((config.metrics_path, MetricsHandler, {"metrics": server.metrics}))
     if wsgi_app is not None:
         container = tornado.wsgi.WSGIContainer(strict_headers(wsgi_app), executor=executor)
         routes.append((r".*", tornado.web.FallbackHandler, {"fallback": container}))
     return tornado.web.Application(
         routes,
-        # Frames well past the limit are cut off by Tornado (1009) before they are buffered
-        # whole; the rest get a 4413 error frame from the protocol.
+        # Frames well past the limit are refused from their header with close 1009 (see
+        # transport.StrictProtocol) before they are buffered; the rest get a 4413 error frame.
         websocket_max_message_size=4 * config.max_frame_bytes,
         log_function=_log_request,
     )
@@ -160,16 +171,23 @@ class Server:
         self.origins = (
             OriginPolicy.from_settings()
             if allowed_origins is None
-            else OriginPolicy(allowed_origins)
+            else OriginPolicy.from_settings(allowed_origins)
         )
+        self.proxies = TrustedProxies(self.config.trusted_proxies)
+        #: The node's budget of WARNING lines about hostile clients.
+        self.hostile_warnings = HostileWarnings(logger)
         self.broker = _make_broker(
             broker, redis_url, prefix, self.config, history or conf.history()
         )
         self.node_id = secrets.token_hex(6)
         self.stats = NodeStats()
-        self.revocations = Revocations(self.broker)
+        self.revocations = Revocations(self.broker, keep_for=self.config.token_ttl)
         self.hub = Hub(self.broker, self.stats, self.revocations, self.config.max_connections)
         self.presence = self.broker.make_presence(self.hub, self.node_id)
+        #: The node's Prometheus registry (``None`` with ``metrics_path=None``).
+        self.metrics = NodeMetrics(self) if self.config.metrics_path is not None else None
+        if self.metrics is not None:
+            self.hub.latency = self.metrics.latency
         self.flushes = FlushQueue()
         self.sweeper = Sweeper(self.config, self.hub, self.revocations, self.stats)
         #: Runs router calls in threads while the server runs (if it offers calls).
@@ -187,6 +205,8 @@ class Server:
         #: Optional ops offered in the welcome frame (set when the server starts).
         self.features: tuple[str, ...] = FEATURES
         self.running = False
+        #: Set once stopping began: /readyz answers 503 and new handshakes get HTTP 503.
+        self.draining = False
 
     # Identity -----------------------------------------------------------------------------
 
@@ -212,6 +232,7 @@ class Server:
         """Listen and connect the broker, on the running event loop."""
         if self.running:
             raise RuntimeError("this Server is already running")
+        self.draining = False
         self._loop = asyncio.get_running_loop()
         sockets = tornado.netutil.bind_sockets(self.port, self.address)
         self.port = sockets[0].getsockname()[1]
@@ -255,12 +276,14 @@ class Server:
             self.url,
             self.broker.describe(),
             ", with the WSGI app" if self.wsgi_app is not None else "",
+            extra=event("node.started"),
         )
 
     async def astop(self, timeout: float = 3.0) -> None:
         """Close every socket with 1001, wait up to ``timeout`` for them, then stop."""
         if not self.running:
             return
+        self.draining = True
         self.running = False
         registry.unregister(self)
         if self._http is not None:
@@ -270,6 +293,8 @@ class Server:
             await asyncio.wait_for(self.hub.wait_closed(), timeout)
         # Presence leaves of the closed sockets, so the others see them go at once.
         await self.presence.drain(timeout)
+        # Cancelled again while one goes on: on Python 3.11 a wait_for inside a task can
+        # swallow the cancellation when its own wait ends at the same moment.
         await cancel_and_wait(self._tasks)
         self._tasks = []
         with contextlib.suppress(Exception):
@@ -285,7 +310,9 @@ class Server:
         if self.calls is not None:
             self.calls.shutdown()
             self.calls = None
-        logger.info("rtbridge: stopped %s; %s", self.url, self.summary())
+        logger.info(
+            "rtbridge: stopped %s; %s", self.url, self.summary(), extra=event("node.stopped")
+        )
 
     # Running in a background thread -------------------------------------------------------
 
@@ -346,7 +373,7 @@ class Server:
         subscribers; with Redis it is published as ``RedisBackend`` does (to every node; a
         failure is logged).
         """
-        self.call_soon(self.broker.publish, message)
+        self.call_soon(self.broker.publish, message, time.perf_counter())
 
     def revoke(self, user_id: str, channel: str, revoked_at: float | None = None) -> None:
         """End ``user_id``'s subscriptions to ``channel`` on this node; safe from any thread.
@@ -356,6 +383,35 @@ class Server:
         self.call_soon(self.hub.revoke, user_id, channel, revoked_at or time.time())
 
     # Sockets (the handler's SocketHost) ----------------------------------------------------
+
+    def unavailable(self) -> str | None:
+        """Return why new sockets get HTTP 503 now (the node is draining), or ``None``."""
+        return "this node is shutting down; connect to another" if self.draining else None
+
+    def allows_host(self, host: str | None) -> bool:
+        """Return whether the ``Host`` header passes ``ALLOWED_HOSTS`` (a refusal is counted)."""
+        if self.origins.allows_host(host):
+            return True
+        self.stats.refused += 1
+        return False
+
+    def client_address(self, request: tornado.httputil.HTTPServerRequest) -> str:
+        """Return the client's address: the peer's, or the one a trusted proxy forwarded."""
+        return self.proxies.client_address(request.remote_ip or "", request.headers)
+
+    def compression_options(self) -> dict[str, Any] | None:
+        """Return Tornado's permessage-deflate options when ``compression`` is on."""
+        return {} if self.config.compression else None
+
+    def protocol_failed(self, remote: str, code: int, reason: str) -> None:
+        """Count a connection failed for breaking RFC 6455, with a rate-limited WARNING."""
+        self.stats.protocol_failures += 1
+        self.hostile_warnings.warn(
+            f"{remote} broke the WebSocket protocol: {reason}; closed {code}",
+            code=code,
+            socket_id=None,
+            peer=remote,
+        )
 
     def allows_origin(self, origin: str, host: str | None) -> bool:
         """Return whether a page at ``origin`` may open a socket (a refusal is counted)."""
@@ -392,15 +448,45 @@ class Server:
             config=self.config,
             calls=self.calls,
             features=self.features,
+            hostile_warnings=self.hostile_warnings,
             remote=remote,
             session_key=session_key,
         )
         self.hub.add(connection)
-        logger.debug("rtbridge: opened %s from %s", connection.socket_id, remote)
+        logger.debug(
+            "rtbridge: opened %s from %s",
+            connection.socket_id,
+            remote,
+            extra=event("socket.opened", socket_id=connection.socket_id, peer=remote),
+        )
         connection.send(
             welcome_frame(connection.socket_id, self.config.heartbeat, self.software, self.features)
         )
         return connection
+
+    # Readiness and metrics ----------------------------------------------------------------
+
+    def readiness(self) -> str | None:
+        """Return why this node should get no new sockets now, or ``None`` (ready)."""
+        if self.draining or not self.running:
+            return "draining: this node is shutting down"
+        if not self.broker.connected:
+            return f"the broker is not connected ({self.broker.describe()})"
+        if self.hub.full:
+            return f"max_connections ({self.config.max_connections}) reached"
+        return None
+
+    def gauges(self) -> dict[str, float]:
+        """Return the node's gauges right now (read by the metrics at scrape time)."""
+        return {
+            "connections": len(self.hub.connections),
+            "subscriptions": self.hub.subscription_count(),
+            "channels": self.hub.channel_count(),
+            "broker_connected": 1 if self.broker.connected else 0,
+            "broker_reconnects": self.broker.reconnects,
+            "broker_dropped": self.broker.dropped,
+            "ready": 1 if self.readiness() is None else 0,
+        }
 
     # Activity -----------------------------------------------------------------------------
 

@@ -39,6 +39,7 @@ from ..redis_wire import (
 )
 from .events import BrokerEvents, PresenceEvents
 from .local_history import LocalHistory
+from .logs import event
 from .presence import MemoryPresence, Presence, RedisPresence
 from .redis_client import open_client
 from .tasks import cancel_and_wait
@@ -46,6 +47,15 @@ from .tasks import cancel_and_wait
 __all__ = ["Broker", "MemoryBroker", "RedisBroker"]
 
 logger = logging.getLogger("rtbridge.server")
+
+
+def reconnect_wait(delay: float, cap: float) -> float:
+    """Return the jittered wait before the next reconnect attempt: never above ``cap``.
+
+    Between half and all of ``delay`` (itself doubled per failure up to ``cap``), so nodes
+    that lost Redis together do not retry in step; ``reconnect_max_delay`` is a real bound.
+    """
+    return min(delay, cap) * (0.5 + 0.5 * random.random())
 
 
 class Broker:
@@ -60,13 +70,19 @@ class Broker:
 
     name = "broker"
     _events: BrokerEvents | None = None
+    #: Times the connection was re-established, and messages dropped as malformed.
+    reconnects = 0
+    dropped = 0
 
     def __init__(self, *, history: HistorySettings | None = None) -> None:
         self.history = history or conf.history()
         self._local = LocalHistory(self.history)
 
-    def publish(self, message: Message) -> None:
-        """Give ``message`` its positions and deliver it to this node (on the node's loop)."""
+    def publish(self, message: Message, published_at: float | None = None) -> None:
+        """Give ``message`` its positions and deliver it to this node (on the node's loop).
+
+        ``published_at``: ``time.perf_counter()`` when it was handed over (for the latency).
+        """
         events = self._events
         if events is None:
             raise RuntimeError("the broker is not started")
@@ -75,7 +91,13 @@ class Broker:
         for channel in message.channels:
             position = local.append(channel, message.event, message.payload, message.exclude)
             events.deliver(
-                channel, position.offset, position.epoch, message.event, payload, message.exclude
+                channel,
+                position.offset,
+                position.epoch,
+                message.event,
+                payload,
+                message.exclude,
+                published_at,
             )
 
     async def replay(
@@ -201,6 +223,7 @@ class RedisBroker(Broker):
         self.dropped = 0
         #: rtb1 bodies (published without a position) delivered as they came.
         self.unpositioned = 0
+        self._presence: Presence | None = None
 
     def describe(self) -> str:
         """Return ``redis <url without password> prefix <prefix>``."""
@@ -217,8 +240,11 @@ class RedisBroker(Broker):
         return not self._ever_connected.is_set()
 
     def make_presence(self, events: PresenceEvents, node_id: str) -> Presence:
-        """Return presence kept in this Redis, shared with every node on the same prefix."""
-        return RedisPresence(
+        """Return presence kept in this Redis, shared with every node on the same prefix.
+
+        The broker restores it right after each reconnect (see ``RedisPresence.begin_restore``).
+        """
+        self._presence = RedisPresence(
             events,
             self.url,
             self.prefix,
@@ -227,6 +253,7 @@ class RedisBroker(Broker):
             command_timeout=self.command_timeout,
             socket_connect_timeout=self.socket_connect_timeout,
         )
+        return self._presence
 
     async def start(self, events: BrokerEvents, wait: float = 2.0) -> None:
         """Connect in the background; wait up to ``wait`` seconds for the first connection."""
@@ -281,10 +308,12 @@ class RedisBroker(Broker):
         except Exception as exc:  # whispers are ephemeral: log, do not fail the socket
             logger.warning("rtbridge: could not relay a whisper through Redis: %s", exc)
 
-    def publish(self, message: Message) -> None:
+    def publish(self, message: Message, published_at: float | None = None) -> None:
         """Publish ``message`` through Redis (to every node), as ``RedisBackend`` does.
 
-        Runs in the background on the node's loop; a failure is logged.
+        Runs in the background on the node's loop; a failure is logged. (The latency of a
+        message through Redis starts when the node receives it, so ``published_at`` is not
+        used.)
         """
         self._spawn(self._publish(message))
 
@@ -395,32 +424,43 @@ class RedisBroker(Broker):
                         confirmed.append(future)
                     queue.put_nowait(("subscribe", names))
                 writer = asyncio.create_task(self._write(pubsub, queue))
+                restored: Awaitable[None] | None = None
                 if self._ever_connected.is_set():
                     self.reconnects += 1
+                    # Redis may have restarted empty: this node's presence entries go back
+                    # before any client is told to subscribe again (and joins wait for it).
+                    if self._presence is not None:
+                        restored = self._presence.begin_restore()
                     logger.warning(
                         "rtbridge: reconnected to Redis at %s; resubscribing %d channel(s)",
                         safe_url(self.url),
                         len(names),
+                        extra=event("broker.reconnected"),
                     )
                 else:
                     logger.info("rtbridge: connected to Redis at %s", safe_url(self.url))
                     self._ever_connected.set()
                 if channels:
                     # Messages published while Redis was away reach nobody by pub/sub: the
-                    # hub replays them from history once the subscriptions are in place.
-                    self._spawn(self._resync_after(events, confirmed, channels))
+                    # hub replays them from history once the subscriptions (and this
+                    # node's presence entries) are back.
+                    self._spawn(self._resync_after(events, confirmed, channels, restored))
                 delay = 0.1
                 await self._read(events, pubsub, writer)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                wait = reconnect_wait(delay, self.reconnect_max_delay)
                 logger.warning(
-                    "rtbridge: lost Redis at %s (%s: %s); retrying in %.1fs",
+                    "rtbridge: lost Redis at %s (%s: %s); retrying in %.2fs",
                     safe_url(self.url),
                     type(exc).__name__,
                     exc,
-                    delay,
+                    wait,
+                    extra=event("broker.lost"),
                 )
+            else:
+                wait = reconnect_wait(delay, self.reconnect_max_delay)
             finally:
                 if self._connected:
                     # Until the hub has resynchronized, live messages are held back.
@@ -438,7 +478,7 @@ class RedisBroker(Broker):
                 self._confirm.clear()
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()
-            await asyncio.sleep(delay * (0.5 + random.random()))
+            await asyncio.sleep(wait)
             delay = min(delay * 2, self.reconnect_max_delay)
 
     async def _write(self, pubsub: Any, queue: asyncio.Queue[tuple[str, list[bytes]]]) -> None:
@@ -456,10 +496,15 @@ class RedisBroker(Broker):
                 return
 
     async def _resync_after(
-        self, events: BrokerEvents, confirmed: list[asyncio.Future[None]], channels: list[str]
+        self,
+        events: BrokerEvents,
+        confirmed: list[asyncio.Future[None]],
+        channels: list[str],
+        restored: Awaitable[None] | None = None,
     ) -> None:
+        waiting: list[Awaitable[Any]] = [*confirmed, *([restored] if restored else [])]
         with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(asyncio.gather(*confirmed), 10.0)
+            await asyncio.wait_for(asyncio.gather(*waiting), 10.0)
         events.resync(channels)
 
     def _spawn(self, coroutine: Any) -> None:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections import deque
+from collections.abc import Awaitable
 from typing import Any, Protocol
 
 from ..channel_names import is_protected
@@ -16,6 +19,7 @@ from .config import ServerConfig
 from .feeds import Join
 from .flush import FlushQueue
 from .hub import Hub
+from .logs import HostileWarnings, event
 from .presence import Presence
 from .protocol import (
     CloseCode,
@@ -40,6 +44,10 @@ logger = logging.getLogger("rtbridge.server")
 
 #: Queued bytes that make a connection write at once instead of at the end of the turn.
 FLUSH_BYTES = 64 * 1024
+#: Bytes handed to the transport before the kernel took the previous write; the rest waits
+#: in the connection's backlog as whole frames. It bounds what sits ahead of a close frame,
+#: so even a slow reader gets its 4002 close frame right after the frames it was reading.
+WRITE_AHEAD = 64 * 1024
 
 #: A presence entry waiting for its member list; events meanwhile are held back.
 PresenceEvent = tuple[int, str, dict[str, Any]]
@@ -48,8 +56,12 @@ PresenceEvent = tuple[int, str, dict[str, Any]]
 class Transport(Protocol):
     """What a connection needs from the socket under it (see ``transport.py``)."""
 
-    def write_frames(self, frames: list[bytes]) -> None:
-        """Write complete WebSocket frames, in order; raise on a closed socket."""
+    def write_frames(self, frames: list[bytes]) -> Awaitable[None] | None:
+        """Write complete WebSocket frames, in order; raise on a closed socket.
+
+        Return an awaitable done once the transport handed everything to the kernel, or
+        ``None`` when it did at once.
+        """
 
     def pending_bytes(self) -> int:
         """Return the bytes written but not yet accepted by the kernel."""
@@ -67,6 +79,8 @@ class Connection:
 
     __slots__ = (
         "abuse",
+        "backlog",
+        "backlog_size",
         "broker",
         "call_bucket",
         "calls",
@@ -76,6 +90,7 @@ class Connection:
         "features",
         "flushes",
         "grants",
+        "hostile_warnings",
         "hub",
         "last_activity",
         "opened_at",
@@ -92,7 +107,9 @@ class Connection:
         "transport",
         "unsent",
         "user",
+        "warned",
         "whisper_bucket",
+        "writing",
     )
 
     def __init__(
@@ -109,6 +126,7 @@ class Connection:
         config: ServerConfig,
         calls: CallRunner | None,
         features: tuple[str, ...],
+        hostile_warnings: HostileWarnings,
         remote: str = "",
         session_key: str | None = None,
     ) -> None:
@@ -149,6 +167,14 @@ class Connection:
         self.pending_size = 0
         #: Bytes Tornado had not yet sent when this turn's first frame was queued.
         self.unsent = 0
+        #: Whole frames flushed while the transport was still writing (see WRITE_AHEAD).
+        self.backlog: deque[bytes] = deque()
+        self.backlog_size = 0
+        #: The transport's write in progress (done once the kernel took it), if any.
+        self.writing: Awaitable[None] | None = None
+        #: Whether a hostile frame from this socket was logged at WARNING already.
+        self.warned = False
+        self.hostile_warnings = hostile_warnings
 
     def send(self, frame: bytes) -> bool:
         """Queue ``frame`` unless the outbound buffer would pass its limit (then close 4002)."""
@@ -160,7 +186,7 @@ class Connection:
             # check stays conservative.
             self.unsent = self.transport.pending_bytes()
         size = self.pending_size + len(frame)
-        if size + self.unsent > self.config.max_buffer_bytes:
+        if size + self.unsent + self.backlog_size > self.config.max_buffer_bytes:
             self.stats.slow_consumers += 1
             self.close(
                 CloseCode.SLOW_CONSUMER,
@@ -180,24 +206,77 @@ class Connection:
         return True
 
     def flush(self) -> None:
-        """Write the queued frames in one go."""
-        frames, self.pending, self.pending_size = self.pending, None, 0
+        """Write the queued frames in one go (into the backlog while the transport is busy)."""
+        frames, size = self.pending, self.pending_size
+        self.pending, self.pending_size = None, 0
         if not frames or self.closed:
             return
+        self.stats.bytes_out += size
+        if self.writing is not None:
+            self.backlog.extend(frames)
+            self.backlog_size += size
+            return
+        self._write(frames)
+
+    def _write(self, frames: list[bytes]) -> None:
         try:
-            self.transport.write_frames(frames)
+            writing = self.transport.write_frames(frames)
         except Exception:  # the stream closed under us; on_close will clean up
             self.closed = True
+            return
+        if writing is not None:
+            self.writing = writing
+            future = asyncio.ensure_future(writing)
+            future.add_done_callback(self._written)
+
+    def _write_now(self, frames: list[bytes]) -> None:
+        # Before a close: everything goes to the transport, whatever it holds already.
+        try:
+            self.transport.write_frames(frames)
+        except Exception:
+            self.closed = True
+
+    def _written(self, future: asyncio.Future[None]) -> None:
+        # The kernel took the previous write: hand it the next WRITE_AHEAD bytes of backlog.
+        self.writing = None
+        if not future.cancelled() and future.exception() is not None:
+            self.closed = True  # the stream closed; on_close cleans up
+        if self.closed or not self.backlog:
+            return
+        frames: list[bytes] = []
+        size = 0
+        backlog = self.backlog
+        while backlog and (not frames or size + len(backlog[0]) <= WRITE_AHEAD):
+            frame = backlog.popleft()
+            frames.append(frame)
+            size += len(frame)
+        self.backlog_size -= size
+        self._write(frames)
 
     def close(self, code: int, reason: str) -> None:
         """Close the socket with ``code`` after the queued frames; later sends are dropped."""
         if self.closed:
             return
-        logger.debug("rtbridge: closing %s (%s): %d %s", self.socket_id, self.remote, code, reason)
+        logger.debug(
+            "rtbridge: closing %s (%s): %d %s",
+            self.socket_id,
+            self.remote,
+            code,
+            reason,
+            extra=event("socket.closing", socket_id=self.socket_id, code=code, peer=self.remote),
+        )
         if code == CloseCode.SLOW_CONSUMER:
+            # What the transport holds (at most WRITE_AHEAD bytes of whole frames) goes out,
+            # then the close frame; the frames it could not take are dropped.
             self.pending, self.pending_size = None, 0
         else:
-            self.flush()  # e.g. the error frame that explains a 4001 goes out first
+            # e.g. the error frame that explains a 4001 goes out first, backlog and all.
+            self.backlog.extend(self.pending or ())
+            self.pending, self.pending_size = None, 0
+            if self.backlog:
+                self._write_now(list(self.backlog))
+        self.backlog.clear()
+        self.backlog_size = 0
         # Leave the hub now: the closing handshake may take seconds (a stalled client never
         # answers), and meanwhile nothing must be routed or buffered for this socket.
         self._leave_hub()
@@ -306,7 +385,7 @@ class Connection:
             return  # frames that arrive during the closing handshake are ignored
         self.last_activity = time.monotonic()
         try:
-            request = parse_request(raw, self.config.max_frame_bytes)
+            request = parse_request(raw, self.config.max_frame_bytes, self.config.max_json_depth)
             await self._serve(request)
         except ProtocolError as exc:
             self._refuse(exc)
@@ -351,6 +430,7 @@ class Connection:
             join = await self._enter(channel, request.since)
             if channel in self.channels:
                 self._acknowledge(request, channel, join)
+                self._log_subscribed(channel)
             return
         member = grant.member
         previous_grant = self.grants.get(channel)
@@ -387,9 +467,20 @@ class Connection:
                 "revoked",
             )
         self._acknowledge(request, channel, join, members)
+        self._log_subscribed(channel)
         if members is not None:
             previous = self.presence_versions.get(channel)
             self._presence_ready(channel, max(version, previous or 0))
+
+    def _log_subscribed(self, channel: str) -> None:
+        logger.debug(
+            "rtbridge: %s subscribed to %s",
+            self.socket_id,
+            channel,
+            extra=event(
+                "socket.subscribed", socket_id=self.socket_id, channel=channel, peer=self.remote
+            ),
+        )
 
     async def _check_token(self, request: Request, channel: str) -> Grant:
         """Verify the subscription token (no database hit) and the revocation list."""
@@ -479,7 +570,25 @@ class Connection:
     def _refuse(self, exc: ProtocolError) -> None:
         self.stats.errors += 1
         self.abuse += 1
-        logger.debug("rtbridge: %s sent a bad frame: %d %s", self.socket_id, exc.code, exc.reason)
+        if exc.hostile and not self.warned:
+            # Once per connection (and within the node's budget): a hostile client must not
+            # be able to buy a log line per frame.
+            self.warned = True
+            self.hostile_warnings.warn(
+                f"{self.socket_id} ({self.remote}) sent a hostile frame: {exc.reason}; "
+                f"answered {exc.code} (logged once per connection)",
+                code=exc.code,
+                socket_id=self.socket_id,
+                peer=self.remote,
+            )
+        else:
+            logger.debug(
+                "rtbridge: %s sent a bad frame: %d %s",
+                self.socket_id,
+                exc.code,
+                exc.reason,
+                extra=event("frame.refused", socket_id=self.socket_id, code=exc.code),
+            )
         self.send(error_frame(exc.request_id, exc.code, exc.reason, exc.detail))
         if self.abuse >= self.config.abuse_threshold:
             self.stats.abusers += 1

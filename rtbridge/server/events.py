@@ -37,11 +37,13 @@ class BrokerEvents(PresenceEvents, Protocol):
         event: str,
         payload: bytes,
         exclude: str | None,
+        published_at: float | None = None,
     ) -> int:
         """Send the message at ``offset``/``epoch`` of ``channel`` to the local subscribers.
 
-        ``offset``/``epoch`` are ``None`` for a message published without a position. Returns
-        how many got it.
+        ``offset``/``epoch`` are ``None`` for a message published without a position;
+        ``published_at`` is ``time.perf_counter()`` when it was published in this process (for
+        the latency metric). Returns how many got it.
         """
 
     def deliver_whisper(

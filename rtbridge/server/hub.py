@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Iterable, Iterator
-from typing import Any
+from typing import Any, Protocol
 
 from ..channel_names import PRESENCE_PREFIX
 from ..history import Position
@@ -40,6 +41,13 @@ HOLD_LIMIT = 10_000
 #: How long subscribers resuming from the same position gather to share one history read.
 READ_GATHER_SECONDS = 0.005
 _EVENT_CACHE_SIZE = 1024
+
+
+class LatencyRecorder(Protocol):
+    """Where the hub reports each message it fanned out (the metrics' latency histogram)."""
+
+    def delivered(self, started: float) -> None:
+        """Note a message that reached the node at ``started`` (``time.perf_counter()``)."""
 
 
 class Hub:
@@ -79,6 +87,10 @@ class Hub:
         self._event_json: dict[str, bytes] = {}
         # Strong references: the loop keeps only weak ones to running tasks.
         self._tasks: set[asyncio.Task[Any]] = set()
+        #: Told about every message fanned out (set by the server when metrics are on).
+        self.latency: LatencyRecorder | None = None
+        # When the message being delivered was published (Server.publish stamps it).
+        self._published_at: float | None = None
 
     # Connections --------------------------------------------------------------------------
 
@@ -134,6 +146,10 @@ class Hub:
         """Return the last position this node delivered on ``channel``, if it knows one."""
         feed = self._feeds.get(channel)
         return None if feed is None else feed.position
+
+    def subscription_count(self) -> int:
+        """Return the number of (connection, channel) subscriptions on this node."""
+        return sum(len(feed.subscribers) + len(feed.joining) for feed in self._feeds.values())
 
     # Subscriptions ------------------------------------------------------------------------
 
@@ -457,10 +473,13 @@ class Hub:
         event: str,
         payload: bytes,
         exclude: str | None,
+        published_at: float | None = None,
     ) -> int:
         """Send the message at ``offset``/``epoch`` to the local subscribers of ``channel``.
 
         Returns how many got it now (0 when it waits for a catch-up or was a duplicate).
+        ``published_at`` (``time.perf_counter()`` when it was published in this process)
+        starts the latency the metrics record.
         """
         feed = self._feeds.get(channel)
         if feed is None:
@@ -474,7 +493,11 @@ class Hub:
             else:
                 self.stats.dropped += 1
             return 0
-        return self._forward(feed, offset, epoch, event, payload, exclude)
+        self._published_at = published_at
+        try:
+            return self._forward(feed, offset, epoch, event, payload, exclude)
+        finally:
+            self._published_at = None
 
     def _forward(
         self, feed: Feed, offset: int, epoch: str, event: str, payload: bytes, exclude: str | None
@@ -505,6 +528,9 @@ class Hub:
             sent += self._to_joining(feed, offset, epoch, frame, exclude)
         self.stats.messages += 1
         self.stats.frames += sent
+        if self.latency is not None and sent:
+            started = self._published_at
+            self.latency.delivered(time.perf_counter() if started is None else started)
         return sent
 
     def _to_joining(

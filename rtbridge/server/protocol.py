@@ -40,6 +40,8 @@ PROTOCOL_VERSION = 2
 FEATURES = ("auth", "presence", "whisper", "call", "revoke")
 #: Largest ``data`` of a whisper, as compact JSON in UTF-8.
 MAX_WHISPER_BYTES = 4096
+#: Default deepest nesting of arrays and objects in a client frame (``max_json_depth``).
+MAX_JSON_DEPTH = 32
 _WHISPER_EVENT_RE = re.compile(r"[A-Za-z0-9_\-.]{1,64}")
 
 
@@ -61,6 +63,8 @@ class CloseCode:
 
     NORMAL = 1000
     GOING_AWAY = 1001
+    PROTOCOL_ERROR = 1002
+    INVALID_PAYLOAD = 1007
     MESSAGE_TOO_BIG = 1009
     ABUSE = 4001
     SLOW_CONSUMER = 4002
@@ -83,13 +87,21 @@ class ProtocolError(Exception):
     """A client frame that cannot be served; becomes an ``error`` frame with ``code``."""
 
     def __init__(
-        self, code: int, reason: str, request_id: int | None = None, detail: str | None = None
+        self,
+        code: int,
+        reason: str,
+        request_id: int | None = None,
+        detail: str | None = None,
+        *,
+        hostile: bool = False,
     ) -> None:
         super().__init__(reason)
         self.code = code
         self.reason = reason
         self.request_id = request_id
         self.detail = detail
+        #: Crafted to cost the server (no client library sends it): worth a WARNING.
+        self.hostile = hostile
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,8 +128,43 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def parse_request(raw: str | bytes, max_frame_bytes: int) -> Request:
-    """Parse one client frame into a ``Request``, or raise ``ProtocolError`` with its code."""
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value (RFC 8259 has no NaN or Infinity)")
+
+
+# Strict JSON: NaN, Infinity and -Infinity (Python's extension) are refused.
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
+# What changes the nesting depth: brackets outside strings (strings are skipped whole).
+_DEPTH_TOKENS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
+
+
+def json_too_deep(text: str, max_depth: int) -> bool:
+    """Return whether ``text`` nests arrays/objects deeper than ``max_depth`` (no recursion).
+
+    Python's JSON decoder recurses per level and raises ``RecursionError`` near 1,000 levels
+    (a 64 KiB frame holds 30,000), so the depth is measured before decoding.
+    """
+    if text.count("[") + text.count("{") <= max_depth:
+        return False  # cannot be deeper than the number of openings
+    depth = 0
+    for match in _DEPTH_TOKENS.finditer(text):
+        char = match.group()[0]
+        if char == "[" or char == "{":
+            depth += 1
+            if depth > max_depth:
+                return True
+        elif char != '"':
+            depth -= 1
+    return False
+
+
+def parse_request(
+    raw: str | bytes, max_frame_bytes: int, max_depth: int = MAX_JSON_DEPTH
+) -> Request:
+    """Parse one client frame into a ``Request``, or raise ``ProtocolError`` with its code.
+
+    The JSON must be strict (no ``NaN``/``Infinity``) and nest at most ``max_depth`` levels.
+    """
     if isinstance(raw, bytes):
         raise ProtocolError(
             ErrorCode.BAD_FRAME, "binary frames are not accepted; send JSON text frames"
@@ -130,10 +177,20 @@ def parse_request(raw: str | bytes, max_frame_bytes: int) -> Request:
                 ErrorCode.FRAME_TOO_LARGE,
                 f"frame is {size} bytes; the limit is {max_frame_bytes} bytes",
             )
+    if json_too_deep(raw, max_depth):
+        raise ProtocolError(
+            ErrorCode.BAD_FRAME,
+            f"frame nests arrays or objects deeper than {max_depth} levels, the limit",
+            hostile=True,
+        )
     try:
-        obj = json.loads(raw)
+        obj = _DECODER.decode(raw)
     except ValueError as exc:
         raise ProtocolError(ErrorCode.BAD_FRAME, f"frame is not JSON: {exc}") from None
+    except RecursionError:  # not reachable below the depth limit; never a traceback
+        raise ProtocolError(
+            ErrorCode.BAD_FRAME, "frame nests too deeply to decode", hostile=True
+        ) from None
     if not isinstance(obj, dict):
         raise ProtocolError(
             ErrorCode.BAD_FRAME, f"frame is a JSON {type(obj).__name__}; send a JSON object"

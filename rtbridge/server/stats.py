@@ -9,7 +9,7 @@ __all__ = ["NodeStats"]
 
 @dataclass
 class NodeStats:
-    """Counters since the node started, for the summary line."""
+    """Counters since the node started, for the summary line and the metrics."""
 
     opened: int = 0
     closed: int = 0
@@ -34,6 +34,10 @@ class NodeStats:
     #: Live messages already delivered (dropped), and dropped because too many waited.
     duplicates: int = 0
     dropped: int = 0
+    #: Bytes of frames handed to the sockets.
+    bytes_out: int = 0
+    #: Connections failed for breaking RFC 6455 (close 1002, 1007 or 1009).
+    protocol_failures: int = 0
 
     def summary(self, connections: int, channels: int) -> str:
         """Return a one-line summary with the current ``connections`` and ``channels``."""
