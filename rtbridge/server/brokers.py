@@ -46,6 +46,9 @@ from .tasks import cancel_and_wait
 
 __all__ = ["Broker", "MemoryBroker", "RedisBroker"]
 
+#: Seconds a history read (a resume, a catch-up) may take before it counts as failed.
+HISTORY_TIMEOUT = 10.0
+
 logger = logging.getLogger("rtbridge.server")
 
 
@@ -348,8 +351,10 @@ class RedisBroker(Broker):
             delivered=delivered,
             limit=history.size if history.enabled or delivered else 0,
         )
+        # A resume waits for its answer; give a large read (thousands of messages on a busy
+        # node) longer than the other commands before answering recovered: false.
         result = await asyncio.wait_for(
-            self._read_script(keys=keys, args=args), self.command_timeout
+            self._read_script(keys=keys, args=args), max(self.command_timeout, HISTORY_TIMEOUT)
         )
         top, entries = read_result(result)
         if since is not None and not history.enabled and not delivered:

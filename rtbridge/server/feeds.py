@@ -7,7 +7,16 @@ from typing import Any, Protocol
 
 from ..history import Position
 
-__all__ = ["UNKNOWN", "Feed", "Held", "Join", "Pending", "ReplayFrame", "Subscriber"]
+__all__ = [
+    "UNKNOWN",
+    "Feed",
+    "Held",
+    "Join",
+    "Pending",
+    "ReadBatch",
+    "ReplayFrame",
+    "Subscriber",
+]
 
 #: The position acknowledged when the broker could not say where a channel is (Redis
 #: unreachable): offset 0 in an epoch no channel has, so the client's next resume answers
@@ -80,6 +89,21 @@ class Join:
         self.recovered = recovered
 
 
+class ReadBatch:
+    """One history read shared by the subscribers resuming in the same epoch at one moment.
+
+    It reads once from the lowest ``since`` of them (``lowest``); each takes the messages
+    after its own. ``result`` is the top, whether the read recovered everything after
+    ``lowest``, and the frames of those messages, oldest first.
+    """
+
+    __slots__ = ("lowest", "result")
+
+    def __init__(self, lowest: int) -> None:
+        self.lowest = lowest
+        self.result: asyncio.Future[tuple[Position, bool, tuple[ReplayFrame, ...]]] | None = None
+
+
 class Feed:
     """One channel with local subscribers: its position on this node, and who listens.
 
@@ -127,10 +151,8 @@ class Feed:
         #: Gaps sent so far, and the position the last one moved to.
         self.gaps = 0
         self.last_gap: Position | None = None
-        #: History reads under way, by position: joiners resuming from the same one share it.
-        self.reads: dict[
-            Position, asyncio.Future[tuple[Position, bool, tuple[ReplayFrame, ...]]]
-        ] = {}
+        #: The history read gathering joiners, per epoch of their ``since``.
+        self.reads: dict[str, ReadBatch] = {}
 
     @property
     def position(self) -> Position | None:

@@ -13,7 +13,7 @@ from ..channel_names import PRESENCE_PREFIX
 from ..history import Position
 from .brokers import Broker
 from .events import PresenceEntry
-from .feeds import UNKNOWN, Feed, Held, Join, ReplayFrame, Subscriber
+from .feeds import UNKNOWN, Feed, Held, Join, ReadBatch, ReplayFrame, Subscriber
 from .protocol import (
     CloseCode,
     gap_frame,
@@ -38,7 +38,7 @@ SUBSCRIBE_CONFIRM_TIMEOUT = 5.0
 #: history. Past it a channel drops later ones (it reads them back from history when the next
 #: one shows the hole) and a subscriber is closed as a slow consumer.
 HOLD_LIMIT = 10_000
-#: How long subscribers resuming from the same position gather to share one history read.
+#: How long subscribers resuming in the same epoch gather to share one history read.
 READ_GATHER_SECONDS = 0.005
 _EVENT_CACHE_SIZE = 1024
 
@@ -425,23 +425,40 @@ class Hub:
     async def _read(
         self, feed: Feed, since: Position
     ) -> tuple[Position, bool, tuple[ReplayFrame, ...]]:
-        # Subscribers resuming from the same position (a reconnect storm) share one read.
-        future = feed.reads.get(since)
-        if future is None:
-            future = asyncio.ensure_future(self._read_now(feed, since))
-            feed.reads[since] = future
-            future.add_done_callback(_retrieve)
-        return await asyncio.shield(future)
+        # Subscribers resuming at the same moment in the same epoch (a reconnect storm, the
+        # clients of a node that died) share one read, from the lowest position among them.
+        batch = feed.reads.get(since.epoch)
+        if batch is None:
+            batch = feed.reads[since.epoch] = ReadBatch(since.offset)
+            batch.result = asyncio.ensure_future(self._read_batch(feed, since.epoch, batch))
+            batch.result.add_done_callback(_retrieve)
+        batch.lowest = min(batch.lowest, since.offset)
+        assert batch.result is not None
+        top, recovered, frames = await asyncio.shield(batch.result)
+        lowest = batch.lowest
+        if since.offset > top.offset or top.epoch != since.epoch:
+            return top, False, ()
+        if recovered:
+            return top, True, frames[since.offset - lowest :]
+        if since.offset > lowest:
+            # Trimmed past the lowest, not necessarily past this one: ask for it alone.
+            return await self._read_now(feed, since)
+        return top, False, ()
 
-    async def _read_now(
-        self, feed: Feed, since: Position
+    async def _read_batch(
+        self, feed: Feed, epoch: str, batch: ReadBatch
     ) -> tuple[Position, bool, tuple[ReplayFrame, ...]]:
         # Joiners gather for a moment, then the read is issued: after every one of them
         # joined, so its top covers what each got live before joining (what came later
         # waits in its pending list). A joiner arriving after this point needs a new read.
         await asyncio.sleep(READ_GATHER_SECONDS)
-        if feed.reads.get(since) is asyncio.current_task():
-            del feed.reads[since]
+        if feed.reads.get(epoch) is batch:
+            del feed.reads[epoch]
+        return await self._read_now(feed, Position(batch.lowest, epoch))
+
+    async def _read_now(
+        self, feed: Feed, since: Position
+    ) -> tuple[Position, bool, tuple[ReplayFrame, ...]]:
         replay = await self.broker.replay(feed.name, since)
         top = Position(replay.offset, replay.epoch)
         if not replay.recovered:

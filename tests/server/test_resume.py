@@ -415,3 +415,49 @@ async def test_server_publish_on_a_redis_node_reaches_every_node(
     frame = (await client.messages(1))[0]
     assert (frame["offset"], frame["epoch"], frame["data"]) == (1, epoch, 1)
     await client.close()
+
+
+async def test_resumes_at_one_moment_share_a_read_and_each_gets_its_own_messages(
+    make_server: MakeServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = make_server(history=history(size=20))
+    reads: list[Any] = []
+    replay = server.broker.replay
+
+    async def counted(channel: str, since: Any, **options: Any) -> Any:
+        if not options.get("delivered"):
+            reads.append(since)
+        return await replay(channel, since, **options)
+
+    monkeypatch.setattr(server.broker, "replay", counted)
+    watcher = await Client.open(server.url)
+    epoch = (await watcher.subscribe("room"))["epoch"]
+    for number in range(1, 31):
+        server.publish(Message("room", "n", number))
+    await watcher.messages(30)
+
+    async def resume_together(starts: list[int]) -> list[Client]:
+        clients = [await Client.open(server.url) for _ in starts]
+        for client, start in zip(clients, starts, strict=True):
+            since = {"offset": start, "epoch": epoch}
+            await client.send({"op": "subscribe", "id": 1, "channel": "room", "since": since})
+        return clients
+
+    # Kept: 11..30. Three resumes at one moment share one read, from the lowest (12).
+    clients = await resume_together([25, 12, 20])
+    for client, start in zip(clients, [25, 12, 20], strict=True):
+        ack = await client.recv_op("ack")
+        assert (ack["recovered"], ack["offset"]) == (True, start)
+        assert [f["offset"] for f in await frames_until(client, 30)] == list(range(start + 1, 31))
+    assert [since.offset for since in reads] == [12]
+    # With one from a trimmed position among them, the others still recover.
+    reads.clear()
+    more = await resume_together([5, 22])
+    ack = await more[0].recv_op("ack")
+    assert (ack["recovered"], ack["offset"]) == (False, 30)
+    ack = await more[1].recv_op("ack")
+    assert (ack["recovered"], ack["offset"]) == (True, 22)
+    assert [f["offset"] for f in await frames_until(more[1], 30)] == list(range(23, 31))
+    assert [since.offset for since in reads] == [5, 22]
+    for client in (watcher, *clients, *more):
+        await client.close()
