@@ -68,8 +68,10 @@ system-deps:
 
 test-python: $(STAMP) node-deps system-deps
 	$(PY) -m pytest
-	# The on_commit behaviour again on PostgreSQL (127.0.0.1:5432, database "test").
-	RTBRIDGE_TEST_DB=postgres $(PY) -m pytest tests/test_models.py tests/test_serializers.py
+	# The on_commit behaviour and the history store's row locks again on PostgreSQL
+	# (127.0.0.1:5432, database "test").
+	RTBRIDGE_TEST_DB=postgres $(PY) -m pytest tests/test_models.py tests/test_serializers.py \
+		tests/test_history_db.py tests/test_history_view.py
 
 # Node packages: the JS client's dev tools and the wire-test servers (soketi, vendor JS SDKs).
 NODE_DIRS := $(JS_DIR) tests/wire

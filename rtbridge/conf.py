@@ -17,6 +17,7 @@ __all__ = [
     "DEFAULTS",
     "HISTORY_DEFAULTS",
     "HISTORY_STORES",
+    "REDIS_DEFAULTS",
     "SERVER_DEFAULTS",
     "HistorySettings",
     "debug_enabled",
@@ -26,6 +27,7 @@ __all__ = [
     "origin_settings",
     "project_identity",
     "public_socket_url",
+    "redis_settings",
     "resolve_backend_path",
     "server_settings",
     "session_settings",
@@ -60,11 +62,22 @@ DEFAULTS: dict[str, Any] = {
     # Limits and options of the self-hosted server (rtbridge.server); missing keys take
     # their value from SERVER_DEFAULTS. Documented in docs/server.md.
     "RTBRIDGE_SERVER": {},
+    # Seconds a signed subscription token is accepted after it was issued (docs/auth.md).
+    "RTBRIDGE_TOKEN_TTL": DEFAULT_TOKEN_TTL,
     # Message positions and history (docs/delivery.md); missing keys take their value from
     # HISTORY_DEFAULTS, and None or {"enabled": False} turns history off.
     "RTBRIDGE_HISTORY": {},
-    # Seconds a signed subscription token is accepted after it was issued (docs/auth.md).
-    "RTBRIDGE_TOKEN_TTL": DEFAULT_TOKEN_TTL,
+    # Where the "redis" history store of the hosted backends connects; missing keys take
+    # their value from REDIS_DEFAULTS.
+    "RTBRIDGE_REDIS": {},
+}
+
+# Keys of RTBRIDGE_REDIS and their defaults (docs/settings.md).
+REDIS_DEFAULTS: dict[str, Any] = {
+    "url": "redis://127.0.0.1:6379/0",
+    "prefix": "rtbridge:",
+    "socket_timeout": 5.0,
+    "socket_connect_timeout": 2.0,
 }
 
 # Keys of RTBRIDGE_HISTORY and their defaults (docs/settings.md explains each one).
@@ -411,6 +424,45 @@ def history() -> HistorySettings:
             "history store class."
         )
     return HistorySettings(enabled=enabled, size=size, ttl=float(ttl), store=store)
+
+
+def redis_settings() -> dict[str, Any]:
+    """Return ``RTBRIDGE_REDIS`` merged over ``REDIS_DEFAULTS``, validated.
+
+    Read by the hosted backends' ``"redis"`` history store (the ``redis`` backend and the
+    server take their Redis from ``RTBRIDGE_OPTIONS``). Raises ``ImproperlyConfigured``
+    naming an unknown key or a bad value.
+    """
+    configured = get_setting("RTBRIDGE_REDIS") if settings.configured else {}
+    if not isinstance(configured, Mapping):
+        raise ImproperlyConfigured(
+            f"RTBRIDGE_REDIS must be a dict (keys: {', '.join(REDIS_DEFAULTS)}), not "
+            f"{type(configured).__name__}."
+        )
+    merged = dict(REDIS_DEFAULTS)
+    for key, value in configured.items():
+        if key not in REDIS_DEFAULTS:
+            raise ImproperlyConfigured(
+                f"RTBRIDGE_REDIS has unknown key {key!r}; known keys: {', '.join(REDIS_DEFAULTS)}."
+            )
+        merged[key] = value
+    url, prefix = merged["url"], merged["prefix"]
+    if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ImproperlyConfigured(
+            f"RTBRIDGE_REDIS['url']={url!r} is not a Redis URL; give e.g. "
+            f"{REDIS_DEFAULTS['url']!r}."
+        )
+    if not isinstance(prefix, str):
+        raise ImproperlyConfigured(
+            f"RTBRIDGE_REDIS['prefix']={prefix!r} is not a string; give e.g. 'rtbridge:'."
+        )
+    for key in ("socket_timeout", "socket_connect_timeout"):
+        value = merged[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise ImproperlyConfigured(
+                f"RTBRIDGE_REDIS[{key!r}]={value!r} is not valid; give seconds > 0."
+            )
+    return merged
 
 
 def token_ttl() -> int:

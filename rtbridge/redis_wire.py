@@ -15,7 +15,9 @@ Everything one side writes and the other reads lives here, so the two cannot dri
 * ``Pposition:{<channel>}`` (hash ``epoch``, ``offset``) and ``Phistory:{<channel>}`` (stream of
   ``o`` offset, ``e`` event, ``x`` exclude, ``d`` data JSON): a channel's position and history,
   written by :data:`LUA_APPEND` (the ``redis`` backend: it also publishes) and read by
-  :data:`LUA_READ` (the nodes); both expire ``ttl`` after the last publish. The braces make
+  :data:`LUA_READ` (the nodes); both expire ``ttl`` after the last publish. The hosted
+  backends' ``"redis"`` history store writes and reads the same keys with
+  :data:`LUA_APPEND_HISTORY` / :data:`LUA_READ_HISTORY` (no PUBLISH). The braces make
   both keys of a channel one Redis Cluster slot.
 
 Imports no Redis client and nothing above the core, so both sides (and tests) can use it.
@@ -50,6 +52,7 @@ __all__ = [
     "Whisper",
     "append_arguments",
     "append_result",
+    "channel_append_arguments",
     "channel_key",
     "check_prefix",
     "check_url",
@@ -380,6 +383,36 @@ def append_arguments(
             keys.append(history_key(prefix, channel).encode("utf-8"))
             if publish:
                 args.append(channel_key(prefix, channel))
+    return keys, args
+
+
+def channel_append_arguments(
+    messages: Sequence[Message],
+    prefix: str,
+    channel: str,
+    *,
+    epoch: str,
+    size: int,
+    ttl: float,
+) -> tuple[list[bytes], list[bytes]]:
+    """Return ``(keys, args)`` of :data:`LUA_APPEND` for ``messages`` on ``channel`` only.
+
+    For the hosted backends' history store: positions and history without a PUBLISH, one
+    channel per call (two keys of one hash slot, so it runs on Redis Cluster too). The answer
+    is ``offset, epoch`` per message, in order.
+    """
+    keys = [
+        position_key(prefix, channel).encode("utf-8"),
+        history_key(prefix, channel).encode("utf-8"),
+    ] * len(messages)
+    args = [epoch.encode("ascii"), b"%d" % size, b"%d" % _milliseconds(ttl), b"0"]
+    for message in messages:
+        args += [
+            message.event.encode("ascii"),
+            (message.exclude or "").encode("ascii"),
+            message.payload.encode("utf-8"),
+            b"1",
+        ]
     return keys, args
 
 

@@ -55,3 +55,36 @@ def test_bad_values_are_named(settings: Any, value: Any, error: str) -> None:
     with pytest.raises(ImproperlyConfigured) as caught:
         conf.history()
     assert error in str(caught.value)
+
+
+def test_redis_settings_defaults_and_errors(settings: Any) -> None:
+    del settings.RTBRIDGE_REDIS
+    assert conf.redis_settings() == conf.REDIS_DEFAULTS
+    settings.RTBRIDGE_REDIS = {"url": "redis://10.0.0.2:6380/1"}
+    assert conf.redis_settings()["url"] == "redis://10.0.0.2:6380/1"
+    for value, error in [
+        ({"host": "x"}, "unknown key 'host'; known keys: url, prefix"),
+        ({"url": "http://x"}, "RTBRIDGE_REDIS['url']='http://x' is not a Redis URL"),
+        ({"prefix": 1}, "RTBRIDGE_REDIS['prefix']=1 is not a string"),
+        ({"socket_timeout": 0}, "RTBRIDGE_REDIS['socket_timeout']=0 is not valid"),
+        ("redis://x", "RTBRIDGE_REDIS must be a dict"),
+    ]:
+        settings.RTBRIDGE_REDIS = value
+        with pytest.raises(ImproperlyConfigured) as caught:
+            conf.redis_settings()
+        assert error in str(caught.value)
+
+
+def test_a_store_that_is_not_a_history_store_is_named(settings: Any) -> None:
+    from rtbridge.history import load_store
+
+    settings.RTBRIDGE_HISTORY = {"store": "rtbridge.conf.HistorySettings"}
+    with pytest.raises(
+        ImproperlyConfigured, match="is not a subclass of rtbridge.history.HistoryStore"
+    ):
+        load_store()
+    settings.RTBRIDGE_HISTORY = {"store": "nowhere.Store"}
+    with pytest.raises(ImproperlyConfigured, match="'nowhere.Store' cannot be imported"):
+        load_store()
+    settings.RTBRIDGE_HISTORY = None
+    assert load_store() is None
