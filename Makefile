@@ -7,9 +7,11 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 JS_DIR := rtbridge/clients/js
 STAMP := $(VENV)/.installed
-# What the browser and Redis tests run (tests/services.py); Debian packages chromium, redis-server.
+# What the browser, Redis and deployment tests run (tests/services.py, tests/deploy/); Debian
+# packages chromium, redis-server and nginx.
 CHROMIUM ?= /usr/bin/chromium
 REDIS_SERVER ?= redis-server
+NGINX ?= /usr/sbin/nginx
 APT_GET ?= apt-get
 USER_ID ?= $(shell id -u)
 # Under CI=true a missing tool fails the run (locally the tests that need it skip).
@@ -47,12 +49,14 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-# Chromium (browser tests) and redis-server: installed with apt-get when missing and run as
-# root; otherwise one line says what to run (and, under CI=true, the run fails).
+# Chromium (browser tests), redis-server and nginx (the deployment recipe, docs/nginx/):
+# installed with apt-get when missing and run as root; otherwise one line says what to run
+# (and, under CI=true, the run fails).
 system-deps:
 	@missing=""; \
 	test -x $(CHROMIUM) || missing="$$missing chromium"; \
 	command -v $(REDIS_SERVER) >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	test -x $(NGINX) || missing="$$missing nginx"; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$(USER_ID)" = 0 ]; then \
 		echo "make: installing$$missing (Debian packages the tests need)"; \
@@ -64,8 +68,10 @@ system-deps:
 
 test-python: $(STAMP) node-deps system-deps
 	$(PY) -m pytest
-	# The on_commit behaviour again on PostgreSQL (127.0.0.1:5432, database "test").
-	RTBRIDGE_TEST_DB=postgres $(PY) -m pytest tests/test_models.py tests/test_serializers.py
+	# The on_commit behaviour and the history store's row locks again on PostgreSQL
+	# (127.0.0.1:5432, database "test").
+	RTBRIDGE_TEST_DB=postgres $(PY) -m pytest tests/test_models.py tests/test_serializers.py \
+		tests/test_history_db.py tests/test_history_view.py
 
 # Node packages: the JS client's dev tools and the wire-test servers (soketi, vendor JS SDKs).
 NODE_DIRS := $(JS_DIR) tests/wire

@@ -8,7 +8,13 @@ import subprocess
 import sys
 
 # Each benchmark runs in its own process: they configure Django differently.
-BENCHMARKS = ["benchmarks.bench_publish", "benchmarks.bench_hosted", "benchmarks.bench_fanout"]
+BENCHMARKS = [
+    "benchmarks.bench_publish",
+    "benchmarks.bench_hosted",
+    "benchmarks.bench_fanout",
+    "benchmarks.bench_continuity",
+    "benchmarks.bench_operators",
+]
 
 
 def main() -> int:

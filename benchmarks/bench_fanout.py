@@ -49,14 +49,27 @@ from tests.services import RedisServer, free_port, redis_server_binary, wait_for
 ROOT = Path(__file__).resolve().parent.parent
 CHANNELS_CAPACITY = 100_000
 SYSTEMS = ("rtbridge", "channels", "channels-cap")
+#: Also accepted by --systems: rtbridge with RTBRIDGE_HISTORY = None (server and publisher),
+#: to see what keeping history costs the fan-out (benchmarks.bench_continuity runs it).
+EXTRA_SYSTEMS = ("rtbridge-nohistory",)
 # rtbridge's flat-out publisher sends this many messages per round trip (publish_many), so
 # the publisher is not what limits the peak; Channels has no batch API and needs none here.
 PUBLISH_BATCH = 20
 # Messages per peak run: a budget of deliveries (messages x subscribers) per system, so each
 # peak takes seconds: Channels delivers about a hundredth of what rtbridge does. Throughput is
 # a rate, so the rows stay comparable; the counts are in the table.
-PEAK_DELIVERIES = {"rtbridge": 1_000_000, "channels": 25_000, "channels-cap": 25_000}
-QUICK_PEAK_DELIVERIES = {"rtbridge": 100_000, "channels": 10_000, "channels-cap": 10_000}
+PEAK_DELIVERIES = {
+    "rtbridge": 1_000_000,
+    "rtbridge-nohistory": 1_000_000,
+    "channels": 25_000,
+    "channels-cap": 25_000,
+}
+QUICK_PEAK_DELIVERIES = {
+    "rtbridge": 100_000,
+    "rtbridge-nohistory": 100_000,
+    "channels": 10_000,
+    "channels-cap": 10_000,
+}
 # rtbridge's per-socket outbound buffer is 1 MiB: a burst must fit in it (and the kernel's).
 MAX_PEAK_MESSAGES = 5000
 MAX_LATENCY_SECONDS = 20.0
@@ -162,20 +175,22 @@ class ServerUnderTest:
 
     @property
     def path(self) -> str:
-        return "/rtbridge/ws" if self.system == "rtbridge" else "/ws/"
+        return "/rtbridge/ws" if self.kind == "rtbridge" else "/ws/"
 
     @property
     def kind(self) -> str:
-        return "rtbridge" if self.system == "rtbridge" else "channels"
+        return "rtbridge" if self.system.startswith("rtbridge") else "channels"
 
     def env(self) -> dict[str, str]:
         env = {"BENCH_REDIS_URL": self.redis_url}
         if self.system == "channels-cap":
             env["BENCH_CHANNELS_CAPACITY"] = str(CHANNELS_CAPACITY)
+        if self.system == "rtbridge-nohistory":
+            env["BENCH_RTBRIDGE_HISTORY"] = "null"
         return env
 
     def start(self) -> None:
-        if self.system == "rtbridge":
+        if self.kind == "rtbridge":
             launcher = [self.launcher] if self.launcher else ["-m", "rtbridge"]
             argv = [sys.executable, *launcher, "serve", "-v", "0"]
             argv += ["--settings", "benchmarks.fanout.rtbridge_settings"]
@@ -269,7 +284,7 @@ def run_phase(
     profile: Path | None = None,
 ) -> Phase:
     """Publish ``count`` messages (at ``rate``/s, 0 = flat out) and collect every delivery."""
-    system = "rtbridge" if server.system == "rtbridge" else "channels"
+    system = server.kind
     batch = PUBLISH_BATCH if rate == 0 else 1
     argv = [sys.executable, "-m", "benchmarks.fanout.publisher", "--system", system]
     argv += ["--count", str(count), "--rate", str(rate), "--batch", str(batch)]
@@ -390,6 +405,8 @@ def run_case(
     profile_dir: Path | None,
     launcher: str | None = None,
     logs: Path | None = None,
+    peak_only: bool = False,
+    peak_count: int | None = None,
 ) -> dict[str, Any]:
     flush_redis(redis_url)
     load = os.getloadavg()[0]
@@ -408,12 +425,27 @@ def run_case(
             )
         time.sleep(1.0)
         loaded = rss_kib(server.pid)
-        count = peak_messages(system, subscribers, quick)
+        count = peak_count or peak_messages(system, subscribers, quick)
         profile = None
         if profile_dir is not None and system == "rtbridge":
             profile = profile_dir / f"rtbridge-{subscribers}-peak.txt"
         peak = run_phase(server, clients, subscribers, count, 0.0, profile)
         peak_rate = peak.deliveries_per_s / subscribers
+        if peak_only:
+            return {
+                "system": system,
+                "subscribers": subscribers,
+                "peak_msgs": count,
+                "deliveries_per_s": round(peak.deliveries_per_s),
+                "peak_lost": peak.lost,
+                "peak_server_cpu_pct": round(100 * peak.server_cpu / (peak.seconds or 1.0)),
+                "deliveries_per_server_cpu_s": round(peak.received / peak.server_cpu)
+                if peak.server_cpu
+                else None,
+                "publisher_cpu_s": round(peak.publisher_cpu, 2),
+                "publish_s": round(peak.publish_seconds, 2),
+                "load1": round(load, 2),
+            }
         # Half the peak rate for latency_seconds, but at least 3 messages in at most
         # MAX_LATENCY_SECONDS (Channels' peak at 5,000 sockets is a fraction of a message/s).
         rate = peak_rate / 2
@@ -614,8 +646,9 @@ def main() -> int:
     quick = args.quick
     systems = [s for s in args.systems.split(",") if s]
     for system in systems:
-        if system not in SYSTEMS:
-            parser.error(f"--systems: unknown {system!r}; choose from {', '.join(SYSTEMS)}")
+        if system not in SYSTEMS + EXTRA_SYSTEMS:
+            known = ", ".join(SYSTEMS + EXTRA_SYSTEMS)
+            parser.error(f"--systems: unknown {system!r}; choose from {known}")
     subscribers = [
         int(n) for n in (args.subscribers or ("100" if quick else "100,1000,5000")).split(",")
     ]

@@ -25,6 +25,7 @@ import django
 
 django.setup()
 
+from django.core.management import call_command
 from django.test import override_settings
 
 import rtbridge
@@ -156,6 +157,8 @@ def bursts(soketi: Soketi, channels_per_message: int) -> dict[str, Any]:
 
 
 def main() -> None:
+    # History is on by default: the hosted backends keep positions in the database store.
+    call_command("migrate", verbosity=0)
     soketi, pubnub, firebase = Soketi(), FakePubNub(), FakeFirebase()
     for server in (soketi, pubnub, firebase):
         server.start()

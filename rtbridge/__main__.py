@@ -61,8 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     from .backends.loading import backend_class
     from .server.runner import StartupError, build_server, configure_logging, run
 
-    configure_logging(args.verbosity)
     try:
+        configure_logging(args.verbosity, args.log_format)
         server = build_server(
             backend_class=backend_class,
             address=args.address,

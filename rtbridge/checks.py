@@ -41,6 +41,7 @@ ERROR_IDS = {
     # Registered by rtbridge.server.checks (imported without Tornado):
     "E020": "RTBRIDGE_SERVER has an invalid value",
     "E021": "RTBRIDGE_ALLOWED_ORIGINS is invalid",
+    "E022": "RTBRIDGE_TOKEN_TTL is not a whole number of seconds >= 1",
     "W022": "rtbridge is after django.contrib.staticfiles in INSTALLED_APPS (runserver: no socket)",
     # Registered by rtbridge.staticfiles:
     "E101": "the built JS client (rtbridge/static/rtbridge/) is missing",

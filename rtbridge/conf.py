@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -14,17 +15,29 @@ from django.core.exceptions import ImproperlyConfigured
 __all__ = [
     "BACKEND_ALIASES",
     "DEFAULTS",
+    "HISTORY_DEFAULTS",
+    "HISTORY_STORES",
+    "REDIS_DEFAULTS",
     "SERVER_DEFAULTS",
+    "HistorySettings",
     "debug_enabled",
     "get_setting",
+    "history",
     "join_socket_url",
     "origin_settings",
     "project_identity",
     "public_socket_url",
+    "redis_settings",
     "resolve_backend_path",
     "server_settings",
     "session_settings",
+    "token_ttl",
 ]
+
+#: Seconds a subscription token is valid unless ``RTBRIDGE_TOKEN_TTL`` says otherwise.
+DEFAULT_TOKEN_TTL = 3600
+#: Names of the log formats the server can write (``RTBRIDGE_SERVER['log_format']``).
+LOG_FORMATS = ("text", "json")
 
 BACKEND_ALIASES: dict[str, str] = {
     "local": "rtbridge.backends.local.LocalBackend",
@@ -49,6 +62,41 @@ DEFAULTS: dict[str, Any] = {
     # Limits and options of the self-hosted server (rtbridge.server); missing keys take
     # their value from SERVER_DEFAULTS. Documented in docs/server.md.
     "RTBRIDGE_SERVER": {},
+    # Seconds a signed subscription token is accepted after it was issued (docs/auth.md).
+    "RTBRIDGE_TOKEN_TTL": DEFAULT_TOKEN_TTL,
+    # Message positions and history (docs/delivery.md); missing keys take their value from
+    # HISTORY_DEFAULTS, and None or {"enabled": False} turns history off.
+    "RTBRIDGE_HISTORY": {},
+    # Where the "redis" history store of the hosted backends connects; missing keys take
+    # their value from REDIS_DEFAULTS.
+    "RTBRIDGE_REDIS": {},
+}
+
+# Keys of RTBRIDGE_REDIS and their defaults (docs/settings.md).
+REDIS_DEFAULTS: dict[str, Any] = {
+    "url": "redis://127.0.0.1:6379/0",
+    "prefix": "rtbridge:",
+    "socket_timeout": 5.0,
+    "socket_connect_timeout": 2.0,
+}
+
+# Keys of RTBRIDGE_HISTORY and their defaults (docs/settings.md explains each one).
+HISTORY_DEFAULTS: dict[str, Any] = {
+    "enabled": True,
+    # Messages kept per channel.
+    "size": 1000,
+    # Seconds a message is kept; a channel's position expires after this long without a
+    # publish (its epoch changes with it, so clients know they must refetch).
+    "ttl": 600.0,
+    # Where Django keeps positions and history for the hosted backends (Pusher, PubNub,
+    # Firebase): "database" (a table of the rtbridge app), "redis", or a dotted path.
+    "store": "database",
+}
+
+#: Aliases of ``RTBRIDGE_HISTORY["store"]`` and the history store classes they name.
+HISTORY_STORES: dict[str, str] = {
+    "database": "rtbridge.history_db.DatabaseHistoryStore",
+    "redis": "rtbridge.history_redis.RedisHistoryStore",
 }
 
 # Keys of RTBRIDGE_SERVER and their defaults (docs/server.md explains each one).
@@ -74,6 +122,17 @@ SERVER_DEFAULTS: dict[str, Any] = {
     "whisper_rate": 10,
     "call_rate": 20,
     "call_threads": 8,
+    # Hostile input: the deepest JSON nesting a client frame may have.
+    "max_json_depth": 32,
+    # permessage-deflate (RFC 7692) offered to clients; off by default (memory per socket).
+    "compression": False,
+    # Operators (docs/server.md): probes, metrics, logs and proxies. None turns a path off.
+    "health_path": "/healthz",
+    "ready_path": "/readyz",
+    "metrics_path": "/metrics",
+    "log_format": "text",
+    # Addresses or networks whose X-Forwarded-For / X-Real-IP are believed (none by default).
+    "trusted_proxies": [],
 }
 
 
@@ -164,6 +223,7 @@ def server_settings(overrides: Mapping[str, Any] | None = None) -> dict[str, Any
         "whisper_rate",
         "call_rate",
         "call_threads",
+        "max_json_depth",
     ):
         value = merged[key]
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -199,6 +259,36 @@ def server_settings(overrides: Mapping[str, Any] | None = None) -> dict[str, Any
         raise ImproperlyConfigured(
             f"RTBRIDGE_SERVER['public_url']={public_url!r} is not valid; give None (the page's "
             "own host) or a ws:// or wss:// URL such as 'wss://rt.example.com'."
+        )
+    for key in ("health_path", "ready_path", "metrics_path"):
+        value = merged[key]
+        if value is not None and not (isinstance(value, str) and value.startswith("/")):
+            raise ImproperlyConfigured(
+                f"RTBRIDGE_SERVER[{key!r}]={value!r} is not valid; give a URL path starting "
+                "with '/', or None to turn it off."
+            )
+    paths = [merged[key] for key in ("path", "health_path", "ready_path", "metrics_path")]
+    taken = [p for p in paths if p is not None]
+    if len(set(taken)) != len(taken):
+        raise ImproperlyConfigured(
+            f"RTBRIDGE_SERVER paths {taken!r} are not valid; path, health_path, ready_path "
+            "and metrics_path must differ."
+        )
+    if merged["log_format"] not in LOG_FORMATS:
+        raise ImproperlyConfigured(
+            f"RTBRIDGE_SERVER['log_format']={merged['log_format']!r} is not valid; give "
+            f"{' or '.join(repr(f) for f in LOG_FORMATS)}."
+        )
+    if not isinstance(merged["compression"], bool):
+        raise ImproperlyConfigured(
+            f"RTBRIDGE_SERVER['compression']={merged['compression']!r} is not valid; give "
+            "True (offer permessage-deflate) or False (the default)."
+        )
+    proxies = merged["trusted_proxies"]
+    if isinstance(proxies, str) or not isinstance(proxies, (list, tuple)):
+        raise ImproperlyConfigured(
+            f"RTBRIDGE_SERVER['trusted_proxies']={proxies!r} is not valid; give a list of "
+            "proxy addresses or networks, e.g. ['127.0.0.1', '10.0.0.0/8'] (default: none)."
         )
     if merged["serve_static"] not in (None, True, False):
         raise ImproperlyConfigured(
@@ -249,8 +339,14 @@ def project_identity() -> str:
     return f"{module}\0{os.path.realpath(os.fspath(base_dir))}"
 
 
-def origin_settings() -> tuple[Any, list[str], bool]:
-    """Return ``(RTBRIDGE_ALLOWED_ORIGINS, ALLOWED_HOSTS, DEBUG)`` for the server's Origin check."""
+def origin_settings() -> tuple[Any, list[str] | None, bool]:
+    """Return ``(RTBRIDGE_ALLOWED_ORIGINS, ALLOWED_HOSTS, DEBUG)`` for the server's Origin check.
+
+    Without configured Django settings (a server embedded without a project) there are no
+    ``ALLOWED_HOSTS``: ``(None, None, False)``.
+    """
+    if not settings.configured:
+        return None, None, False
     return (
         get_setting("RTBRIDGE_ALLOWED_ORIGINS"),
         list(getattr(settings, "ALLOWED_HOSTS", [])),
@@ -279,3 +375,116 @@ def session_settings() -> tuple[str, str | None]:
     )
     engine = getattr(settings, "SESSION_ENGINE", "django.contrib.sessions.backends.db")
     return cookie, engine if installed else None
+
+
+@dataclass(frozen=True, slots=True)
+class HistorySettings:
+    """``RTBRIDGE_HISTORY`` after validation (see :func:`history`)."""
+
+    enabled: bool
+    size: int
+    ttl: float
+    store: str
+
+
+def history() -> HistorySettings:
+    """Return ``RTBRIDGE_HISTORY`` merged over ``HISTORY_DEFAULTS``, validated.
+
+    ``RTBRIDGE_HISTORY = None`` is the same as ``{"enabled": False}``: positions may still be
+    assigned where that is cheap, but every resume answers ``recovered: false``. Raises
+    ``ImproperlyConfigured`` naming an unknown key or a bad value.
+    """
+    configured = get_setting("RTBRIDGE_HISTORY") if settings.configured else {}
+    if configured is None:
+        configured = {"enabled": False}
+    if not isinstance(configured, Mapping):
+        raise ImproperlyConfigured(
+            f"RTBRIDGE_HISTORY must be a dict (keys: {', '.join(HISTORY_DEFAULTS)}) or None, "
+            f"not {type(configured).__name__}."
+        )
+    merged = dict(HISTORY_DEFAULTS)
+    for key, value in configured.items():
+        if key not in HISTORY_DEFAULTS:
+            raise ImproperlyConfigured(
+                f"RTBRIDGE_HISTORY has unknown key {key!r}; known keys: "
+                f"{', '.join(HISTORY_DEFAULTS)}."
+            )
+        merged[key] = value
+    enabled, size, ttl, store = merged["enabled"], merged["size"], merged["ttl"], merged["store"]
+    if not isinstance(enabled, bool):
+        raise ImproperlyConfigured(
+            f"RTBRIDGE_HISTORY['enabled']={enabled!r} is not valid; give True or False."
+        )
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ImproperlyConfigured(
+            f"RTBRIDGE_HISTORY['size']={size!r} is not valid; give the number of messages "
+            "kept per channel as an integer >= 1 (default 1000)."
+        )
+    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not ttl > 0:
+        raise ImproperlyConfigured(
+            f"RTBRIDGE_HISTORY['ttl']={ttl!r} is not valid; give the seconds a message is "
+            "kept as a number > 0 (default 600)."
+        )
+    if not isinstance(store, str) or not (store in HISTORY_STORES or "." in store):
+        raise ImproperlyConfigured(
+            f"RTBRIDGE_HISTORY['store']={store!r} is not valid; give "
+            f"{' or '.join(repr(name) for name in HISTORY_STORES)} or the dotted path of a "
+            "history store class."
+        )
+    return HistorySettings(enabled=enabled, size=size, ttl=float(ttl), store=store)
+
+
+def redis_settings() -> dict[str, Any]:
+    """Return ``RTBRIDGE_REDIS`` merged over ``REDIS_DEFAULTS``, validated.
+
+    Read by the hosted backends' ``"redis"`` history store (the ``redis`` backend and the
+    server take their Redis from ``RTBRIDGE_OPTIONS``). Raises ``ImproperlyConfigured``
+    naming an unknown key or a bad value.
+    """
+    configured = get_setting("RTBRIDGE_REDIS") if settings.configured else {}
+    if not isinstance(configured, Mapping):
+        raise ImproperlyConfigured(
+            f"RTBRIDGE_REDIS must be a dict (keys: {', '.join(REDIS_DEFAULTS)}), not "
+            f"{type(configured).__name__}."
+        )
+    merged = dict(REDIS_DEFAULTS)
+    for key, value in configured.items():
+        if key not in REDIS_DEFAULTS:
+            raise ImproperlyConfigured(
+                f"RTBRIDGE_REDIS has unknown key {key!r}; known keys: {', '.join(REDIS_DEFAULTS)}."
+            )
+        merged[key] = value
+    url, prefix = merged["url"], merged["prefix"]
+    if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ImproperlyConfigured(
+            f"RTBRIDGE_REDIS['url']={url!r} is not a Redis URL; give e.g. "
+            f"{REDIS_DEFAULTS['url']!r}."
+        )
+    if not isinstance(prefix, str):
+        raise ImproperlyConfigured(
+            f"RTBRIDGE_REDIS['prefix']={prefix!r} is not a string; give e.g. 'rtbridge:'."
+        )
+    for key in ("socket_timeout", "socket_connect_timeout"):
+        value = merged[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise ImproperlyConfigured(
+                f"RTBRIDGE_REDIS[{key!r}]={value!r} is not valid; give seconds > 0."
+            )
+    return merged
+
+
+def token_ttl() -> int:
+    """Return ``RTBRIDGE_TOKEN_TTL``: seconds a subscription token is valid (default 3600).
+
+    Raises ``ImproperlyConfigured`` naming a value that is not a whole number >= 1. Without
+    configured Django settings, the default.
+    """
+    if not settings.configured:
+        return DEFAULT_TOKEN_TTL
+    value = get_setting("RTBRIDGE_TOKEN_TTL")
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ImproperlyConfigured(
+            f"RTBRIDGE_TOKEN_TTL={value!r} is not valid; give the seconds a subscription token "
+            f"stays valid as a whole number >= 1 (default {DEFAULT_TOKEN_TTL})."
+        )
+    return value

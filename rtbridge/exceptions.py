@@ -12,6 +12,7 @@ __all__ = [
     "InvalidChannelName",
     "InvalidEventName",
     "InvalidMessage",
+    "InvalidPosition",
     "InvalidToken",
     "NotSupported",
     "PayloadRefused",
@@ -96,6 +97,10 @@ class Refused(RTBridgeError):
     def __init__(self, message: str, code: str = "forbidden") -> None:
         super().__init__(message)
         self.code = code
+
+
+class InvalidPosition(RTBridgeError, ValueError):
+    """A resume position is malformed or impossible (beyond the channel's last offset)."""
 
 
 class InvalidToken(RTBridgeError):

@@ -14,7 +14,7 @@ from django.db import models, transaction
 from django.db.models import signals
 from django.dispatch import receiver
 
-from . import channel_names, conf
+from . import channel_names, conf, history
 from .backends.base import BaseBackend
 from .backends.loading import backend_class
 from .exceptions import ImproperlyConfigured, PayloadTooLarge, ServerNotRunning
@@ -62,13 +62,17 @@ _backend_lock = threading.Lock()
 def load_backend(path: str | None = None, **options: Any) -> BaseBackend:
     """Build a new backend from an alias or dotted path (default: ``RTBRIDGE_BACKEND``).
 
-    ``options`` default to ``RTBRIDGE_OPTIONS``.
+    ``options`` default to ``RTBRIDGE_OPTIONS``. A hosted backend (``keeps_history``) gets
+    the history store ``RTBRIDGE_HISTORY`` names.
     """
     cls = backend_class(path)
     cls.check_sdk()
     if path is None and not options:
         options = conf.backend_options()
-    return cls(**options)
+    backend = cls(**options)
+    if cls.keeps_history:
+        backend.use_history(history.load_store())
+    return backend
 
 
 def get_backend() -> BaseBackend:
@@ -95,7 +99,7 @@ def reset_backend() -> None:
 
 @receiver(setting_changed)
 def _on_setting_changed(*, setting: str, **kwargs: Any) -> None:
-    if setting in ("RTBRIDGE_BACKEND", "RTBRIDGE_OPTIONS"):
+    if setting in ("RTBRIDGE_BACKEND", "RTBRIDGE_OPTIONS", "RTBRIDGE_HISTORY", "RTBRIDGE_REDIS"):
         reset_backend()
 
 

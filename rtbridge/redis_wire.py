@@ -3,13 +3,22 @@
 Everything one side writes and the other reads lives here, so the two cannot drift apart
 (docs/server.md, "Redis message format" and "Presence in Redis"). With ``P`` the prefix:
 
-* ``P<channel>`` (pub/sub): message bodies, ``rtb1\\n<event>\\n<exclude>\\n<payload>``, and
+* ``P<channel>`` (pub/sub): message bodies with their position,
+  ``rtb2\\n<offset>\\n<epoch>\\n<event>\\n<exclude>\\n<payload>`` (written by
+  :data:`LUA_APPEND`; other programs may still publish ``rtb1`` bodies without one), and
   whisper bodies, ``rtw1\\n<event>\\n<sender>\\n<user id>\\n<data JSON>``.
 * ``P!node`` (pub/sub): control bodies, ``rtc1\\n<compact JSON>``: a revocation
   ``{"t":"revoke","u","c","at"}`` or a presence change ``{"t":"presence","c","a","v","m"}``
   (written by the server's Lua scripts with :data:`LUA_PUBLISH_PRESENCE`).
 * ``Prevoked:<channel>|<user id>`` (string): when the user lost access, as Unix time.
 * ``Ppresence:<channel>`` (hash) and ``Ppresence-nodes`` (sorted set): presence entries.
+* ``Pposition:{<channel>}`` (hash ``epoch``, ``offset``) and ``Phistory:{<channel>}`` (stream of
+  ``o`` offset, ``e`` event, ``x`` exclude, ``d`` data JSON): a channel's position and history,
+  written by :data:`LUA_APPEND` (the ``redis`` backend: it also publishes) and read by
+  :data:`LUA_READ` (the nodes); both expire ``ttl`` after the last publish. The hosted
+  backends' ``"redis"`` history store writes and reads the same keys with
+  :data:`LUA_APPEND_HISTORY` / :data:`LUA_READ_HISTORY` (no PUBLISH). The braces make
+  both keys of a channel one Redis Cluster slot.
 
 Imports no Redis client and nothing above the core, so both sides (and tests) can use it.
 """
@@ -17,11 +26,13 @@ Imports no Redis client and nothing above the core, so both sides (and tests) ca
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from .exceptions import ImproperlyConfigured
+from .history import Entry, Position, Positions
 from .messages import Message
 
 __all__ = [
@@ -29,27 +40,39 @@ __all__ = [
     "CONTROL_VERSION",
     "DEFAULT_PREFIX",
     "DEFAULT_URL",
+    "LUA_APPEND",
     "LUA_PUBLISH_PRESENCE",
+    "LUA_READ",
+    "POSITIONED_BODY_VERSION",
     "URL_SCHEMES",
     "WHISPER_VERSION",
+    "Delivery",
     "PresenceChange",
     "Revocation",
     "Whisper",
+    "append_arguments",
+    "append_result",
+    "channel_append_arguments",
     "channel_key",
     "check_prefix",
     "check_url",
     "control_channel",
     "decode_body",
     "decode_control",
+    "decode_message",
     "decode_whisper",
     "encode_control",
     "encode_message",
     "encode_revocation",
     "encode_whisper",
     "entry_field",
+    "history_key",
     "is_whisper",
+    "position_key",
     "presence_key",
     "presence_nodes_key",
+    "read_arguments",
+    "read_result",
     "revocation_key",
     "safe_url",
 ]
@@ -57,14 +80,17 @@ __all__ = [
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_PREFIX = "rtbridge:"
 URL_SCHEMES = ("redis://", "rediss://", "unix://")
-#: First line of every message body; a server drops bodies with another version.
+#: First line of a message body without a position (other programs may publish these).
 BODY_VERSION = b"rtb1"
+#: First line of a message body with its position, as :data:`LUA_APPEND` publishes it.
+POSITIONED_BODY_VERSION = b"rtb2"
 #: First line of a whisper body on a channel's Redis channel.
 WHISPER_VERSION = b"rtw1"
 #: First line of a control body (presence events, revocations) on ``<prefix>!node``.
 CONTROL_VERSION = b"rtc1"
 
 _WHISPER_HEAD = WHISPER_VERSION + b"\n"
+_POSITIONED_HEAD = POSITIONED_BODY_VERSION + b"\n"
 _CONTROL_HEAD = CONTROL_VERSION + b"\n"
 
 
@@ -133,6 +159,16 @@ def presence_nodes_key(prefix: str) -> str:
     return f"{prefix}presence-nodes"
 
 
+def position_key(prefix: str, channel: str) -> str:
+    """Return the hash of ``channel``'s position: ``epoch`` and the last ``offset`` given out."""
+    return f"{prefix}position:{{{channel}}}"
+
+
+def history_key(prefix: str, channel: str) -> str:
+    """Return the stream of ``channel``'s history (entry ids are Redis times, for age trims)."""
+    return f"{prefix}history:{{{channel}}}"
+
+
 def entry_field(socket_id: str, member_id: str) -> str:
     """Return the hash field of one connection's entry: ``<socket id>|<member id>``.
 
@@ -175,6 +211,279 @@ def decode_body(body: bytes) -> tuple[str, str | None, bytes]:
     event = parts[1].decode("ascii")
     exclude = parts[2].decode("ascii") or None
     return event, exclude, parts[3]
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A decoded message body: what a channel's subscribers get, and its position if any.
+
+    ``offset``/``epoch`` are ``None`` for an ``rtb1`` body (published without a position).
+    """
+
+    offset: int | None
+    epoch: str | None
+    event: str
+    exclude: str | None
+    payload: bytes
+
+
+def decode_message(body: bytes) -> Delivery:
+    """Return the message in an ``rtb2`` body (with position) or an ``rtb1`` body (without).
+
+    Raises ``ValueError`` for a body in another format.
+    """
+    if body.startswith(_POSITIONED_HEAD):
+        parts = body.split(b"\n", 5)
+        if len(parts) == 6:
+            try:
+                offset = int(parts[1])
+                epoch = parts[2].decode("ascii")
+                exclude = parts[4].decode("ascii") or None
+                return Delivery(offset, epoch, parts[3].decode("ascii"), exclude, parts[5])
+            except (ValueError, UnicodeDecodeError):
+                pass
+        raise ValueError(f"not an rtbridge message body: {body[:60]!r}")
+    event, exclude, payload = decode_body(body)
+    return Delivery(None, None, event, exclude, payload)
+
+
+# Positions and history ------------------------------------------------------------------------
+
+#: Lua: give each message the next offset on each of its channels, keep it in the channel's
+#: history, and (when asked) PUBLISH it with its position, all in one atomic step.
+#:
+#: ``KEYS``: for each channel of each message, in order, its position hash and its history
+#: stream. ``ARGV``: the epoch for positions created now, the history size (0: keep none),
+#: the ttl in milliseconds, ``1`` to PUBLISH or ``0``; then for each message its event, its
+#: exclude (or empty), its data JSON and its number of channels, followed, when publishing,
+#: by the pub/sub name of each. Returns ``offset, epoch`` for each channel of each message.
+#:
+#: A missing position hash (never published, expired after ``ttl`` without a publish, lost
+#: with Redis) gets the new epoch and drops any history left of the old one, so an offset is
+#: never reused within an epoch and the stream always holds a contiguous run of offsets.
+#: The stream is trimmed cheaply here (``MAXLEN ~``: whole nodes, so it may hold up to ~100
+#: entries more than ``size``); :data:`LUA_READ` enforces both bounds exactly.
+LUA_APPEND = """
+local new_epoch, size, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local publish = ARGV[4] == '1'
+local answer, key, arg = {}, 1, 5
+while arg <= #ARGV do
+  local event, exclude, data = ARGV[arg], ARGV[arg + 1], ARGV[arg + 2]
+  local count = tonumber(ARGV[arg + 3])
+  arg = arg + 4
+  for _ = 1, count do
+    local position, history = KEYS[key], KEYS[key + 1]
+    key = key + 2
+    local epoch = redis.call('HGET', position, 'epoch')
+    if not epoch then
+      epoch = new_epoch
+      redis.call('DEL', history)
+      redis.call('HSET', position, 'epoch', epoch, 'offset', 0)
+    end
+    local offset = string.format('%d', redis.call('HINCRBY', position, 'offset', 1))
+    redis.call('PEXPIRE', position, ttl)
+    if size > 0 then
+      redis.call('XADD', history, 'MAXLEN', '~', size, '*',
+        'o', offset, 'e', event, 'x', exclude, 'd', data)
+      redis.call('PEXPIRE', history, ttl)
+    end
+    if publish then
+      redis.call('PUBLISH', ARGV[arg], 'rtb2\\n' .. offset .. '\\n' .. epoch .. '\\n' ..
+        event .. '\\n' .. exclude .. '\\n' .. data)
+      arg = arg + 1
+    end
+    answer[#answer + 1] = offset
+    answer[#answer + 1] = epoch
+  end
+end
+return answer
+"""
+
+#: Lua: return a channel's position and, from a given position, the messages after it.
+#:
+#: ``KEYS``: the channel's position hash and history stream. ``ARGV``: the epoch to create
+#: the position with if it is missing (offset 0: nothing published yet), the ttl in
+#: milliseconds, the offset and epoch to read after (``-1`` and ``""``: none), ``1`` when that
+#: position is one this node delivered itself (else ``0``), and the most messages to return
+#: (0: none). Returns ``offset, epoch`` of the top, then ``offset, event, exclude, data`` of
+#: each message after the position, oldest first, when the position is in the same epoch and
+#: at most the limit behind (the caller checks the run is complete: trimmed ones are missing).
+#:
+#: The bounds are exact here: a position more than ``limit`` (the history size) behind the
+#: top gets no messages, and entries older than the ttl are trimmed before reading.
+#: Creating the position on a read means a client that subscribes before the first publish
+#: is in the epoch that publish uses. The read renews the ttl of the position (somebody
+#: listens). A node that delivered an offset beyond the top in the same epoch proves that
+#: Redis went back (e.g. restarted from an older snapshot): offsets would be reused, so the
+#: epoch is renewed.
+LUA_READ = """
+local position, history = KEYS[1], KEYS[2]
+local ttl, since, since_epoch = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+local delivered, limit = ARGV[5] == '1', tonumber(ARGV[6])
+local top = redis.call('HMGET', position, 'offset', 'epoch')
+local offset, epoch = tonumber(top[1]) or 0, top[2]
+if epoch and delivered and epoch == since_epoch and offset < since then
+  epoch = false
+end
+if not epoch then
+  epoch, offset = ARGV[1], 0
+  redis.call('DEL', history)
+  redis.call('HSET', position, 'epoch', epoch, 'offset', 0)
+end
+redis.call('PEXPIRE', position, ttl)
+local answer = {offset, epoch}
+if limit > 0 and since >= 0 and since < offset and epoch == since_epoch
+    and offset - since <= limit then
+  local time = redis.call('TIME')
+  local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+  redis.call('XTRIM', history, 'MINID', string.format('%d', now - ttl))
+  local entries = redis.call('XREVRANGE', history, '+', '-', 'COUNT', offset - since)
+  for i = #entries, 1, -1 do
+    local fields = entries[i][2]
+    for j = 2, #fields, 2 do
+      answer[#answer + 1] = fields[j]
+    end
+  end
+end
+return answer
+"""
+
+
+def append_arguments(
+    messages: Sequence[Message],
+    prefix: str,
+    *,
+    epoch: str,
+    size: int,
+    ttl: float,
+    publish: bool = True,
+) -> tuple[list[bytes], list[bytes]]:
+    """Return ``(keys, args)`` of :data:`LUA_APPEND` for ``messages``, encoded.
+
+    ``epoch`` is used only by channels whose position is created now (pass a fresh
+    ``history.new_epoch()``); ``size`` 0 keeps no history; ``ttl`` is in seconds. Everything
+    is bytes already, so the Redis client sends it without converting each argument.
+    """
+    keys: list[bytes] = []
+    args = [
+        epoch.encode("ascii"),
+        b"%d" % size,
+        b"%d" % _milliseconds(ttl),
+        b"1" if publish else b"0",
+    ]
+    for message in messages:
+        args += [
+            message.event.encode("ascii"),
+            (message.exclude or "").encode("ascii"),
+            message.payload.encode("utf-8"),
+            b"%d" % len(message.channels),
+        ]
+        for channel in message.channels:
+            keys.append(position_key(prefix, channel).encode("utf-8"))
+            keys.append(history_key(prefix, channel).encode("utf-8"))
+            if publish:
+                args.append(channel_key(prefix, channel))
+    return keys, args
+
+
+def channel_append_arguments(
+    messages: Sequence[Message],
+    prefix: str,
+    channel: str,
+    *,
+    epoch: str,
+    size: int,
+    ttl: float,
+) -> tuple[list[bytes], list[bytes]]:
+    """Return ``(keys, args)`` of :data:`LUA_APPEND` for ``messages`` on ``channel`` only.
+
+    For the hosted backends' history store: positions and history without a PUBLISH, one
+    channel per call (two keys of one hash slot, so it runs on Redis Cluster too). The answer
+    is ``offset, epoch`` per message, in order.
+    """
+    keys = [
+        position_key(prefix, channel).encode("utf-8"),
+        history_key(prefix, channel).encode("utf-8"),
+    ] * len(messages)
+    args = [epoch.encode("ascii"), b"%d" % size, b"%d" % _milliseconds(ttl), b"0"]
+    for message in messages:
+        args += [
+            message.event.encode("ascii"),
+            (message.exclude or "").encode("ascii"),
+            message.payload.encode("utf-8"),
+            b"1",
+        ]
+    return keys, args
+
+
+def append_result(messages: Sequence[Message], result: Sequence[Any]) -> Positions:
+    """Return the positions :data:`LUA_APPEND` answered: per message, channel → position."""
+    positions: Positions = []
+    values = iter(result)
+    for message in messages:
+        positions.append(
+            {
+                channel: Position(int(next(values)), _text(next(values)))
+                for channel in message.channels
+            }
+        )
+    return positions
+
+
+def read_arguments(
+    prefix: str,
+    channel: str,
+    *,
+    epoch: str,
+    ttl: float,
+    since: Position | None = None,
+    delivered: bool = False,
+    limit: int = 0,
+) -> tuple[list[str], list[str | int]]:
+    """Return ``(keys, args)`` of :data:`LUA_READ` for ``channel``.
+
+    ``epoch``: a fresh epoch, used only if the position is missing. ``since``: read the
+    messages after it (at most ``limit``). ``delivered``: ``since`` is a position this node
+    delivered itself (so a top behind it proves that Redis went back).
+    """
+    return (
+        [position_key(prefix, channel), history_key(prefix, channel)],
+        [
+            epoch,
+            _milliseconds(ttl),
+            -1 if since is None else since.offset,
+            "" if since is None else since.epoch,
+            1 if delivered else 0,
+            limit,
+        ],
+    )
+
+
+def read_result(result: Sequence[Any]) -> tuple[Position, list[Entry]]:
+    """Return the top and the messages :data:`LUA_READ` answered."""
+    top = Position(int(result[0]), _text(result[1]))
+    entries = [
+        Entry(
+            int(result[index]),
+            _text(result[index + 1]),
+            _utf8(result[index + 3]),
+            _text(result[index + 2]) or None,
+        )
+        for index in range(2, len(result) - 3, 4)
+    ]
+    return top, entries
+
+
+def _milliseconds(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("ascii") if isinstance(value, bytes) else value
+
+
+def _utf8(value: bytes | str) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else value
 
 
 # Whisper bodies -------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from typing import Any
 
 from django.core import signing
 
+from . import conf
 from .channel_names import PRESENCE_PREFIX
 from .exceptions import InvalidToken
 
@@ -19,8 +20,9 @@ __all__ = [
     "verify_subscription",
 ]
 
-#: Seconds a subscription token is valid; the client asks for a fresh one when it reconnects.
-DEFAULT_TOKEN_TTL = 3600
+#: Seconds a subscription token is valid unless ``RTBRIDGE_TOKEN_TTL`` says otherwise; the
+#: client asks for a fresh one when it reconnects.
+DEFAULT_TOKEN_TTL = conf.DEFAULT_TOKEN_TTL
 _TOKEN_SALT = "rtbridge.subscription.v1"
 
 
@@ -55,9 +57,12 @@ def sign_subscription(socket_id: str, grant: Grant) -> str:
 
 
 def verify_subscription(
-    token: object, socket_id: str, channel_name: str, *, max_age: int = DEFAULT_TOKEN_TTL
+    token: object, socket_id: str, channel_name: str, *, max_age: int | None = None
 ) -> Grant:
     """Check a token for ``socket_id`` and ``channel_name``; return its grant or raise.
+
+    A token is valid for ``max_age`` seconds after it was signed (default:
+    ``RTBRIDGE_TOKEN_TTL``, 3600).
 
     Raises :class:`~rtbridge.exceptions.InvalidToken` with ``code`` ``missing``, ``expired``,
     ``bad_signature``, ``wrong_socket`` or ``wrong_channel``.
@@ -69,7 +74,9 @@ def verify_subscription(
             "missing",
         )
     try:
-        payload = signing.loads(token, salt=_TOKEN_SALT, max_age=max_age)
+        payload = signing.loads(
+            token, salt=_TOKEN_SALT, max_age=conf.token_ttl() if max_age is None else max_age
+        )
     except signing.SignatureExpired:
         raise InvalidToken(
             f"The token for {channel_name!r} has expired; ask the auth endpoint again.",

@@ -1,4 +1,4 @@
-"""HTTP endpoints under ``include("rtbridge.urls")``: channel auth, data routers, client config."""
+"""HTTP endpoints under ``include("rtbridge.urls")``: auth, history, data routers, config."""
 
 from __future__ import annotations
 
@@ -12,14 +12,16 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_GET, require_POST
 
-from . import auth, routers
-from .exceptions import InvalidChannelName, PublishError, Refused
+from . import auth, channel_names, routers
+from .exceptions import InvalidChannelName, InvalidPosition, NotSupported, PublishError, Refused
+from .history import parse_since
 from .messages import is_socket_id
 from .middleware import sender_socket_id
+from .model_config import config_for_base
 from .publishers import get_backend
 from .templatetags.rtbridge import page_config
 
-__all__ = ["auth_view", "config_view", "data_view", "error_response"]
+__all__ = ["auth_view", "config_view", "data_view", "error_response", "history_view"]
 
 #: Verbs that read only; they may also be called with GET and query parameters.
 READ_VERBS = frozenset({"get_list", "get_single", "subscribe"})
@@ -87,6 +89,79 @@ def auth_view(request: HttpRequest) -> JsonResponse:
         )
     logger.debug("rtbridge: granted %r to user %s", channel, _who(user))
     return JsonResponse(answer)
+
+
+@require_POST
+def history_view(request: HttpRequest) -> JsonResponse:
+    """Return what a client missed on one channel since its last position (hosted backends).
+
+    JSON body: ``channel``, ``since`` (``{"offset", "epoch"}`` from the last message's meta,
+    or null for the channel's current position) and optionally ``socket_id``. Authorized
+    exactly like subscribing: public channels for anyone (a model's filter channel only for a
+    declared filter), protected ones only while ``rtbridge.auth.authorize`` grants them, so
+    a revoked user is refused. Answers ``{"channel", "recovered", "offset", "epoch",
+    "messages"}`` (docs/delivery.md). Errors: ``bad_request`` / ``invalid_channel`` /
+    ``bad_position`` (400), ``login_required`` / ``forbidden`` / ``no_rule`` /
+    ``undeclared_filter`` (403), ``not_supported`` (400: the backend resumes on its own
+    socket), ``unavailable`` (503: the history store failed). CSRF applies as to the auth
+    endpoint.
+    """
+    try:
+        body = _read(request)
+    except ValueError as exc:
+        return error_response(400, "bad_request", str(exc))
+    channel = body.get("channel")
+    socket_id = body.get("socket_id")
+    if not isinstance(channel, str):
+        return error_response(400, "bad_request", "channel is missing.")
+    if socket_id is not None and not is_socket_id(socket_id):
+        return error_response(400, "bad_request", f"socket_id={socket_id!r} is not a socket id.")
+    try:
+        since = parse_since(body.get("since"))
+    except InvalidPosition as exc:
+        return error_response(400, "bad_position", str(exc), channel=channel)
+    user = getattr(request, "user", None)
+    try:
+        auth.authorize(user, channel)
+        _check_declared_filter(channel)
+    except InvalidChannelName as exc:
+        return error_response(400, "invalid_channel", str(exc))
+    except Refused as exc:
+        logger.info("rtbridge: refused history of %r to user %s: %s", channel, _who(user), exc.code)
+        return error_response(403, exc.code, str(exc), channel=channel)
+    try:
+        replay = get_backend().read_history(channel, since)
+    except InvalidPosition as exc:
+        return error_response(400, "bad_position", str(exc), channel=channel)
+    except NotSupported as exc:
+        return error_response(400, "not_supported", str(exc), channel=channel)
+    except PublishError as exc:
+        logger.warning("rtbridge: could not read the history of %r: %s", channel, exc)
+        return error_response(503, "unavailable", f"The history of {channel!r} is unavailable.")
+    return JsonResponse(replay.as_json())
+
+
+def _check_declared_filter(name: str) -> None:
+    """Refuse a public filter channel of a publishing model whose filter it does not declare.
+
+    (Protected ones are checked by ``authorize``.) Such a channel never carries messages, and
+    the same rule keeps the data routers from serving undeclared filters.
+    """
+    if channel_names.is_protected(name) or ";" not in name:
+        return
+    try:
+        base, filters = channel_names.parse_filter_channel(name)
+    except InvalidChannelName:
+        return  # "a;b" is a valid name, but no model's filter channel
+    config = config_for_base(base)
+    if config is None or not filters or tuple(sorted(filters)) in config.filters:
+        return
+    allowed = ", ".join("+".join(group) for group in config.filters) or "none"
+    raise Refused(
+        f"Channel {name!r} filters on {', '.join(sorted(filters))}, which "
+        f"{config.model._meta.label} does not declare; declared filters: {allowed}.",
+        "undeclared_filter",
+    )
 
 
 def _who(user: Any) -> str:

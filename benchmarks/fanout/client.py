@@ -4,9 +4,11 @@ Run by ``benchmarks.bench_fanout`` as ``python -m benchmarks.fanout.client``; it
 command per line on stdin and answers each with one JSON line on stdout:
 
 ``{"cmd": "connect", "kind": "rtbridge"|"channels", "port": P, "path": "/ws/", "count": N,
-"channel": "bench", "concurrency": 100}``
+"channel": "bench", "concurrency": 100, "since": {"offset": o, "epoch": e}}``
     open N sockets; for rtbridge wait for ``welcome`` and the ``ack`` of a subscribe to
-    ``channel``, for Channels wait for the 101 (the consumer joins its group before accepting).
+    ``channel`` (resuming from ``since`` when given: the answer counts the acks that said
+    ``recovered: true``), for Channels wait for the 101 (the consumer joins its group before
+    accepting).
 ``{"cmd": "arm", "sample_every": k}``
     zero the counters; from now on every k-th message frame has its latency recorded.
 ``{"cmd": "collect", "expected": E, "quiet": s, "deadline": s}``
@@ -80,6 +82,8 @@ class Stats:
         # Reads that carried message frames: received / reads shows how many frames the
         # server coalesced per socket write.
         self.reads = 0
+        #: Subscribe answers that said "recovered": true (resumes with since).
+        self.recovered = 0
 
 
 STATS = Stats()
@@ -88,7 +92,15 @@ STATS = Stats()
 class BenchSocket(asyncio.Protocol):
     """One client WebSocket: handshake, frame walking, counting, heartbeat/ping answers."""
 
-    def __init__(self, kind: str, host: str, port: int, path: str, channel: str) -> None:
+    def __init__(
+        self,
+        kind: str,
+        host: str,
+        port: int,
+        path: str,
+        channel: str,
+        since: dict[str, Any] | None = None,
+    ) -> None:
         self.kind = kind
         self.request = (
             f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
@@ -96,9 +108,10 @@ class BenchSocket(asyncio.Protocol):
             f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\n"
             "Sec-WebSocket-Version: 13\r\n\r\n"
         ).encode()
-        self.subscribe = client_frame(
-            json.dumps({"op": "subscribe", "id": 1, "channel": channel}).encode()
-        )
+        request: dict[str, Any] = {"op": "subscribe", "id": 1, "channel": channel}
+        if since is not None:
+            request["since"] = since
+        self.subscribe = client_frame(json.dumps(request).encode())
         self.transport: asyncio.Transport | None = None
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.upgraded = False
@@ -193,6 +206,8 @@ class BenchSocket(asyncio.Protocol):
         elif frame.startswith(b'{"op":"welcome"'):
             transport.write(self.subscribe)
         elif frame.startswith(b'{"op":"ack"') and not self.ready.done():
+            if b'"recovered":true' in frame:
+                STATS.recovered += 1
             self.ready.set_result(None)
 
 
@@ -208,6 +223,7 @@ class Client:
         limit = asyncio.Semaphore(command.get("concurrency", 100))
         failures: list[str] = []
         started = time.monotonic()
+        started_ns = time.time_ns()
 
         async def one() -> None:
             async with limit:
@@ -219,6 +235,7 @@ class Client:
                             command["port"],
                             command["path"],
                             command.get("channel", "bench"),
+                            command.get("since"),
                         ),
                         host,
                         command["port"],
@@ -234,6 +251,8 @@ class Client:
             "failed": len(failures),
             "error": failures[0] if failures else None,
             "seconds": round(time.monotonic() - started, 3),
+            "started_ns": started_ns,
+            "recovered": STATS.recovered,
         }
 
     async def collect(self, command: dict[str, Any]) -> dict[str, Any]:

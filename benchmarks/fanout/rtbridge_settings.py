@@ -1,7 +1,8 @@
 """Django settings of the fan-out benchmark's rtbridge server and publisher (Redis broker).
 
 ``BENCH_REDIS_URL`` names Redis. ``BENCH_RTBRIDGE_SERVER`` may hold a JSON object of
-``RTBRIDGE_SERVER`` keys to try other limits, e.g. ``'{"heartbeat": 300}'``.
+``RTBRIDGE_SERVER`` keys to try other limits, e.g. ``'{"heartbeat": 300}'``, and
+``BENCH_RTBRIDGE_HISTORY`` the ``RTBRIDGE_HISTORY`` setting as JSON (``null``: history off).
 """
 
 import json
@@ -17,3 +18,4 @@ RTBRIDGE_OPTIONS = {"url": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:
 # Defaults everywhere (heartbeat 25 s, idle timeout 60 s, 1 MiB outbound buffer per socket)
 # except the stats line, which would only add noise to the benchmark's output.
 RTBRIDGE_SERVER = {"stats_interval": 0, **json.loads(os.environ.get("BENCH_RTBRIDGE_SERVER", "{}"))}
+RTBRIDGE_HISTORY = json.loads(os.environ.get("BENCH_RTBRIDGE_HISTORY", "{}"))

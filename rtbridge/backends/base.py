@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 from asgiref.sync import sync_to_async
 
 from ..exceptions import ImproperlyConfigured, NotSupported, PublishError
+from ..history import HistoryStore, Position, Replay
 from ..messages import Message
 from ..tokens import Grant, sign_subscription
 
@@ -42,12 +43,16 @@ class BaseBackend:
 
     #: Short name used by ``RTBRIDGE_BACKEND`` and sent to the JS client.
     alias: ClassVar[str] = "custom"
-    #: Largest JSON payload (bytes) the transport accepts; ``None`` for no limit.
-    max_payload_bytes: ClassVar[int | None] = None
+    #: Largest JSON payload (bytes) the transport accepts; ``None`` for no limit. A backend
+    #: whose envelope grows with positions lowers it on the instance (see ``use_history``).
+    max_payload_bytes: int | None = None
     #: Options without a default; ``checks`` reports those missing from ``RTBRIDGE_OPTIONS``.
     required_options: ClassVar[tuple[str, ...]] = ()
     #: ``(module, pip extra)`` of the vendor SDK, checked by ``check_sdk`` and system checks.
     sdk: ClassVar[tuple[str, str] | None] = None
+    #: Whether Django assigns this transport's positions and keeps its history (the hosted
+    #: backends): ``load_backend`` then hands it the store ``RTBRIDGE_HISTORY`` names.
+    keeps_history: ClassVar[bool] = False
 
     def __init__(self, *, fail_silently: bool = False, **unknown: Any) -> None:
         if unknown:
@@ -125,6 +130,28 @@ class BaseBackend:
             f"auth_response(socket_id, grant). Override it in {name} to return what the "
             "transport's client expects, or inherit rtbridge.backends.base.SelfHostedAuthMixin "
             "if it delivers through the rtbridge server."
+        )
+
+    def use_history(self, store: HistoryStore | None) -> None:
+        """Assign positions and keep history through ``store`` (None: history off).
+
+        Only for backends with ``keeps_history``; the rtbridge server transports assign
+        positions themselves (in Redis, or in process).
+        """
+        raise NotSupported(
+            f"{type(self).__name__} does not keep history in Django (keeps_history is False)."
+        )
+
+    def read_history(self, channel: str, since: Position | None) -> Replay:
+        """Return what a client at ``since`` missed on ``channel`` (the history endpoint).
+
+        Hosted backends answer from their history store; the rtbridge server transports
+        resume on the socket instead (subscribe with ``since``, docs/protocol.md).
+        """
+        raise NotSupported(
+            f"{type(self).__name__} has no history endpoint: clients of the rtbridge server "
+            "resume on their socket (subscribe with 'since'); the endpoint serves the hosted "
+            "backends (pusher, pubnub, firebase)."
         )
 
     def revoke(self, user_id: str, channel: str) -> None:

@@ -17,10 +17,13 @@ from typing import Any, ClassVar, Literal, get_args
 
 from asgiref.sync import sync_to_async
 from django.core.exceptions import ImproperlyConfigured
+from django.urls import NoReverseMatch, reverse
 
 from ..exceptions import PublishError
+from ..history import HistoryStore, Position, Positions, Replay
 from ..messages import Message
 from .base import BaseBackend
+from .dispatch_metrics import DispatchMetrics
 
 __all__ = ["Call", "DispatchOptions", "Dispatcher", "DispatchingBackend"]
 
@@ -126,7 +129,8 @@ class Dispatcher:
     timeout, connection refused) is tried up to ``max_attempts`` times with exponential backoff
     starting at ``retry_backoff`` seconds (capped at ``max_backoff``, with jitter); others fail
     at once. Failures and queue overflows are counted and logged once per burst.
-    ``housekeeping`` (if given) runs in the same thread every ``housekeeping_interval`` seconds.
+    ``housekeeping`` (if given) runs in the same thread every ``housekeeping_interval`` seconds;
+    ``thread_exit`` (if given) runs in it when it stops (to release what the thread opened).
     """
 
     def __init__(
@@ -139,8 +143,10 @@ class Dispatcher:
         concurrency: int = 1,
         housekeeping: Callable[[], None] | None = None,
         housekeeping_interval: float = 30.0,
+        thread_exit: Callable[[], None] | None = None,
     ) -> None:
         self.name = name
+        self.thread_exit = thread_exit
         self.build_calls = build_calls
         self.options = options or DispatchOptions()
         self.max_backoff = max_backoff
@@ -156,6 +162,8 @@ class Dispatcher:
         self.batches_count = 0
         #: The last delivery error seen in background mode (for operators and tests).
         self.last_error: PublishError | None = None
+        #: The same counts for Prometheus (see dispatch_metrics; docs/server.md, Metrics).
+        self.metrics = DispatchMetrics(name)
         self._reset_state()
 
     def _reset_state(self) -> None:
@@ -228,6 +236,7 @@ class Dispatcher:
         was_empty = not self._queue
         self._queue.extend(messages)
         self._pending += len(messages)
+        self.metrics.queue_depth(len(self._queue))
         # Hysteresis: a queue hovering at its limit is one burst, not a burst per free slot.
         if self._dropping.count and len(self._queue) <= self.options.queue_size // 2:
             dropped = self._dropping.end()
@@ -247,6 +256,7 @@ class Dispatcher:
     def _drop(self, messages: list[Message]) -> None:
         # Called with the lock held.
         self.dropped_count += len(messages)
+        self.metrics.dropped(len(messages))
         if self._dropping.hit(len(messages)):
             logger.warning(
                 "rtbridge: %s queue is full (%d messages, when_full=%r); dropping messages until "
@@ -313,6 +323,13 @@ class Dispatcher:
     # Sender side --------------------------------------------------------------------------
 
     def _run(self) -> None:
+        try:
+            self._serve()
+        finally:
+            if self.thread_exit is not None:
+                self.thread_exit()
+
+    def _serve(self) -> None:
         while True:
             batch = self._take_batch()
             if batch is None:
@@ -349,6 +366,8 @@ class Dispatcher:
             size = min(self.options.max_batch, len(self._queue))
             batch = [self._queue.popleft() for _ in range(size)]
             self.batches_count += 1
+            self.metrics.batch()
+            self.metrics.queue_depth(len(self._queue))
             self._has_room.notify_all()
             return batch
 
@@ -392,6 +411,7 @@ class Dispatcher:
         else:
             with self._lock:
                 self.sent_count += len(messages) - failed
+            self.metrics.delivered(len(messages) - failed, 0)
         return errors[0][1] if errors else None
 
     def _perform_all(self, calls: list[Call]) -> list[PublishError | None]:
@@ -412,6 +432,8 @@ class Dispatcher:
         for attempt in range(1, self.options.max_attempts + 1):
             with self._lock:
                 self.calls_count += 1
+            if attempt > 1:
+                self.metrics.retry()
             try:
                 call.send()
                 return None
@@ -435,6 +457,7 @@ class Dispatcher:
         return error
 
     def _account(self, total: int, failed: int, error: PublishError | None) -> None:
+        self.metrics.delivered(total - failed, failed)
         with self._lock:
             self.sent_count += total - failed
             self.failed_count += failed
@@ -495,10 +518,20 @@ class DispatchingBackend(BaseBackend):
     Subclasses implement :meth:`build_calls` (messages → vendor requests, no I/O) and may set
     ``send_concurrency`` or call ``self.dispatcher.set_housekeeping(...)``. The delivery
     options it takes from ``RTBRIDGE_OPTIONS`` are the fields of :class:`DispatchOptions`.
+
+    Positions: a subclass with ``keeps_history = True`` is given a history store by
+    ``load_backend`` (:meth:`use_history`); each batch then gets its positions from the store
+    right before :meth:`build_calls` puts them in the envelopes, in the dispatcher's thread in
+    background mode (the request never waits for the store) and in the caller's in sync mode.
+    Retries resend the same envelopes, so a position is given out once.
     """
 
     #: How many calls of one batch may run at once (1 keeps them in order).
     send_concurrency: ClassVar[int] = 1
+    #: Bytes the positions add to a message's envelope, at most (taken off the size limit).
+    position_bytes: ClassVar[int] = 0
+    #: The store assigning positions (None: no positions, history off).
+    history_store: HistoryStore | None = None
 
     def __init__(self, **options: Any) -> None:
         delivery = {name: options.pop(name) for name in DISPATCH_OPTION_NAMES if name in options}
@@ -507,7 +540,11 @@ class DispatchingBackend(BaseBackend):
         dispatch_options = DispatchOptions(**delivery)
         dispatch_options.check(name)
         self.dispatcher = Dispatcher(
-            name, self.build_calls, dispatch_options, concurrency=self.send_concurrency
+            name,
+            self._positioned_calls,
+            dispatch_options,
+            concurrency=self.send_concurrency,
+            thread_exit=self._release_thread,
         )
 
     @classmethod
@@ -515,9 +552,63 @@ class DispatchingBackend(BaseBackend):
         """Return the keyword options the backend accepts, the dispatcher's included."""
         return sorted({*super().option_names(), *DISPATCH_OPTION_NAMES})
 
-    def build_calls(self, messages: list[Message]) -> list[Call]:
-        """Turn ``messages`` into vendor requests, in order, without doing any I/O."""
+    def build_calls(
+        self, messages: list[Message], positions: Positions | None = None
+    ) -> list[Call]:
+        """Turn ``messages`` into vendor requests, in order, without doing any I/O.
+
+        ``positions`` (with history on) holds each message's position per channel, for the
+        envelopes.
+        """
         raise NotImplementedError(f"{type(self).__name__} must implement build_calls(messages)")
+
+    # Positions and history ----------------------------------------------------------------
+
+    def use_history(self, store: HistoryStore | None) -> None:
+        """Assign positions through ``store`` (None: history off); the size limit shrinks by
+        what the positions add to each envelope (``position_bytes``)."""
+        if not self.keeps_history:
+            super().use_history(store)
+        self.history_store = store
+        limit = type(self).max_payload_bytes
+        if limit is not None:
+            self.max_payload_bytes = limit - self.position_bytes if store is not None else limit
+
+    def history_config(self) -> dict[str, Any]:
+        """Return ``{"historyEndpoint": <url>}`` for ``client_config()`` when history is on.
+
+        Empty when history is off. The client also reads it as "envelopes carry positions"
+        (Pusher's data is then ``{data, offset, epoch}``), so it is there even when
+        ``rtbridge.urls`` is not mounted: the documented ``/rtbridge/history`` then answers 404
+        and the client reports its fills as not recovered.
+        """
+        if self.history_store is None:
+            return {}
+        try:
+            return {"historyEndpoint": reverse("rtbridge:history")}
+        except NoReverseMatch:
+            return {"historyEndpoint": "/rtbridge/history"}
+
+    def _positioned_calls(self, messages: list[Message]) -> list[Call]:
+        store = self.history_store
+        if store is None:
+            return self.build_calls(messages)
+        return self.build_calls(messages, store.append(messages))
+
+    def _release_thread(self) -> None:
+        if self.history_store is not None:
+            self.history_store.release()
+
+    def read_history(self, channel: str, since: Position | None) -> Replay:
+        """Return what a client at ``since`` missed on ``channel``, from the history store.
+
+        With history off every answer is ``recovered: false`` at offset 0 (no positions).
+        """
+        if self.history_store is None:
+            if since is None:
+                return Replay(channel, 0, "", None)
+            return Replay(channel, 0, "", False)
+        return self.history_store.replay(channel, since)
 
     # The BaseBackend contract, routed through the dispatcher ------------------------------
 
@@ -562,6 +653,8 @@ class DispatchingBackend(BaseBackend):
     def close(self) -> None:
         """Flush (up to ``shutdown_timeout``), stop the dispatcher thread, release the client."""
         self.dispatcher.close()
+        if self.history_store is not None:
+            self.history_store.close()
 
     @property
     def dropped_count(self) -> int:

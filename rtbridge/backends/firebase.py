@@ -20,6 +20,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from ..channel_names import PRESENCE_PREFIX, PRIVATE_PREFIX, encode_for_firebase
 from ..exceptions import InvalidChannelName, InvalidMessage, PayloadTooLarge, PublishError
+from ..history import Position, Positions
 from ..messages import Message
 from ..tokens import Grant
 from .base import import_sdk
@@ -179,13 +180,15 @@ def push_id_time(push_id: str) -> int | None:
 class FirebaseBackend(DispatchingBackend):
     """Publish by writing each message to ``/<root>/<channel>/<push id>`` in the Realtime Database.
 
-    The value is ``{"event", "data", "ts": server time, "exclude"}``; one batch is one multi-path
-    update. Every ``prune_interval`` seconds the dispatcher thread deletes messages beyond
-    ``keep_last`` per channel and older than ``max_age`` seconds.
+    The value is ``{"event", "data", "ts": server time, "exclude"}`` (plus ``"offset"`` and
+    ``"epoch"`` with history on, see :func:`_envelope`); one batch is one multi-path update.
+    Every ``prune_interval`` seconds the dispatcher thread deletes messages beyond ``keep_last``
+    per channel and older than ``max_age`` seconds.
     """
 
     alias = "firebase"
     max_payload_bytes = None
+    keeps_history = True
     required_options = ("database_url",)
     sdk = ("firebase_admin", "firebase")
 
@@ -345,12 +348,14 @@ class FirebaseBackend(DispatchingBackend):
                 limit=MAX_VALUE_BYTES,
             )
 
-    def build_calls(self, messages: list[Message]) -> list[Call]:
+    def build_calls(
+        self, messages: list[Message], positions: Positions | None = None
+    ) -> list[Call]:
         """Return multi-path updates writing every message under each of its channels."""
         calls: list[Call] = []
         values: dict[str, Any] = {}
         size = 0
-        for message in messages:
+        for index, message in enumerate(messages):
             data = json.loads(message.payload)
             for name in message.channels:
                 if values and (
@@ -360,12 +365,8 @@ class FirebaseBackend(DispatchingBackend):
                     values, size = {}, 0
                 channel = encode_for_firebase(name)
                 self._touched.add(channel)
-                values[f"{channel}/{self.push_id()}"] = {
-                    "event": message.event,
-                    "data": data,
-                    "ts": {".sv": "timestamp"},
-                    "exclude": message.exclude,
-                }
+                position = positions[index].get(name) if positions is not None else None
+                values[f"{channel}/{self.push_id()}"] = _envelope(message, data, position)
                 size += message.size
         if values:
             calls.append(self._update_call(values))
@@ -485,6 +486,7 @@ class FirebaseBackend(DispatchingBackend):
             config["projectId"] = project
         if self.emulator_host:
             config["emulatorHost"] = self.emulator_host
+        config.update(self.history_config())
         if self.auth_emulator_host:
             config["authEmulatorHost"] = self.auth_emulator_host
         return config
@@ -498,6 +500,20 @@ class FirebaseBackend(DispatchingBackend):
             import firebase_admin
 
             firebase_admin.delete_app(app)
+
+
+def _envelope(message: Message, data: Any, position: Position | None) -> dict[str, Any]:
+    """Return the database value of one message, with its position when history is on."""
+    value: dict[str, Any] = {
+        "event": message.event,
+        "data": data,
+        "ts": {".sv": "timestamp"},
+        "exclude": message.exclude,
+    }
+    if position is not None:
+        value["offset"] = position.offset
+        value["epoch"] = position.epoch
+    return value
 
 
 def _claims(granted: dict[str, Any]) -> dict[str, Any]:

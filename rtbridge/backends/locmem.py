@@ -22,7 +22,7 @@ class LocMemBackend(SelfHostedAuthMixin, BaseBackend):
     def __init__(self, *, max_payload_bytes: int | None = None, **options: Any) -> None:
         super().__init__(**options)
         # Tests can set a limit to exercise oversize handling without a hosted backend.
-        self.max_payload_bytes = max_payload_bytes  # type: ignore[misc]
+        self.max_payload_bytes = max_payload_bytes
 
     def publish(self, message: Message) -> None:
         """Append a decoded copy of ``message`` to ``rtbridge.outbox``."""

@@ -20,6 +20,7 @@ from ..exceptions import (
     PayloadTooLarge,
     PublishError,
 )
+from ..history import Position, Positions
 from ..messages import Message
 from ..tokens import Grant
 from .base import import_sdk
@@ -91,13 +92,16 @@ class PubNubBackend(DispatchingBackend):
 
     PubNub publishes to one channel per request, so a message on N channels is N requests; a
     batch's requests run ``concurrency`` at a time. Each PubNub message is
-    ``{"event": <event>, "data": <data>, "exclude": <socket id or null>}``, sent with POST so the
-    size limit is not eaten by URL encoding. ``max_payload_bytes`` is a first, cheap bound on
-    the compact JSON; :meth:`check_message` then measures what the SDK really sends.
+    ``{"event": <event>, "data": <data>, "exclude": <socket id or null>}`` (plus ``"offset"``
+    and ``"epoch"`` with history on, see :func:`_envelope`), sent with POST so the size limit
+    is not eaten by URL encoding. ``max_payload_bytes`` is a first, cheap bound on the compact
+    JSON; :meth:`check_message` then measures what the SDK really sends, the position included
+    (``SEND_TIME_ALLOWANCE``), so ``position_bytes`` stays 0 here.
     """
 
     alias = "pubnub"
     max_payload_bytes = PUBNUB_MESSAGE_LIMIT - MIN_ENVELOPE_BYTES
+    keeps_history = True
     required_options = ("publish_key", "subscribe_key")
     sdk = ("pubnub", "pubnub")
 
@@ -225,20 +229,20 @@ class PubNubBackend(DispatchingBackend):
                 limit=PUBNUB_MESSAGE_LIMIT,
             )
 
-    def build_calls(self, messages: list[Message]) -> list[Call]:
+    def build_calls(
+        self, messages: list[Message], positions: Positions | None = None
+    ) -> list[Call]:
         """Return one call per channel that publishes that channel's messages in order.
 
         Channels run concurrently; within a channel, publishes go one after another so
         subscribers see them in publish order.
         """
         per_channel: dict[str, list[dict[str, Any]]] = {}
-        for message in messages:
-            body = {
-                "event": message.event,
-                "data": json.loads(message.payload),
-                "exclude": message.exclude,
-            }
+        for index, message in enumerate(messages):
+            data = json.loads(message.payload)
             for name in message.channels:
+                position = positions[index].get(name) if positions is not None else None
+                body = _envelope(message, data, position)
                 per_channel.setdefault(encode_for_pubnub(name), []).append(body)
         return [self._channel_call(channel, bodies) for channel, bodies in per_channel.items()]
 
@@ -365,6 +369,7 @@ class PubNubBackend(DispatchingBackend):
         whispers themselves).
         """
         config: dict[str, Any] = {"backend": self.alias, "subscribeKey": self.subscribe_key}
+        config.update(self.history_config())
         if self.secret_key:
             # Access Manager is on: pages need a token before their first subscribe.
             config["accessManager"] = True
@@ -382,6 +387,15 @@ class PubNubBackend(DispatchingBackend):
         client, self._client = self._client, None
         if client is not None:
             _close_http_client(client)
+
+
+def _envelope(message: Message, data: Any, position: Position | None) -> dict[str, Any]:
+    """Return the PubNub message: ``{"event", "data", "exclude"}``, with the position if any."""
+    body: dict[str, Any] = {"event": message.event, "data": data, "exclude": message.exclude}
+    if position is not None:
+        body["offset"] = position.offset
+        body["epoch"] = position.epoch
+    return body
 
 
 def _close_http_client(client: Any) -> None:

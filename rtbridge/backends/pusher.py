@@ -12,6 +12,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from ..channel_names import encode_for_pusher, is_protected
 from ..exceptions import InvalidChannelName, InvalidMessage, PayloadRefused, PublishError
+from ..history import EPOCH_LENGTH, MAX_OFFSET, Position, Positions
 from ..messages import Message
 from ..tokens import Grant
 from .base import import_sdk
@@ -37,16 +38,36 @@ def _refuse_reserved(logical: str, channel: str) -> None:
         )
 
 
+def _envelope(message: Message, position: Position | None) -> str:
+    """Return the event's ``data``: the payload, or ``{"data", "offset", "epoch"}`` with history.
+
+    Built as text around the payload (encoded once, in ``Message``); epochs are url-safe, so
+    they need no escaping.
+    """
+    if position is None:
+        return message.payload
+    return f'{{"data":{message.payload},"offset":{position.offset},"epoch":"{position.epoch}"}}'
+
+
+#: What the position wrapper adds to an event's data, at most (Pusher's 10 KB counts it).
+PUSHER_POSITION_BYTES = len(_envelope(Message("x", "x"), Position(MAX_OFFSET, "x" * EPOCH_LENGTH)))
+PUSHER_POSITION_BYTES -= len(Message("x", "x").payload)
+
+
 class PusherBackend(DispatchingBackend):
     """Publish with the official ``pusher`` SDK.
 
     Messages for fewer than 10 channels become ``trigger_batch`` entries (one per channel, 10
     per request); a message for 10 channels or more is one ``trigger`` per 100 channels. Order is
-    kept: requests are sent one after another in publish order.
+    kept: requests are sent one after another in publish order. With history on, each event's
+    data carries its channel's position (:func:`_envelope`), which differs per channel, so
+    every channel is a batch entry of its own.
     """
 
     alias = "pusher"
     max_payload_bytes = 10240
+    keeps_history = True
+    position_bytes = PUSHER_POSITION_BYTES
     required_options = ("app_id", "key", "secret")
     sdk = ("pusher", "pusher")
 
@@ -146,7 +167,9 @@ class PusherBackend(DispatchingBackend):
                 "like '123.456' (pusher-js: pusher.connection.socket_id)."
             )
 
-    def build_calls(self, messages: list[Message]) -> list[Call]:
+    def build_calls(
+        self, messages: list[Message], positions: Positions | None = None
+    ) -> list[Call]:
         """Chunk ``messages`` into ``trigger``/``trigger_batch`` requests, in publish order."""
         calls: list[Call] = []
         entries: list[tuple[int, dict[str, str]]] = []  # (message index, batch entry)
@@ -162,9 +185,15 @@ class PusherBackend(DispatchingBackend):
             channels = [encode_for_pusher(name) for name in message.channels]
             # The SDK's trigger() refuses data whose sys.getsizeof() (not its UTF-8 size)
             # exceeds 30720, which a short text with one emoji in it can reach; batches skip it.
-            if len(channels) < MAX_EVENTS_PER_BATCH or sys.getsizeof(message.payload) > 30720:
-                for channel in channels:
-                    entry = {"channel": channel, "name": message.event, "data": message.payload}
+            if (
+                positions is not None
+                or len(channels) < MAX_EVENTS_PER_BATCH
+                or sys.getsizeof(message.payload) > 30720
+            ):
+                for name, channel in zip(message.channels, channels, strict=True):
+                    position = positions[index].get(name) if positions is not None else None
+                    data = _envelope(message, position)
+                    entry = {"channel": channel, "name": message.event, "data": data}
                     if message.exclude:
                         entry["socket_id"] = message.exclude
                     entries.append((index, entry))
@@ -240,6 +269,7 @@ class PusherBackend(DispatchingBackend):
         """Return pusher-js options: the key and where to connect (never the secret)."""
         config: dict[str, Any] = {"backend": self.alias, "key": self.key, "signIn": True}
         config["cluster"] = self.cluster or "mt1"
+        config.update(self.history_config())
         if self.host or self.ws_host:
             config["wsHost"] = self.ws_host or self.host
             port = self.ws_port or self.port

@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 import warnings
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from .. import conf, redis_wire
 from ..exceptions import PublishError
+from ..history import Positions, new_epoch
 from ..messages import Message
-from ..tokens import DEFAULT_TOKEN_TTL
 from .base import BaseBackend, SelfHostedAuthMixin, import_sdk
 
 __all__ = ["RedisBackend", "client_config_for"]
+
+logger = logging.getLogger("rtbridge.backends")
+
+#: Messages per script call: one call blocks Redis while it runs, so a bulk save is cut in
+#: pieces of this many (each still one round trip).
+MESSAGES_PER_CALL = 256
 
 # The wire format moved to rtbridge.redis_wire (shared with the server); the old names still
 # work for one release.
@@ -59,14 +66,23 @@ def client_config_for(alias: str) -> dict[str, Any]:
 
 
 class RedisBackend(SelfHostedAuthMixin, BaseBackend):
-    """Publish with Redis ``PUBLISH``; every rtbridge server node subscribed to a channel gets it.
+    """Publish through Redis; every rtbridge server node subscribed to a channel gets it.
+
+    Each publish is one atomic Redis script (``redis_wire.LUA_APPEND``): per channel it takes
+    the next offset, keeps the message in the channel's history (bounded by
+    ``RTBRIDGE_HISTORY`` size and ttl) and ``PUBLISH``es it with its position, so every node
+    sees the same positions and can replay what a client missed.
 
     Options (``RTBRIDGE_OPTIONS``): ``url`` (``redis://[:password@]host:port/db``, also
-    ``rediss://`` and ``unix://``), ``prefix`` of the Redis channel names (default
+    ``rediss://`` and ``unix://``), ``prefix`` of the Redis keys and channel names (default
     ``"rtbridge:"``; server nodes must use the same), ``socket_timeout`` and
     ``socket_connect_timeout`` in seconds, ``max_connections`` of the pool,
     ``connection_options`` (more keyword arguments of redis-py's ``ConnectionPool``), and
     ``fail_silently``.
+
+    A publish that Redis did not take raises ``PublishError`` (or, with ``fail_silently``, is
+    dropped); either way it is logged and counted in :attr:`unpublished`, and the message got
+    no position, so nodes never skip an offset for it.
     """
 
     alias = "redis"
@@ -93,12 +109,17 @@ class RedisBackend(SelfHostedAuthMixin, BaseBackend):
         self.socket_connect_timeout = socket_connect_timeout
         self.max_connections = max_connections
         self.connection_options = dict(connection_options or {})
+        self.history = conf.history()
+        #: Messages Redis did not take (every failure is also logged).
+        self.unpublished = 0
         self._client: Any = None
+        self._append: Any = None
         self._lock = threading.Lock()
         # redis.asyncio clients belong to one event loop each.
-        self._async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
-            weakref.WeakKeyDictionary()
-        )
+        # Each with its registered append script.
+        self._async_clients: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, tuple[Any, Any]
+        ] = weakref.WeakKeyDictionary()
 
     def _pool_kwargs(self) -> dict[str, Any]:
         return {
@@ -119,7 +140,7 @@ class RedisBackend(SelfHostedAuthMixin, BaseBackend):
                     self._client = redis.Redis(connection_pool=pool)
         return self._client
 
-    def _async_client(self) -> Any:
+    def _async_client(self) -> tuple[Any, Any]:
         loop = asyncio.get_running_loop()
         client = self._async_clients.get(loop)
         if client is None:
@@ -127,7 +148,9 @@ class RedisBackend(SelfHostedAuthMixin, BaseBackend):
             import redis.asyncio
 
             pool = redis.asyncio.ConnectionPool.from_url(self.url, **self._pool_kwargs())
-            client = self._async_clients[loop] = redis.asyncio.Redis(connection_pool=pool)
+            redis_client = redis.asyncio.Redis(connection_pool=pool)
+            client = (redis_client, redis_client.register_script(redis_wire.LUA_APPEND))
+            self._async_clients[loop] = client
         return client
 
     def _error(self, exc: Exception) -> PublishError:
@@ -143,50 +166,76 @@ class RedisBackend(SelfHostedAuthMixin, BaseBackend):
         )
 
     def publish(self, message: Message) -> None:
-        """Publish ``message`` on each of its channels in one round trip (a pipeline)."""
+        """Publish ``message`` on each of its channels in one round trip (one script call)."""
         self.publish_many([message])
 
     def publish_many(self, messages: Iterable[Message]) -> None:
-        """Publish several messages, in order, in one round trip."""
-        pairs = [
-            pair for message in messages for pair in redis_wire.encode_message(message, self.prefix)
-        ]
-        if not pairs:
-            return
+        """Publish several messages, in order, in one round trip per 256 messages."""
+        self.append(list(messages))
+
+    def append(self, messages: Sequence[Message]) -> Positions:
+        """Publish ``messages`` and return the position each got on each of its channels."""
+        client = self.client
         import redis.exceptions
 
-        try:
-            if len(pairs) == 1:
-                self.client.publish(*pairs[0])
-                return
-            pipe = self.client.pipeline(transaction=False)
-            for channel, body in pairs:
-                pipe.publish(channel, body)
-            pipe.execute()
-        except (redis.exceptions.RedisError, OSError) as exc:
-            raise self._error(exc) from exc
+        script = self._append
+        if script is None or script.registered_client is not client:
+            # Registering computes the SHA; redis-py loads the script again after a NOSCRIPT.
+            script = self._append = client.register_script(redis_wire.LUA_APPEND)
+        positions: Positions = []
+        for start in range(0, len(messages), MESSAGES_PER_CALL):
+            chunk = messages[start : start + MESSAGES_PER_CALL]
+            keys, args = self._arguments(chunk)
+            try:
+                result = script(keys=keys, args=args)
+            except (redis.exceptions.RedisError, OSError) as exc:
+                raise self._failed(exc, len(messages) - start) from exc
+            positions.extend(redis_wire.append_result(chunk, result))
+        return positions
 
     async def apublish(self, message: Message) -> None:
         """Publish ``message`` with redis-py's asyncio client (no thread)."""
-        await self.apublish_many([message])
+        await self.aappend([message])
 
     async def apublish_many(self, messages: Iterable[Message]) -> None:
-        """Publish several messages, in order, in one round trip, without blocking the loop."""
-        pairs = [
-            pair for message in messages for pair in redis_wire.encode_message(message, self.prefix)
-        ]
-        if not pairs:
-            return
-        client = self._async_client()
+        """Publish several messages, in order, without blocking the loop."""
+        await self.aappend(list(messages))
+
+    async def aappend(self, messages: Sequence[Message]) -> Positions:
+        """Like :meth:`append`, with the asyncio client of the running loop."""
+        _client, script = self._async_client()
         import redis.exceptions
 
-        try:
-            pipe = client.pipeline(transaction=False)
-            for channel, body in pairs:
-                pipe.publish(channel, body)
-            await pipe.execute()
-        except (redis.exceptions.RedisError, OSError) as exc:
-            raise self._error(exc) from exc
+        positions: Positions = []
+        for start in range(0, len(messages), MESSAGES_PER_CALL):
+            chunk = messages[start : start + MESSAGES_PER_CALL]
+            keys, args = self._arguments(chunk)
+            try:
+                result = await script(keys=keys, args=args)
+            except (redis.exceptions.RedisError, OSError) as exc:
+                raise self._failed(exc, len(messages) - start) from exc
+            positions.extend(redis_wire.append_result(chunk, result))
+        return positions
+
+    def _arguments(self, messages: Sequence[Message]) -> tuple[list[bytes], list[bytes]]:
+        history = self.history
+        return redis_wire.append_arguments(
+            messages,
+            self.prefix,
+            epoch=new_epoch(),
+            size=history.size if history.enabled else 0,
+            ttl=history.ttl,
+        )
+
+    def _failed(self, exc: Exception, count: int) -> PublishError:
+        # Counted and logged here, whatever the caller does with the error: a message that
+        # never reached Redis has no position, and nobody downstream can notice it is missing.
+        error = self._error(exc)
+        self.unpublished += count
+        logger.warning(
+            "rtbridge: %d message(s) not published (%d so far): %s", count, self.unpublished, error
+        )
+        return error
 
     def revoke(self, user_id: str, channel: str) -> None:
         """End ``user_id``'s subscriptions to ``channel`` on every node; refuse older tokens.
@@ -203,7 +252,8 @@ class RedisBackend(SelfHostedAuthMixin, BaseBackend):
             pipe.set(
                 redis_wire.revocation_key(self.prefix, user_id, channel),
                 repr(now),
-                ex=DEFAULT_TOKEN_TTL,
+                # Kept as long as a token issued before it could still be presented.
+                ex=conf.token_ttl(),
             )
             pipe.publish(
                 redis_wire.control_channel(self.prefix),
@@ -237,7 +287,7 @@ class RedisBackend(SelfHostedAuthMixin, BaseBackend):
         loop = asyncio.get_running_loop()
         client = self._async_clients.pop(loop, None)
         if client is not None:
-            await client.aclose()
+            await client[0].aclose()
 
     def client_config(self) -> dict[str, Any]:
         """Return ``{"backend": "redis", "url": public_url or None, "path": ws path}``."""

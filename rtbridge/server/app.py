@@ -15,12 +15,15 @@ from importlib import metadata
 from typing import Any
 
 import tornado.httpserver
+import tornado.httputil
 import tornado.netutil
 import tornado.web
 import tornado.wsgi
 from django.apps import apps
 from django.conf import settings
 
+from .. import conf
+from ..conf import HistorySettings
 from ..messages import Message
 from ..redis_wire import DEFAULT_PREFIX, DEFAULT_URL
 from . import loops, registry
@@ -30,12 +33,17 @@ from .config import OriginPolicy, ServerConfig
 from .connection import Connection, Transport
 from .flush import FlushQueue
 from .handler import SocketHandler
+from .health import HealthHandler, ReadyHandler
 from .housekeeping import LoopLagProbe, Sweeper, log_summaries
 from .hub import Hub
+from .logs import HostileWarnings, event
+from .metrics import MetricsHandler, NodeMetrics
 from .presence import run_refresh
 from .protocol import FEATURES, CloseCode, welcome_frame
+from .proxies import TrustedProxies
 from .revocations import Revocations
 from .stats import NodeStats
+from .tasks import cancel_and_wait
 from .wsgi import strict_headers
 
 __all__ = ["DEFAULT_ADDRESS", "Server", "make_app"]
@@ -50,16 +58,22 @@ def make_app(
     wsgi_app: Callable[..., Any] | None = None,
     executor: ThreadPoolExecutor | None = None,
 ) -> tornado.web.Application:
-    """Return the Tornado application: the socket at ``config.path``, then the WSGI app if any."""
+    """Return the Tornado application: the socket, the probes and metrics, then the WSGI app."""
     config = server.config
     routes: list[Any] = [(config.path, SocketHandler, {"server": server})]
+    if config.health_path is not None:
+        routes.append((config.health_path, HealthHandler))
+    if config.ready_path is not None:
+        routes.append((config.ready_path, ReadyHandler, {"source": server}))
+    if server.metrics is not None and config.metrics_path is not None:
+        routes.append((config.metrics_path, MetricsHandler, {"metrics": server.metrics}))
     if wsgi_app is not None:
         container = tornado.wsgi.WSGIContainer(strict_headers(wsgi_app), executor=executor)
         routes.append((r".*", tornado.web.FallbackHandler, {"fallback": container}))
     return tornado.web.Application(
         routes,
-        # Frames well past the limit are cut off by Tornado (1009) before they are buffered
-        # whole; the rest get a 4413 error frame from the protocol.
+        # Frames well past the limit are refused from their header with close 1009 (see
+        # transport.StrictProtocol) before they are buffered; the rest get a 4413 error frame.
         websocket_max_message_size=4 * config.max_frame_bytes,
         log_function=_log_request,
     )
@@ -97,7 +111,11 @@ def _software() -> str:
 
 
 def _make_broker(
-    broker: Broker | str | None, redis_url: str | None, prefix: str | None, config: ServerConfig
+    broker: Broker | str | None,
+    redis_url: str | None,
+    prefix: str | None,
+    config: ServerConfig,
+    history: HistorySettings,
 ) -> Broker:
     if broker is None:
         broker = "redis" if redis_url else "memory"
@@ -107,9 +125,10 @@ def _make_broker(
             DEFAULT_PREFIX if prefix is None else prefix,
             reconnect_max_delay=config.reconnect_max_delay,
             presence_ttl=config.presence_ttl,
+            history=history,
         )
     if broker == "memory":
-        return MemoryBroker()
+        return MemoryBroker(history=history)
     if not isinstance(broker, Broker):
         raise ValueError(f"broker={broker!r} is not valid; give 'memory', 'redis' or a Broker")
     return broker
@@ -123,7 +142,8 @@ class Server:
     ``Broker``, ``"memory"`` or ``"redis"``; ``redis_url`` alone selects Redis. ``options``
     override keys of ``RTBRIDGE_SERVER``; ``allowed_origins`` (``"*"`` or a list of origins)
     replaces ``RTBRIDGE_ALLOWED_ORIGINS`` (``None``: from the settings). ``wsgi_app`` (e.g.
-    Django's) serves every other path through a thread pool.
+    Django's) serves every other path through a thread pool. ``history`` replaces
+    ``RTBRIDGE_HISTORY`` (``conf.HistorySettings``; a ``Broker`` given whole keeps its own).
 
     Run it on the current event loop with ``await server.astart()`` / ``await server.astop()``,
     or in a background thread with ``server.start()`` / ``server.stop()``. ``port=0`` picks a
@@ -145,19 +165,29 @@ class Server:
         options: Mapping[str, Any] | None = None,
         allowed_origins: str | Iterable[str] | None = None,
         wsgi_app: Callable[..., Any] | None = None,
+        history: HistorySettings | None = None,
     ) -> None:
         self.config = ServerConfig.load(options)
         self.origins = (
             OriginPolicy.from_settings()
             if allowed_origins is None
-            else OriginPolicy(allowed_origins)
+            else OriginPolicy.from_settings(allowed_origins)
         )
-        self.broker = _make_broker(broker, redis_url, prefix, self.config)
+        self.proxies = TrustedProxies(self.config.trusted_proxies)
+        #: The node's budget of WARNING lines about hostile clients.
+        self.hostile_warnings = HostileWarnings(logger)
+        self.broker = _make_broker(
+            broker, redis_url, prefix, self.config, history or conf.history()
+        )
         self.node_id = secrets.token_hex(6)
         self.stats = NodeStats()
-        self.revocations = Revocations(self.broker)
+        self.revocations = Revocations(self.broker, keep_for=self.config.token_ttl)
         self.hub = Hub(self.broker, self.stats, self.revocations, self.config.max_connections)
         self.presence = self.broker.make_presence(self.hub, self.node_id)
+        #: The node's Prometheus registry (``None`` with ``metrics_path=None``).
+        self.metrics = NodeMetrics(self) if self.config.metrics_path is not None else None
+        if self.metrics is not None:
+            self.hub.latency = self.metrics.latency
         self.flushes = FlushQueue()
         self.sweeper = Sweeper(self.config, self.hub, self.revocations, self.stats)
         self.loop_lag = LoopLagProbe(self.stats)
@@ -176,6 +206,8 @@ class Server:
         #: Optional ops offered in the welcome frame (set when the server starts).
         self.features: tuple[str, ...] = FEATURES
         self.running = False
+        #: Set once stopping began: /readyz answers 503 and new handshakes get HTTP 503.
+        self.draining = False
 
     # Identity -----------------------------------------------------------------------------
 
@@ -201,6 +233,7 @@ class Server:
         """Listen and connect the broker, on the running event loop."""
         if self.running:
             raise RuntimeError("this Server is already running")
+        self.draining = False
         self._loop = asyncio.get_running_loop()
         sockets = tornado.netutil.bind_sockets(self.port, self.address)
         self.port = sockets[0].getsockname()[1]
@@ -219,7 +252,13 @@ class Server:
             await self.presence.start()
         except Exception as exc:  # retried by the presence refresh
             logger.warning("rtbridge: cannot announce this node's presence yet: %s", exc)
-        self._tasks = [asyncio.create_task(self.sweeper.run(), name="rtbridge-sweep")]
+        self._tasks = [
+            asyncio.create_task(self.sweeper.run(), name="rtbridge-sweep"),
+            asyncio.create_task(
+                self.hub.keep_positions(min(60.0, self.broker.history.ttl / 3)),
+                name="rtbridge-positions",
+            ),
+        ]
         self.loop_lag.start()
         if self.presence.refresh_interval is not None:
             self._tasks.append(
@@ -239,12 +278,14 @@ class Server:
             self.url,
             self.broker.describe(),
             ", with the WSGI app" if self.wsgi_app is not None else "",
+            extra=event("node.started"),
         )
 
     async def astop(self, timeout: float = 3.0) -> None:
         """Close every socket with 1001, wait up to ``timeout`` for them, then stop."""
         if not self.running:
             return
+        self.draining = True
         self.running = False
         registry.unregister(self)
         if self._http is not None:
@@ -255,11 +296,9 @@ class Server:
         # Presence leaves of the closed sockets, so the others see them go at once.
         await self.presence.drain(timeout)
         self.loop_lag.stop()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        # Cancelled again while one goes on: on Python 3.11 a wait_for inside a task can
+        # swallow the cancellation when its own wait ends at the same moment.
+        await cancel_and_wait(self._tasks)
         self._tasks = []
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.presence.stop(), 2.0)
@@ -274,7 +313,9 @@ class Server:
         if self.calls is not None:
             self.calls.shutdown()
             self.calls = None
-        logger.info("rtbridge: stopped %s; %s", self.url, self.summary())
+        logger.info(
+            "rtbridge: stopped %s; %s", self.url, self.summary(), extra=event("node.stopped")
+        )
 
     # Running in a background thread -------------------------------------------------------
 
@@ -329,12 +370,13 @@ class Server:
     # Publishing ---------------------------------------------------------------------------
 
     def publish(self, message: Message) -> None:
-        """Deliver ``message`` to this node's subscribers; safe from any thread, never blocks.
+        """Publish ``message`` through this node's broker; safe from any thread, never blocks.
 
-        This bypasses the broker: with Redis, publish through ``RedisBackend`` to reach
-        every node.
+        With the memory broker it gets its positions here and reaches this node's
+        subscribers; with Redis it is published as ``RedisBackend`` does (to every node; a
+        failure is logged).
         """
-        self.call_soon(self.hub.deliver_message, message)
+        self.call_soon(self.broker.publish, message, time.perf_counter())
 
     def revoke(self, user_id: str, channel: str, revoked_at: float | None = None) -> None:
         """End ``user_id``'s subscriptions to ``channel`` on this node; safe from any thread.
@@ -344,6 +386,35 @@ class Server:
         self.call_soon(self.hub.revoke, user_id, channel, revoked_at or time.time())
 
     # Sockets (the handler's SocketHost) ----------------------------------------------------
+
+    def unavailable(self) -> str | None:
+        """Return why new sockets get HTTP 503 now (the node is draining), or ``None``."""
+        return "this node is shutting down; connect to another" if self.draining else None
+
+    def allows_host(self, host: str | None) -> bool:
+        """Return whether the ``Host`` header passes ``ALLOWED_HOSTS`` (a refusal is counted)."""
+        if self.origins.allows_host(host):
+            return True
+        self.stats.refused += 1
+        return False
+
+    def client_address(self, request: tornado.httputil.HTTPServerRequest) -> str:
+        """Return the client's address: the peer's, or the one a trusted proxy forwarded."""
+        return self.proxies.client_address(request.remote_ip or "", request.headers)
+
+    def compression_options(self) -> dict[str, Any] | None:
+        """Return Tornado's permessage-deflate options when ``compression`` is on."""
+        return {} if self.config.compression else None
+
+    def protocol_failed(self, remote: str, code: int, reason: str) -> None:
+        """Count a connection failed for breaking RFC 6455, with a rate-limited WARNING."""
+        self.stats.protocol_failures += 1
+        self.hostile_warnings.warn(
+            f"{remote} broke the WebSocket protocol: {reason}; closed {code}",
+            code=code,
+            socket_id=None,
+            peer=remote,
+        )
 
     def allows_origin(self, origin: str, host: str | None) -> bool:
         """Return whether a page at ``origin`` may open a socket (a refusal is counted)."""
@@ -380,16 +451,46 @@ class Server:
             config=self.config,
             calls=self.calls,
             features=self.features,
+            hostile_warnings=self.hostile_warnings,
             remote=remote,
             session_key=session_key,
         )
         self.hub.add(connection)
         self.sweeper.track(connection.socket_id)
-        logger.debug("rtbridge: opened %s from %s", connection.socket_id, remote)
+        logger.debug(
+            "rtbridge: opened %s from %s",
+            connection.socket_id,
+            remote,
+            extra=event("socket.opened", socket_id=connection.socket_id, peer=remote),
+        )
         connection.send(
             welcome_frame(connection.socket_id, self.config.heartbeat, self.software, self.features)
         )
         return connection
+
+    # Readiness and metrics ----------------------------------------------------------------
+
+    def readiness(self) -> str | None:
+        """Return why this node should get no new sockets now, or ``None`` (ready)."""
+        if self.draining or not self.running:
+            return "draining: this node is shutting down"
+        if not self.broker.connected:
+            return f"the broker is not connected ({self.broker.describe()})"
+        if self.hub.full:
+            return f"max_connections ({self.config.max_connections}) reached"
+        return None
+
+    def gauges(self) -> dict[str, float]:
+        """Return the node's gauges right now (read by the metrics at scrape time)."""
+        return {
+            "connections": len(self.hub.connections),
+            "subscriptions": self.hub.subscription_count(),
+            "channels": self.hub.channel_count(),
+            "broker_connected": 1 if self.broker.connected else 0,
+            "broker_reconnects": self.broker.reconnects,
+            "broker_dropped": self.broker.dropped,
+            "ready": 1 if self.readiness() is None else 0,
+        }
 
     # Activity -----------------------------------------------------------------------------
 

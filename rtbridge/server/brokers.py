@@ -6,46 +6,117 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterable
 from typing import Any
 
-from ..conf import SERVER_DEFAULTS
+from .. import conf
+from ..conf import SERVER_DEFAULTS, HistorySettings
+from ..exceptions import InvalidPosition
+from ..history import Position, Replay, new_epoch, replay_from
+from ..messages import Message
 from ..redis_wire import (
     DEFAULT_PREFIX,
     DEFAULT_URL,
+    LUA_APPEND,
+    LUA_READ,
     PresenceChange,
     Revocation,
+    append_arguments,
     channel_key,
     check_prefix,
     check_url,
     control_channel,
-    decode_body,
     decode_control,
+    decode_message,
     decode_whisper,
     encode_whisper,
     is_whisper,
+    position_key,
+    read_arguments,
+    read_result,
     revocation_key,
     safe_url,
 )
 from .events import BrokerEvents, PresenceEvents
+from .local_history import LocalHistory
+from .logs import event
 from .presence import MemoryPresence, Presence, RedisPresence
 from .redis_client import open_client
+from .tasks import cancel_and_wait
 
 __all__ = ["Broker", "MemoryBroker", "RedisBroker"]
 
+#: Seconds a history read (a resume, a catch-up) may take before it counts as failed.
+HISTORY_TIMEOUT = 10.0
+
 logger = logging.getLogger("rtbridge.server")
+
+
+def reconnect_wait(delay: float, cap: float) -> float:
+    """Return the jittered wait before the next reconnect attempt: never above ``cap``.
+
+    Between half and all of ``delay`` (itself doubled per failure up to ``cap``), so nodes
+    that lost Redis together do not retry in step; ``reconnect_max_delay`` is a real bound.
+    """
+    return min(delay, cap) * (0.5 + 0.5 * random.random())
 
 
 class Broker:
     """Bring messages to a node: ``start(events)`` delivers to ``events`` until ``stop()``.
 
-    The hub tells the broker which channels it needs (``subscribe``/``unsubscribe``). This
-    base class is the in-memory broker: messages come only from this process, whispers go
-    straight back to the node, and presence lives in the node's memory.
+    The hub tells the broker which channels it needs (``subscribe``/``unsubscribe``) and asks
+    it for positions and history (``replay``). This base class is the in-memory broker:
+    messages come only from this process and get their positions here (``publish``), whispers
+    go straight back to the node, and presence lives in the node's memory. ``history``:
+    the bounds of ``RTBRIDGE_HISTORY`` (default: read from the settings).
     """
 
     name = "broker"
     _events: BrokerEvents | None = None
+    #: Times the connection was re-established, and messages dropped as malformed.
+    reconnects = 0
+    dropped = 0
+
+    def __init__(self, *, history: HistorySettings | None = None) -> None:
+        self.history = history or conf.history()
+        self._local = LocalHistory(self.history)
+
+    def publish(self, message: Message, published_at: float | None = None) -> None:
+        """Give ``message`` its positions and deliver it to this node (on the node's loop).
+
+        ``published_at``: ``time.perf_counter()`` when it was handed over (for the latency).
+        """
+        events = self._events
+        if events is None:
+            raise RuntimeError("the broker is not started")
+        local = self._local
+        payload = message.payload.encode("utf-8")
+        for channel in message.channels:
+            position = local.append(channel, message.event, message.payload, message.exclude)
+            events.deliver(
+                channel,
+                position.offset,
+                position.epoch,
+                message.event,
+                payload,
+                message.exclude,
+                published_at,
+            )
+
+    async def replay(
+        self, channel: str, since: Position | None, *, delivered: bool = False
+    ) -> Replay:
+        """Return the top of ``channel`` and, from ``since``, the messages after it.
+
+        ``delivered``: ``since`` is a position this node delivered itself (not a client's).
+        Follows ``history.replay_from``, except that a position beyond the top answers
+        ``recovered: False`` instead of raising.
+        """
+        return self._local.replay(channel, since)
+
+    async def keep(self, channels: Iterable[str]) -> None:
+        """Keep the positions of ``channels`` alive (they have subscribers here)."""
+        self._local.keep(channels)
 
     def make_presence(self, events: PresenceEvents, node_id: str) -> Presence:
         """Return the presence store that goes with this broker (node entries in memory)."""
@@ -74,6 +145,11 @@ class Broker:
         """Return whether messages can arrive right now."""
         return True
 
+    @property
+    def starting(self) -> bool:
+        """Return whether the broker is still making its first connection (worth waiting for)."""
+        return False
+
     def subscribe(self, channel: str) -> Awaitable[None] | None:
         """Start listening to ``channel``; return an awaitable done once it is in effect."""
         return None
@@ -87,7 +163,11 @@ class Broker:
 
 
 class MemoryBroker(Broker):
-    """Messages come only from this process (``LocalBackend`` and ``Server.publish``)."""
+    """Messages come only from this process (``LocalBackend`` and ``Server.publish``).
+
+    Positions are given in this process, on the node's loop, in the order messages reach
+    it; history lives in memory (lost with the process, so every epoch is new after a start).
+    """
 
     name = "memory"
 
@@ -112,7 +192,9 @@ class RedisBroker(Broker):
         ping_interval: float = 15.0,
         presence_ttl: float = SERVER_DEFAULTS["presence_ttl"],
         command_timeout: float = 2.0,
+        history: HistorySettings | None = None,
     ) -> None:
+        self.history = history or conf.history()
         self.url = check_url(url, "RedisBroker url")
         self.presence_ttl = presence_ttl
         # Presence, whisper and revocation commands give up after this long, so a frozen
@@ -130,6 +212,8 @@ class RedisBroker(Broker):
         # Redis channel names are the prefix and the logical name: the reader cuts this off.
         self._prefix_length = len(channel_key(prefix, ""))
         self._client: Any = None
+        self._read_script: Any = None
+        self._append_script: Any = None
         self._pubsub: Any = None
         self._queue: asyncio.Queue[tuple[str, list[bytes]]] | None = None
         self._confirm: dict[bytes, list[asyncio.Future[None]]] = {}
@@ -137,9 +221,12 @@ class RedisBroker(Broker):
         self._connected = False
         self._ever_connected = asyncio.Event()
         # Strong references: the loop keeps only weak ones to running tasks.
-        self._gap_tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
         self.reconnects = 0
         self.dropped = 0
+        #: rtb1 bodies (published without a position) delivered as they came.
+        self.unpositioned = 0
+        self._presence: Presence | None = None
 
     def describe(self) -> str:
         """Return ``redis <url without password> prefix <prefix>``."""
@@ -150,9 +237,17 @@ class RedisBroker(Broker):
         """Return whether the pub/sub connection is up."""
         return self._connected
 
+    @property
+    def starting(self) -> bool:
+        """Return whether the first connection to Redis is still to come."""
+        return not self._ever_connected.is_set()
+
     def make_presence(self, events: PresenceEvents, node_id: str) -> Presence:
-        """Return presence kept in this Redis, shared with every node on the same prefix."""
-        return RedisPresence(
+        """Return presence kept in this Redis, shared with every node on the same prefix.
+
+        The broker restores it right after each reconnect (see ``RedisPresence.begin_restore``).
+        """
+        self._presence = RedisPresence(
             events,
             self.url,
             self.prefix,
@@ -161,11 +256,14 @@ class RedisBroker(Broker):
             command_timeout=self.command_timeout,
             socket_connect_timeout=self.socket_connect_timeout,
         )
+        return self._presence
 
     async def start(self, events: BrokerEvents, wait: float = 2.0) -> None:
         """Connect in the background; wait up to ``wait`` seconds for the first connection."""
-        await super().start(events)
+        self._events = events
         self._client = open_client(self.url, self.socket_connect_timeout)
+        self._read_script = self._client.register_script(LUA_READ)
+        self._append_script = self._client.register_script(LUA_APPEND)
         self._task = asyncio.create_task(self._run(events), name="rtbridge-redis-broker")
         try:
             await asyncio.wait_for(self._ever_connected.wait(), wait)
@@ -177,11 +275,9 @@ class RedisBroker(Broker):
 
     async def stop(self) -> None:
         """Stop the reader and close the connection."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-            self._task = None
+        reader = [] if self._task is None else [self._task]
+        await cancel_and_wait([*self._tasks, *reader])
+        self._task = None
         if self._client is not None:
             with contextlib.suppress(Exception):
                 await self._client.aclose()
@@ -214,6 +310,80 @@ class RedisBroker(Broker):
             )
         except Exception as exc:  # whispers are ephemeral: log, do not fail the socket
             logger.warning("rtbridge: could not relay a whisper through Redis: %s", exc)
+
+    def publish(self, message: Message, published_at: float | None = None) -> None:
+        """Publish ``message`` through Redis (to every node), as ``RedisBackend`` does.
+
+        Runs in the background on the node's loop; a failure is logged. (The latency of a
+        message through Redis starts when the node receives it, so ``published_at`` is not
+        used.)
+        """
+        self._spawn(self._publish(message))
+
+    async def _publish(self, message: Message) -> None:
+        history = self.history
+        keys, args = append_arguments(
+            [message],
+            self.prefix,
+            epoch=new_epoch(),
+            size=history.size if history.enabled else 0,
+            ttl=history.ttl,
+        )
+        try:
+            await asyncio.wait_for(self._append_script(keys=keys, args=args), self.command_timeout)
+        except Exception as exc:
+            logger.warning("rtbridge: could not publish %r through Redis: %s", message, exc)
+
+    async def replay(
+        self, channel: str, since: Position | None, *, delivered: bool = False
+    ) -> Replay:
+        """Read the top of ``channel`` and the messages after ``since`` in one script call.
+
+        Raises what Redis raises (or ``TimeoutError`` after ``command_timeout``).
+        """
+        history = self.history
+        keys, args = read_arguments(
+            self.prefix,
+            channel,
+            epoch=new_epoch(),
+            ttl=history.ttl,
+            since=since,
+            delivered=delivered,
+            limit=history.size if history.enabled or delivered else 0,
+        )
+        # A resume waits for its answer; give a large read (thousands of messages on a busy
+        # node) longer than the other commands before answering recovered: false.
+        result = await asyncio.wait_for(
+            self._read_script(keys=keys, args=args), max(self.command_timeout, HISTORY_TIMEOUT)
+        )
+        top, entries = read_result(result)
+        if since is not None and not history.enabled and not delivered:
+            return Replay(channel, top.offset, top.epoch, False)
+        try:
+            return replay_from(channel, top, since, lambda _offset: entries)
+        except InvalidPosition:
+            return Replay(channel, top.offset, top.epoch, False)
+
+    async def keep(self, channels: Iterable[str]) -> None:
+        """Renew the expiry of the positions of ``channels`` (one pipelined round trip)."""
+        names = list(channels)
+        if not names or self._client is None:
+            return
+        milliseconds = max(1, round(self.history.ttl * 1000))
+        pipe = self._client.pipeline(transaction=False)
+        for channel in names:
+            pipe.pexpire(position_key(self.prefix, channel), milliseconds)
+        await asyncio.wait_for(pipe.execute(), self.command_timeout)
+
+    def _unpositioned(self, channel: str) -> None:
+        self.unpositioned += 1
+        if self.unpositioned == 1:
+            logger.warning(
+                "rtbridge: a message on %r came without a position (an 'rtb1' body: an older "
+                "rtbridge or another program published it); it is delivered, but clients "
+                "cannot resume across it. Publish with RedisBackend of this version.",
+                channel,
+            )
 
     async def revoked_at(self, user_id: str, channel: str) -> float | None:
         """Return the revocation time kept in Redis (``None`` if Redis cannot say, logged)."""
@@ -259,34 +429,47 @@ class RedisBroker(Broker):
                         confirmed.append(future)
                     queue.put_nowait(("subscribe", names))
                 writer = asyncio.create_task(self._write(pubsub, queue))
+                restored: Awaitable[None] | None = None
                 if self._ever_connected.is_set():
                     self.reconnects += 1
+                    # Redis may have restarted empty: this node's presence entries go back
+                    # before any client is told to subscribe again (and joins wait for it).
+                    if self._presence is not None:
+                        restored = self._presence.begin_restore()
                     logger.warning(
                         "rtbridge: reconnected to Redis at %s; resubscribing %d channel(s)",
                         safe_url(self.url),
                         len(names),
+                        extra=event("broker.reconnected"),
                     )
                 else:
                     logger.info("rtbridge: connected to Redis at %s", safe_url(self.url))
                     self._ever_connected.set()
                 if channels:
-                    # Clients subscribed while Redis was away may have missed messages.
-                    task = asyncio.create_task(self._gap_after(events, confirmed, channels))
-                    self._gap_tasks.add(task)
-                    task.add_done_callback(self._gap_tasks.discard)
+                    # Messages published while Redis was away reach nobody by pub/sub: the
+                    # hub replays them from history once the subscriptions (and this
+                    # node's presence entries) are back.
+                    self._spawn(self._resync_after(events, confirmed, channels, restored))
                 delay = 0.1
                 await self._read(events, pubsub, writer)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                wait = reconnect_wait(delay, self.reconnect_max_delay)
                 logger.warning(
-                    "rtbridge: lost Redis at %s (%s: %s); retrying in %.1fs",
+                    "rtbridge: lost Redis at %s (%s: %s); retrying in %.2fs",
                     safe_url(self.url),
                     type(exc).__name__,
                     exc,
-                    delay,
+                    wait,
+                    extra=event("broker.lost"),
                 )
+            else:
+                wait = reconnect_wait(delay, self.reconnect_max_delay)
             finally:
+                if self._connected:
+                    # Until the hub has resynchronized, live messages are held back.
+                    events.broker_lost()
                 self._connected = False
                 self._queue = None
                 self._pubsub = None
@@ -300,7 +483,7 @@ class RedisBroker(Broker):
                 self._confirm.clear()
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()
-            await asyncio.sleep(delay * (0.5 + random.random()))
+            await asyncio.sleep(wait)
             delay = min(delay * 2, self.reconnect_max_delay)
 
     async def _write(self, pubsub: Any, queue: asyncio.Queue[tuple[str, list[bytes]]]) -> None:
@@ -317,12 +500,22 @@ class RedisBroker(Broker):
                 logger.debug("rtbridge: Redis %s failed: %s", op, exc)
                 return
 
-    async def _gap_after(
-        self, events: BrokerEvents, confirmed: list[asyncio.Future[None]], channels: list[str]
+    async def _resync_after(
+        self,
+        events: BrokerEvents,
+        confirmed: list[asyncio.Future[None]],
+        channels: list[str],
+        restored: Awaitable[None] | None = None,
     ) -> None:
+        waiting: list[Awaitable[Any]] = [*confirmed, *([restored] if restored else [])]
         with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(asyncio.gather(*confirmed), 10.0)
-        events.gap(channels)
+            await asyncio.wait_for(asyncio.gather(*waiting), 10.0)
+        events.resync(channels)
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _read(self, events: BrokerEvents, pubsub: Any, writer: asyncio.Task[None]) -> None:
         prefix_length = self._prefix_length
@@ -352,13 +545,22 @@ class RedisBroker(Broker):
                     if is_whisper(data):
                         whisper = decode_whisper(data)
                     else:
-                        event, exclude, payload = decode_body(data)
+                        message = decode_message(data)
                 except (ValueError, UnicodeDecodeError) as exc:
                     self.dropped += 1
                     logger.warning("rtbridge: dropped a Redis message: %s", exc)
                     continue
                 if whisper is None:
-                    events.deliver(channel, event, payload, exclude)
+                    if message.offset is None:
+                        self._unpositioned(channel)
+                    events.deliver(
+                        channel,
+                        message.offset,
+                        message.epoch,
+                        message.event,
+                        message.payload,
+                        message.exclude,
+                    )
                 else:
                     events.deliver_whisper(
                         channel, whisper.event, whisper.data_json, whisper.user_id, whisper.sender

@@ -1,4 +1,4 @@
-"""System checks of the server settings: ``RTBRIDGE_SERVER`` and ``RTBRIDGE_ALLOWED_ORIGINS``.
+"""System checks of the server settings (``RTBRIDGE_SERVER``, origins, the token lifetime).
 
 Register in the app's ``ready()``::
 
@@ -25,6 +25,7 @@ __all__ = ["ERROR_IDS", "check_server_settings"]
 ERROR_IDS = {
     "E020": "RTBRIDGE_SERVER has an unknown key or an invalid value",
     "E021": "RTBRIDGE_ALLOWED_ORIGINS has an entry that is not an origin",
+    "E022": "RTBRIDGE_TOKEN_TTL is not a whole number of seconds >= 1",
 }
 
 
@@ -50,6 +51,16 @@ def check_server_settings(app_configs: Any = None, **kwargs: Any) -> list[checks
                 hint="List origins as 'https://example.com' (scheme, host, optional port), "
                 "or leave RTBRIDGE_ALLOWED_ORIGINS unset to derive them from ALLOWED_HOSTS.",
                 id="rtbridge.E021",
+            )
+        )
+    try:
+        conf.token_ttl()
+    except ImproperlyConfigured as exc:
+        errors.append(
+            checks.Error(
+                str(exc),
+                hint="Give the seconds a subscription token stays valid, e.g. 3600.",
+                id="rtbridge.E022",
             )
         )
     return errors

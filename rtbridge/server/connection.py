@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Awaitable, Sequence
 from typing import Any, Protocol
 
 from ..channel_names import is_protected
 from ..exceptions import InvalidToken
+from ..history import Position
 from ..tokens import Grant, token_issued_at, verify_subscription
 from .brokers import Broker
 from .calls import CallRunner
 from .config import ServerConfig
+from .feeds import Join
 from .flush import FlushQueue
 from .hub import Hub
+from .logs import HostileWarnings, event
 from .presence import Presence
 from .protocol import (
     CloseCode,
@@ -42,6 +47,10 @@ FLUSH_BYTES = 64 * 1024
 #: Below this, two queued frames are joined into new bytes; above, into a bytearray that
 #: later frames extend in place (no copy of what is queued per frame).
 _JOIN_BYTES = 1024
+#: Bytes handed to the transport before the kernel took the previous write; the rest waits
+#: in the connection's backlog as whole frames. It bounds what sits ahead of a close frame,
+#: so even a slow reader gets its 4002 close frame right after the frames it was reading.
+WRITE_AHEAD = 64 * 1024
 
 #: A presence entry waiting for its member list; events meanwhile are held back.
 PresenceEvent = tuple[int, str, dict[str, Any]]
@@ -50,9 +59,13 @@ PresenceEvent = tuple[int, str, dict[str, Any]]
 class Transport(Protocol):
     """What a connection needs from the socket under it (see ``transport.py``)."""
 
-    def write_frames(self, frames: Sequence[bytes | bytearray]) -> None:
+    def write_frames(self, frames: Sequence[bytes | bytearray]) -> Awaitable[None] | None:
         """Write complete WebSocket frames, in order (an item may hold several, back to back);
-        raise on a closed socket."""
+        raise on a closed socket.
+
+        Return an awaitable done once the transport handed everything to the kernel, or
+        ``None`` when it did at once.
+        """
 
     def pending_bytes(self) -> int:
         """Return the bytes written but not yet accepted by the kernel."""
@@ -70,6 +83,8 @@ class Connection:
 
     __slots__ = (
         "abuse",
+        "backlog",
+        "backlog_size",
         "broker",
         "call_bucket",
         "calls",
@@ -79,6 +94,7 @@ class Connection:
         "features",
         "flushes",
         "grants",
+        "hostile_warnings",
         "hub",
         "last_activity",
         "pending",
@@ -96,7 +112,9 @@ class Connection:
         "user",
         "waiting",
         "waiting_size",
+        "warned",
         "whisper_bucket",
+        "writing",
     )
 
     def __init__(
@@ -113,6 +131,7 @@ class Connection:
         config: ServerConfig,
         calls: CallRunner | None,
         features: tuple[str, ...],
+        hostile_warnings: HostileWarnings,
         remote: str = "",
         session_key: str | None = None,
     ) -> None:
@@ -162,6 +181,15 @@ class Connection:
         # sent behind them, else the frames and places (None) in order; and their bytes.
         self.waiting: int | list[bytes | None] | None = None
         self.waiting_size = 0
+        #: Batches of whole frames flushed while the transport was still writing (see
+        #: WRITE_AHEAD); made when first needed (an empty deque is 760 bytes of every socket).
+        self.backlog: deque[bytes | bytearray] | None = None
+        self.backlog_size = 0
+        #: The transport's write in progress (done once the kernel took it), if any.
+        self.writing: Awaitable[None] | None = None
+        #: Whether a hostile frame from this socket was logged at WARNING already.
+        self.warned = False
+        self.hostile_warnings = hostile_warnings
 
     def send(self, frame: bytes) -> bool:
         """Queue ``frame`` unless the outbound buffer would pass its limit (then close 4002)."""
@@ -175,7 +203,9 @@ class Connection:
             self.unsent = self.transport.pending_bytes()
         size = len(frame)
         total = self.pending_size + size
-        if total + self.waiting_size + self.unsent > self.config.max_buffer_bytes:
+        if total + self.waiting_size + self.backlog_size + self.unsent > (
+            self.config.max_buffer_bytes
+        ):
             self._too_slow()
             return False
         if self.waiting is not None:
@@ -203,7 +233,7 @@ class Connection:
         if self.pending is None:
             self.unsent = self.transport.pending_bytes()
         if (
-            self.pending_size + self.waiting_size + self.unsent + size
+            self.pending_size + self.waiting_size + self.backlog_size + self.unsent + size
             > self.config.max_buffer_bytes
         ):
             self._too_slow()
@@ -275,31 +305,91 @@ class Connection:
         )
 
     def flush(self) -> None:
-        """Write the queued frames in one go."""
-        frames, self.pending, self.pending_size = self.pending, None, 0
+        """Write the queued frames in one go (into the backlog while the transport is busy)."""
+        frames, size = self.pending, self.pending_size
+        self.pending, self.pending_size = None, 0
         if frames is None or self.closed:
             return
+        self.stats.bytes_out += size
+        if self.writing is not None:
+            if self.backlog is None:
+                self.backlog = deque()
+            self.backlog.append(frames)
+            self.backlog_size += size
+            return
+        self._write(frames)
+
+    def _write(self, frames: bytes | bytearray) -> None:
         try:
             # A tuple of bytes is no work for the garbage collector (it untracks it).
-            self.transport.write_frames((frames,))
+            writing = self.transport.write_frames((frames,))
         except Exception:  # the stream closed under us; on_close will clean up
             self.closed = True
+            return
+        if writing is not None:
+            self.writing = writing
+            future = asyncio.ensure_future(writing)
+            future.add_done_callback(self._written)
+
+    def _write_now(self, frames: Sequence[bytes | bytearray]) -> None:
+        # Before a close: everything goes to the transport, whatever it holds already.
+        try:
+            self.transport.write_frames(frames)
+        except Exception:
+            self.closed = True
+
+    def _written(self, future: asyncio.Future[None]) -> None:
+        # The kernel took the previous write: hand it the next WRITE_AHEAD bytes of backlog.
+        self.writing = None
+        if not future.cancelled() and future.exception() is not None:
+            self.closed = True  # the stream closed; on_close cleans up
+        backlog = self.backlog
+        if self.closed or not backlog:
+            return
+        # Each backlog item is one flush's batch of whole frames.
+        batch = backlog.popleft()
+        size = len(batch)
+        if backlog and size + len(backlog[0]) <= WRITE_AHEAD:
+            joined = bytearray(batch)
+            while backlog and size + len(backlog[0]) <= WRITE_AHEAD:
+                item = backlog.popleft()
+                joined += item
+                size += len(item)
+            batch = joined
+        self.backlog_size -= size
+        self._write(batch)
 
     def close(self, code: int, reason: str) -> None:
         """Close the socket with ``code`` after the queued frames; later sends are dropped."""
         if self.closed:
             return
-        logger.debug("rtbridge: closing %s (%s): %d %s", self.socket_id, self.remote, code, reason)
+        logger.debug(
+            "rtbridge: closing %s (%s): %d %s",
+            self.socket_id,
+            self.remote,
+            code,
+            reason,
+            extra=event("socket.closing", socket_id=self.socket_id, code=code, peer=self.remote),
+        )
         waiting, self.waiting, self.waiting_size = self.waiting, None, 0
         if code == CloseCode.SLOW_CONSUMER:
+            # What the transport holds (at most WRITE_AHEAD bytes of whole frames) goes out,
+            # then the close frame; the frames it could not take are dropped.
             self.pending, self.pending_size = None, 0
         else:
-            # e.g. the error frame that explains a 4001 goes out first, even if it waited
-            # behind a fan-out's frame (which a closing socket does without).
+            # e.g. the error frame that explains a 4001 goes out first, backlog and all, even
+            # if it waited behind a fan-out's frame (which a closing socket does without).
             for frame in waiting if isinstance(waiting, list) else ():
                 if frame is not None:
                     self._queue(frame)
-            self.flush()
+            batches = list(self.backlog or ())
+            if self.pending is not None:
+                batches.append(self.pending)
+            self.pending, self.pending_size = None, 0
+            if batches:
+                self._write_now(batches)
+        self.backlog = None
+        self.backlog_size = 0
         # Leave the hub now: the closing handshake may take seconds (a stalled client never
         # answers), and meanwhile nothing must be routed or buffered for this socket.
         self._leave_hub()
@@ -375,14 +465,25 @@ class Connection:
             if event_version > version:
                 self.send(presence_frame(channel, action, member))
 
-    async def _enter(self, channel: str) -> int:
-        # Returns the channel's seq once the broker listens to it.
+    async def _enter(self, channel: str, since: Position | None) -> Join:
+        # Returns where the subscription starts, once the broker listens to the channel.
         self.channels.add(channel)
-        seq = await self.hub.subscribe(self, channel)
+        join = await self.hub.subscribe(self, channel, since)
         if self.closed:
             # It closed while waiting for the broker; do not leave it behind as a subscriber.
             self.unsubscribe(channel)
-        return seq
+        return join
+
+    def _acknowledge(
+        self,
+        request: Request,
+        channel: str,
+        join: Join,
+        members: list[dict[str, Any]] | None = None,
+    ) -> None:
+        # The ack, then (in the same turn) the replay and the live messages that waited.
+        self.send(ack_frame(request.id, channel, join.ack, members, join.recovered))
+        self.hub.activate(self, channel)
 
     # Requests -----------------------------------------------------------------------------
 
@@ -397,7 +498,7 @@ class Connection:
             return  # frames that arrive during the closing handshake are ignored
         self.last_activity = time.monotonic()
         try:
-            request = parse_request(raw, self.config.max_frame_bytes)
+            request = parse_request(raw, self.config.max_frame_bytes, self.config.max_json_depth)
             await self._serve(request)
         except ProtocolError as exc:
             self._refuse(exc)
@@ -439,8 +540,10 @@ class Connection:
                 request.id,
             )
         if grant is None:
-            seq = await self._enter(channel)
-            self.send(ack_frame(request.id, channel, seq))
+            join = await self._enter(channel, request.since)
+            if channel in self.channels:
+                self._acknowledge(request, channel, join)
+                self._log_subscribed(channel)
             return
         member = grant.member
         previous_grant = self.grants.get(channel)
@@ -456,7 +559,7 @@ class Connection:
         if member is not None and not again:
             # Events until the member list arrives are held back, then filtered by version.
             self.presence_versions[channel] = None
-        seq = await self._enter(channel)
+        join = await self._enter(channel, request.since)
         members = None
         if member is not None and self.grants.get(channel) is grant:
             version, members = await self.presence.join(channel, self.socket_id, member)
@@ -476,10 +579,21 @@ class Connection:
                 request.id,
                 "revoked",
             )
-        self.send(ack_frame(request.id, channel, seq, members))
+        self._acknowledge(request, channel, join, members)
+        self._log_subscribed(channel)
         if members is not None:
             previous = self.presence_versions.get(channel)
             self._presence_ready(channel, max(version, previous or 0))
+
+    def _log_subscribed(self, channel: str) -> None:
+        logger.debug(
+            "rtbridge: %s subscribed to %s",
+            self.socket_id,
+            channel,
+            extra=event(
+                "socket.subscribed", socket_id=self.socket_id, channel=channel, peer=self.remote
+            ),
+        )
 
     async def _check_token(self, request: Request, channel: str) -> Grant:
         """Verify the subscription token (no database hit) and the revocation list."""
@@ -573,7 +687,25 @@ class Connection:
     def _refuse(self, exc: ProtocolError) -> None:
         self.stats.errors += 1
         self.abuse += 1
-        logger.debug("rtbridge: %s sent a bad frame: %d %s", self.socket_id, exc.code, exc.reason)
+        if exc.hostile and not self.warned:
+            # Once per connection (and within the node's budget): a hostile client must not
+            # be able to buy a log line per frame.
+            self.warned = True
+            self.hostile_warnings.warn(
+                f"{self.socket_id} ({self.remote}) sent a hostile frame: {exc.reason}; "
+                f"answered {exc.code} (logged once per connection)",
+                code=exc.code,
+                socket_id=self.socket_id,
+                peer=self.remote,
+            )
+        else:
+            logger.debug(
+                "rtbridge: %s sent a bad frame: %d %s",
+                self.socket_id,
+                exc.code,
+                exc.reason,
+                extra=event("frame.refused", socket_id=self.socket_id, code=exc.code),
+            )
         self.send(error_frame(exc.request_id, exc.code, exc.reason, exc.detail))
         if self.abuse >= self.config.abuse_threshold:
             self.stats.abusers += 1

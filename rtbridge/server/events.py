@@ -29,16 +29,37 @@ class PresenceEvents(Protocol):
 class BrokerEvents(PresenceEvents, Protocol):
     """Where a broker delivers what reaches this node, and what it asks to resubscribe."""
 
-    def deliver(self, channel: str, event: str, payload: bytes, exclude: str | None) -> int:
-        """Send one message to the local subscribers of ``channel``; return how many got it."""
+    def deliver(
+        self,
+        channel: str,
+        offset: int | None,
+        epoch: str | None,
+        event: str,
+        payload: bytes,
+        exclude: str | None,
+        published_at: float | None = None,
+    ) -> int:
+        """Send the message at ``offset``/``epoch`` of ``channel`` to the local subscribers.
+
+        ``offset``/``epoch`` are ``None`` for a message published without a position;
+        ``published_at`` is ``time.perf_counter()`` when it was published in this process (for
+        the latency metric). Returns how many got it.
+        """
 
     def deliver_whisper(
         self, channel: str, event: str, data_json: bytes, user_id: str | None, sender: str
     ) -> int:
         """Relay a whisper to the local subscribers of ``channel`` except ``sender``."""
 
-    def gap(self, channels: Iterable[str]) -> None:
-        """Tell the subscribers of ``channels`` that they may have missed messages."""
+    def broker_lost(self) -> None:
+        """Note that the feed stopped: hold live messages back until :meth:`resync`."""
+
+    def resync(self, channels: Iterable[str]) -> None:
+        """Catch up on ``channels`` from history (the broker listens to them again).
+
+        What was missed is replayed in order when history proves nothing is lost; otherwise
+        the subscribers get a ``gap``.
+        """
 
     def revoke(self, user_id: str, channel: str, revoked_at: float) -> int:
         """End ``user_id``'s local subscriptions to ``channel``; return how many ended."""

@@ -6,13 +6,16 @@ import logging
 from collections.abc import Awaitable
 from typing import Any, Protocol
 
+import tornado.httputil
+import tornado.web
 import tornado.websocket
 from django.http.cookie import parse_cookie
 
 from .. import conf
 from .connection import Connection, Transport
+from .logs import event
 from .protocol import HEARTBEAT_ANSWER
-from .transport import transport_for
+from .transport import strict_protocol, transport_for
 
 __all__ = ["SocketHandler", "SocketHost"]
 
@@ -21,6 +24,21 @@ logger = logging.getLogger("rtbridge.server")
 
 class SocketHost(Protocol):
     """What the handler needs from the server it serves (``Server`` provides it)."""
+
+    def unavailable(self) -> str | None:
+        """Return why new sockets are refused with HTTP 503 now (draining), or ``None``."""
+
+    def allows_host(self, host: str | None) -> bool:
+        """Return whether the ``Host`` header passes ``ALLOWED_HOSTS`` (a refusal is counted)."""
+
+    def client_address(self, request: tornado.httputil.HTTPServerRequest) -> str:
+        """Return the client's address: the peer's, or a trusted proxy's forwarded one."""
+
+    def compression_options(self) -> dict[str, Any] | None:
+        """Return Tornado's permessage-deflate options, or ``None`` to not offer it."""
+
+    def protocol_failed(self, remote: str, code: int, reason: str) -> None:
+        """Count (and log) a connection failed for breaking RFC 6455 with close ``code``."""
 
     def allows_origin(self, origin: str, host: str | None) -> bool:
         """Return whether a page at ``origin`` may open a socket (a refusal is counted)."""
@@ -40,30 +58,76 @@ class SocketHandler(tornado.websocket.WebSocketHandler):
 
     server: SocketHost
     connection: Connection | None
+    remote: str
 
     def initialize(self, server: SocketHost) -> None:
         self.server = server
         self.connection = None
+        self.remote = ""
+
+    def prepare(self) -> None:
+        """Refuse a handshake before the upgrade: 503 while draining, 403 for a bad ``Host``
+        or ``Origin`` (docs/server.md, "Allowed origins")."""
+        self.remote = self.server.client_address(self.request)
+        reason = self.server.unavailable()
+        if reason is not None:
+            # Before the upgrade, so a proxy can pass the request to another node.
+            raise tornado.web.HTTPError(503, reason=reason)
+        host = self.request.host
+        if not self.server.allows_host(host):
+            logger.debug(
+                "rtbridge: refused a socket from %s for Host %r (not in ALLOWED_HOSTS)",
+                self.remote,
+                host,
+                extra=event("socket.refused", peer=self.remote, code=403),
+            )
+            raise tornado.web.HTTPError(403)
+        # Browsers always send Origin; a request without it is not from a web page.
+        origin = self.request.headers.get("Origin")
+        if origin is not None and not self.server.allows_origin(origin, host):
+            logger.debug(
+                "rtbridge: refused a socket from %s: origin %r (Host %r)",
+                self.remote,
+                origin,
+                host,
+                extra=event("socket.refused", peer=self.remote, code=403),
+            )
+            raise tornado.web.HTTPError(403)
+
+    def get_compression_options(self) -> dict[str, Any] | None:
+        """Offer permessage-deflate when ``RTBRIDGE_SERVER['compression']`` is on."""
+        return self.server.compression_options()
+
+    def get_websocket_protocol(self) -> tornado.websocket.WebSocketProtocol | None:
+        """Tornado's protocol, failing bad frames with a close frame (see ``transport``)."""
+        return strict_protocol(self, super().get_websocket_protocol())
+
+    def protocol_failed(self, code: int, reason: str) -> None:
+        """Called by the protocol when it fails the connection with close ``code``."""
+        self.server.protocol_failed(self.remote, code, reason)
 
     def check_origin(self, origin: str) -> bool:
-        """Allow the origins ``RTBRIDGE_ALLOWED_ORIGINS`` allows (HTTP 403 otherwise)."""
-        if self.server.allows_origin(origin, self.request.host):
-            return True
-        logger.debug("rtbridge: refused a socket from origin %r (%s)", origin, self.request.host)
-        return False
+        """Return True: the Origin was checked in :meth:`prepare` already.
+
+        Tornado 6.6 calls this only for requests it cannot tell are same-origin (``Origin``
+        equal to ``Host``, or ``Sec-Fetch-Site: same-origin``), and a DNS-rebinding page is
+        same-origin by both tests; so the whole rule runs in ``prepare``, on every version.
+        """
+        return True
 
     def open(self, *args: Any, **kwargs: Any) -> None:
         refusal = self.server.refusal()
         if refusal is not None:
             logger.debug(
-                "rtbridge: refused a socket from %s: %s", self.request.remote_ip, refusal[1]
+                "rtbridge: refused a socket from %s: %s",
+                self.remote,
+                refusal[1],
+                extra=event("socket.refused", peer=self.remote, code=refusal[0]),
             )
             self.close(*refusal)
             return
         self.set_nodelay(True)
-        self.connection = self.server.connect(
-            transport_for(self), self.request.remote_ip or "", self._session_key()
-        )
+        self.connection = self.server.connect(transport_for(self), self.remote, self._session_key())
         self._forget_handshake()
 
     def _forget_handshake(self) -> None:
@@ -111,4 +175,10 @@ class SocketHandler(tornado.websocket.WebSocketHandler):
                 connection.remote,
                 self.close_code,
                 self.close_reason or "",
+                extra=event(
+                    "socket.closed",
+                    socket_id=connection.socket_id,
+                    code=self.close_code,
+                    peer=connection.remote,
+                ),
             )

@@ -82,6 +82,13 @@ class Presence:
     async def refresh(self) -> None:
         """Keep this node's entries alive and drop the entries of dead nodes."""
 
+    def begin_restore(self) -> Awaitable[None] | None:
+        """Start adding this node's entries again after the broker reconnected.
+
+        Returns what to wait for before telling clients (``None``: nothing to restore).
+        """
+        return None
+
 
 class MemoryPresence(Presence):
     """Presence of one node (the in-memory broker): plain dicts, events sent at once."""
@@ -297,6 +304,10 @@ class RedisPresence(Presence):
         # Leaves that failed (Redis away), retried by the next refresh; otherwise the entry
         # of a live node would stay forever.
         self._failed_leaves: set[tuple[str, str, str]] = set()
+        # Set while the entries are being added again after a reconnect: joins wait for it,
+        # so an ack never lists fewer members than are present.
+        self._restoring: asyncio.Future[None] | None = None
+        self._restore_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Connect (on the server's loop) and announce this node as alive."""
@@ -329,7 +340,17 @@ class RedisPresence(Presence):
         return await asyncio.wait_for(command, self.command_timeout)
 
     async def join(self, channel: str, socket_id: str, member: dict[str, Any]) -> Snapshot:
-        """Add the entry in one script; it publishes ``join`` if the member is new."""
+        """Add the entry in one script; it publishes ``join`` if the member is new.
+
+        While this node's entries are being restored after a reconnect, it waits for that
+        first, so the member list it returns has every member still present on this node.
+        """
+        restoring = self._restoring
+        if restoring is not None:
+            await asyncio.shield(restoring)
+        return await self._add_entry(channel, socket_id, member)
+
+    async def _add_entry(self, channel: str, socket_id: str, member: dict[str, Any]) -> Snapshot:
         member_json = json.dumps(member, ensure_ascii=False, separators=(",", ":"))
         field = entry_field(socket_id, member["id"])
         try:
@@ -401,7 +422,39 @@ class RedisPresence(Presence):
         logger.warning("rtbridge: this node's presence had lapsed; joining its members again")
         # Each entry is read when reached, so a connection that left meanwhile is skipped.
         for channel, socket_id, member in self.events.presence_entries():
-            await self.join(channel, socket_id, member)
+            await self._add_entry(channel, socket_id, member)
+
+    def begin_restore(self) -> Awaitable[None] | None:
+        """Heartbeat now and, if Redis forgot this node (it restarted empty), add its entries.
+
+        Called by the broker as it reconnects, before the gap frames that make clients
+        subscribe again; joins meanwhile wait, so no ack lacks a member who never left and
+        no present member is reported gone. Waiting for the next refresh instead left the
+        member lists short for up to ``presence_ttl / 3`` seconds.
+        """
+        if self._client is None:
+            return None
+        if self._restore_task is None or self._restore_task.done():
+            self._restoring = asyncio.get_running_loop().create_future()
+            self._restore_task = asyncio.create_task(self._restore(self._restoring))
+        return asyncio.shield(self._restore_task)
+
+    async def _restore(self, restoring: asyncio.Future[None]) -> None:
+        try:
+            # The broker saw its connection drop: this client's pooled connections to the
+            # same Redis are as dead (a restarted Redis closed them), and the first command
+            # on each would fail. Start afresh.
+            with contextlib.suppress(Exception):
+                await self._client.connection_pool.disconnect()
+            if not await self.heartbeat() or self.lapsed:
+                self.lapsed = False
+                await self._rejoin()
+        except Exception as exc:  # the next refresh tries again
+            self.lapsed = True
+            logger.warning("rtbridge: could not restore presence after reconnecting: %s", exc)
+        finally:
+            self._restoring = None
+            restoring.set_result(None)
 
 
 async def run_refresh(presence: Presence) -> None:

@@ -1,4 +1,4 @@
-"""Wire protocol v1 (docs/protocol.md): codes, request parsing and server frames as bytes."""
+"""Wire protocol v2 (docs/protocol.md): codes, request parsing and server frames as bytes."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..channel_names import validate_channel
-from ..exceptions import InvalidChannelName
+from ..exceptions import InvalidChannelName, InvalidPosition
+from ..history import Position, parse_since
 
 __all__ = [
     "FEATURES",
@@ -29,16 +30,19 @@ __all__ = [
     "reply_frame",
     "revoked_frame",
     "skip_frame",
+    "unpositioned_frame",
     "websocket_text_frame",
     "welcome_frame",
     "whisper_frame",
 ]
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 #: Optional ops this server offers, listed in the welcome frame.
 FEATURES = ("auth", "presence", "whisper", "call", "revoke")
 #: Largest ``data`` of a whisper, as compact JSON in UTF-8.
 MAX_WHISPER_BYTES = 4096
+#: Default deepest nesting of arrays and objects in a client frame (``max_json_depth``).
+MAX_JSON_DEPTH = 32
 _WHISPER_EVENT_RE = re.compile(r"[A-Za-z0-9_\-.]{1,64}")
 
 
@@ -60,6 +64,8 @@ class CloseCode:
 
     NORMAL = 1000
     GOING_AWAY = 1001
+    PROTOCOL_ERROR = 1002
+    INVALID_PAYLOAD = 1007
     MESSAGE_TOO_BIG = 1009
     ABUSE = 4001
     SLOW_CONSUMER = 4002
@@ -82,13 +88,21 @@ class ProtocolError(Exception):
     """A client frame that cannot be served; becomes an ``error`` frame with ``code``."""
 
     def __init__(
-        self, code: int, reason: str, request_id: int | None = None, detail: str | None = None
+        self,
+        code: int,
+        reason: str,
+        request_id: int | None = None,
+        detail: str | None = None,
+        *,
+        hostile: bool = False,
     ) -> None:
         super().__init__(reason)
         self.code = code
         self.reason = reason
         self.request_id = request_id
         self.detail = detail
+        #: Crafted to cost the server (no client library sends it): worth a WARNING.
+        self.hostile = hostile
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +113,8 @@ class Request:
     id: int | None = None
     channel: str | None = None
     auth: str | None = None
+    #: subscribe: the last position the client applied on the channel (resume from it).
+    since: Position | None = None
     #: whisper: the event name and the data as compact JSON text.
     event: str | None = None
     data_json: str | None = None
@@ -113,8 +129,43 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def parse_request(raw: str | bytes, max_frame_bytes: int) -> Request:
-    """Parse one client frame into a ``Request``, or raise ``ProtocolError`` with its code."""
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value (RFC 8259 has no NaN or Infinity)")
+
+
+# Strict JSON: NaN, Infinity and -Infinity (Python's extension) are refused.
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
+# What changes the nesting depth: brackets outside strings (strings are skipped whole).
+_DEPTH_TOKENS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
+
+
+def json_too_deep(text: str, max_depth: int) -> bool:
+    """Return whether ``text`` nests arrays/objects deeper than ``max_depth`` (no recursion).
+
+    Python's JSON decoder recurses per level and raises ``RecursionError`` near 1,000 levels
+    (a 64 KiB frame holds 30,000), so the depth is measured before decoding.
+    """
+    if text.count("[") + text.count("{") <= max_depth:
+        return False  # cannot be deeper than the number of openings
+    depth = 0
+    for match in _DEPTH_TOKENS.finditer(text):
+        char = match.group()[0]
+        if char == "[" or char == "{":
+            depth += 1
+            if depth > max_depth:
+                return True
+        elif char != '"':
+            depth -= 1
+    return False
+
+
+def parse_request(
+    raw: str | bytes, max_frame_bytes: int, max_depth: int = MAX_JSON_DEPTH
+) -> Request:
+    """Parse one client frame into a ``Request``, or raise ``ProtocolError`` with its code.
+
+    The JSON must be strict (no ``NaN``/``Infinity``) and nest at most ``max_depth`` levels.
+    """
     if isinstance(raw, bytes):
         raise ProtocolError(
             ErrorCode.BAD_FRAME, "binary frames are not accepted; send JSON text frames"
@@ -127,10 +178,20 @@ def parse_request(raw: str | bytes, max_frame_bytes: int) -> Request:
                 ErrorCode.FRAME_TOO_LARGE,
                 f"frame is {size} bytes; the limit is {max_frame_bytes} bytes",
             )
+    if json_too_deep(raw, max_depth):
+        raise ProtocolError(
+            ErrorCode.BAD_FRAME,
+            f"frame nests arrays or objects deeper than {max_depth} levels, the limit",
+            hostile=True,
+        )
     try:
-        obj = json.loads(raw)
+        obj = _DECODER.decode(raw)
     except ValueError as exc:
         raise ProtocolError(ErrorCode.BAD_FRAME, f"frame is not JSON: {exc}") from None
+    except RecursionError:  # not reachable below the depth limit; never a traceback
+        raise ProtocolError(
+            ErrorCode.BAD_FRAME, "frame nests too deeply to decode", hostile=True
+        ) from None
     if not isinstance(obj, dict):
         raise ProtocolError(
             ErrorCode.BAD_FRAME, f"frame is a JSON {type(obj).__name__}; send a JSON object"
@@ -177,7 +238,13 @@ def parse_request(raw: str | bytes, max_frame_bytes: int) -> Request:
             f"'auth' must be a string token; got {_describe(auth)}",
             request_id,
         )
-    return Request(op, request_id, channel, auth)
+    since = None
+    if op == "subscribe" and "since" in obj:
+        try:
+            since = parse_since(obj["since"])
+        except InvalidPosition as exc:
+            raise ProtocolError(ErrorCode.BAD_ARGUMENT, str(exc), request_id) from None
+    return Request(op, request_id, channel, auth, since)
 
 
 def _parse_whisper(obj: dict[str, Any], request_id: int | None, channel: str) -> Request:
@@ -292,15 +359,24 @@ def welcome_frame(
 def ack_frame(
     request_id: int | None,
     channel: str | None = None,
-    seq: int | None = None,
+    position: Position | None = None,
     members: list[dict[str, Any]] | None = None,
+    recovered: bool | None = None,
 ) -> bytes:
-    """Return the wire bytes of an ``ack`` (``seq`` for subscribe, ``members`` for presence)."""
+    """Return the wire bytes of an ``ack``.
+
+    A subscribe's ack carries the ``position`` it starts from (``offset``, ``epoch``, and
+    ``seq`` equal to the offset for protocol 1 clients), ``recovered`` when the subscribe
+    asked to resume, and ``members`` on a presence channel.
+    """
     obj: dict[str, Any] = {"op": "ack", "id": request_id}
     if channel is not None:
         obj["channel"] = channel
-    if seq is not None:
-        obj["seq"] = seq
+    if position is not None:
+        obj["offset"] = obj["seq"] = position.offset
+        obj["epoch"] = position.epoch
+    if recovered is not None:
+        obj["recovered"] = recovered
     if members is not None:
         obj["members"] = members
     return _frame(obj)
@@ -334,10 +410,13 @@ def revoked_frame(channel: str, reason: str = "access revoked") -> bytes:
     return _frame({"op": "revoked", "channel": channel, "reason": reason})
 
 
-def skip_frame(channel_json: bytes, seq: int) -> bytes:
-    """Return the wire bytes of a ``skip``: the excluded sender's ``seq`` moved on."""
+def skip_frame(channel_json: bytes, offset: int, epoch_json: bytes) -> bytes:
+    """Return the wire bytes of a ``skip``: the channel moved on to a message the excluded
+    sender does not get (``seq`` repeats the offset for protocol 1 clients)."""
+    number = str(offset).encode("ascii")
     return websocket_text_frame(
-        b'{"op":"skip","channel":' + channel_json + b',"seq":' + str(seq).encode("ascii") + b"}"
+        b'{"op":"skip","channel":%b,"offset":%b,"epoch":%b,"seq":%b}'
+        % (channel_json, number, epoch_json, number)
     )
 
 
@@ -360,9 +439,17 @@ def error_frame(request_id: int | None, code: int, reason: str, detail: str | No
     return _frame(obj)
 
 
-def gap_frame(channel: str) -> bytes:
-    """Return the wire bytes of a ``gap`` frame."""
-    return _frame({"op": "gap", "channel": channel})
+def gap_frame(channel: str, position: Position) -> bytes:
+    """Return the wire bytes of a ``gap``: messages may be lost; go on from ``position``."""
+    return _frame(
+        {
+            "op": "gap",
+            "channel": channel,
+            "offset": position.offset,
+            "epoch": position.epoch,
+            "recovered": False,
+        }
+    )
 
 
 HEARTBEAT_FRAME = websocket_text_frame(b'{"op":"heartbeat"}')
@@ -372,26 +459,44 @@ HEARTBEAT_ANSWER = '{"op":"heartbeat"}'
 _MESSAGE_HEAD = b'{"op":"message","channel":'
 
 
-def message_frame(channel_json: bytes, event_json: bytes, seq: int, payload: bytes) -> bytes:
-    """Return the wire bytes of a ``message`` frame.
+def message_frame(
+    channel_json: bytes, event_json: bytes, offset: int, epoch_json: bytes, payload: bytes
+) -> bytes:
+    """Return the wire bytes of a ``message`` frame at ``offset`` in the epoch ``epoch_json``.
 
-    ``channel_json`` and ``event_json`` are JSON strings (quotes included) and ``payload`` is
-    the JSON text of the data as the publisher encoded it: it is spliced in, never decoded.
+    ``channel_json``, ``event_json`` and ``epoch_json`` are JSON strings (quotes included) and
+    ``payload`` is the JSON text of the data as the publisher encoded it: it is spliced in,
+    never decoded. ``seq`` repeats the offset for protocol 1 clients.
     """
+    number = str(offset).encode("ascii")
     body = b"".join(
         (
             _MESSAGE_HEAD,
             channel_json,
             b',"event":',
             event_json,
+            b',"offset":',
+            number,
+            b',"epoch":',
+            epoch_json,
             b',"seq":',
-            str(seq).encode("ascii"),
+            number,
             b',"data":',
             payload,
             b"}",
         )
     )
     return websocket_text_frame(body)
+
+
+def unpositioned_frame(channel_json: bytes, event_json: bytes, payload: bytes) -> bytes:
+    """Return the wire bytes of a ``message`` without a position (a body published without
+    one, e.g. by an older rtbridge or another program): no ``offset``, ``epoch`` or ``seq``."""
+    return websocket_text_frame(
+        b"".join(
+            (_MESSAGE_HEAD, channel_json, b',"event":', event_json, b',"data":', payload, b"}")
+        )
+    )
 
 
 def json_string(value: str) -> bytes:

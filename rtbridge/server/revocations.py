@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Protocol
 
-from ..tokens import DEFAULT_TOKEN_TTL
+from ..conf import DEFAULT_TOKEN_TTL
 
 __all__ = ["Revocations"]
 
@@ -21,7 +21,8 @@ class Revocations:
     """The revocations this node has seen, kept for the token lifetime, and the shared store.
 
     A token signed up to the second of a revocation is refused; older tokens expire on their
-    own after ``DEFAULT_TOKEN_TTL``, so entries older than that are forgotten.
+    own after ``keep_for`` seconds (the server passes ``RTBRIDGE_TOKEN_TTL``), so entries
+    older than that are forgotten.
     """
 
     def __init__(self, store: RevocationStore, keep_for: float = DEFAULT_TOKEN_TTL) -> None:

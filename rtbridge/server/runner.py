@@ -1,4 +1,4 @@
-"""Run a server node from the Django settings until SIGTERM or SIGINT."""
+"""Run a server node from the Django settings until SIGTERM, SIGINT or SIGHUP."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 import threading
@@ -23,6 +24,7 @@ from . import loops
 from .app import DEFAULT_ADDRESS, Server
 from .brokers import Broker, MemoryBroker, RedisBroker
 from .config import ServerConfig
+from .logs import JsonFormatter, event
 from .loopback import LoopbackReceiver
 
 __all__ = [
@@ -31,6 +33,8 @@ __all__ = [
     "build_server",
     "configure_logging",
     "describe_broker",
+    "resolve_port",
+    "restart_in_place",
     "run",
     "serve",
 ]
@@ -47,7 +51,16 @@ class StartupError(Exception):
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the server's command-line options to ``parser``."""
     parser.add_argument(
-        "--port", type=int, default=DEFAULT_PORT, help=f"TCP port (default {DEFAULT_PORT})."
+        "--port",
+        type=int,
+        default=None,
+        help=f"TCP port (default: $PORT if set, else {DEFAULT_PORT}).",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=conf.LOG_FORMATS,
+        default=None,
+        help="text lines or one JSON object per line (default: RTBRIDGE_SERVER['log_format']).",
     )
     parser.add_argument(
         "--address",
@@ -96,11 +109,29 @@ def _broker(backend: type, redis_url: str | None, config: ServerConfig) -> Broke
     )
 
 
+def resolve_port(port: int | None) -> int:
+    """Return ``port``, else ``$PORT`` (as platforms such as Heroku set it), else 8000."""
+    if port is not None:
+        return port
+    text = os.environ.get("PORT")
+    if text is None or text == "":
+        return DEFAULT_PORT
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise StartupError(
+            f"$PORT={text!r} is not a TCP port; set it to a number from 0 to 65535, or pass --port."
+        )
+    return value
+
+
 def build_server(
     *,
     backend_class: Callable[[], type],
     address: str = DEFAULT_ADDRESS,
-    port: int = DEFAULT_PORT,
+    port: int | None = None,
     with_django: bool = False,
     redis_url: str | None = None,
     wsgi_app: Any = None,
@@ -111,8 +142,10 @@ def build_server(
     ``backend_class()`` returns the class ``RTBRIDGE_BACKEND`` names (the caller passes
     ``rtbridge.backends.loading.backend_class``: the server imports no backend code).
     ``wsgi_app`` serves the site instead of the one ``with_django`` builds (``runserver``
-    passes its handler); ``options`` override keys of ``RTBRIDGE_SERVER``.
+    passes its handler); ``options`` override keys of ``RTBRIDGE_SERVER``. ``port=None``
+    takes ``$PORT``, else 8000.
     """
+    port = resolve_port(port)
     try:
         config = ServerConfig.load(options)
         broker = _broker(backend_class(), redis_url, config)
@@ -131,21 +164,42 @@ def build_server(
         raise StartupError(str(exc)) from exc
 
 
-def configure_logging(verbosity: int) -> None:
-    """Log ``rtbridge.server`` to stderr unless the project's LOGGING already handles it."""
+def configure_logging(verbosity: int, log_format: str | None = None) -> None:
+    """Log ``rtbridge.server`` to stderr unless the project's LOGGING already handles it.
+
+    ``log_format`` is ``"text"`` or ``"json"`` (one object per line, see ``logs.FIELDS``);
+    ``None`` takes ``RTBRIDGE_SERVER['log_format']``.
+    """
+    if log_format is None:
+        try:
+            log_format = conf.server_settings()["log_format"]
+        except ImproperlyConfigured as exc:
+            raise StartupError(str(exc)) from exc
     level = logging.DEBUG if verbosity >= 3 else logging.WARNING if verbosity == 0 else logging.INFO
     server_logger = logging.getLogger("rtbridge.server")
     server_logger.setLevel(level)
     if server_logger.handlers or logging.getLogger("rtbridge").handlers:
         return
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    formatter = (
+        JsonFormatter()
+        if log_format == "json"
+        else logging.Formatter("%(asctime)s %(levelname)s %(message)s")
+    )
+    handler.setFormatter(formatter)
     server_logger.addHandler(handler)
     server_logger.propagate = False
 
 
 def run(server: Server) -> int:
-    """Serve until SIGTERM or SIGINT, close every socket with 1001, and return 0."""
+    """Serve until a signal; close every socket with 1001 (a graceful drain).
+
+    SIGTERM and SIGINT then return 0. SIGHUP (what ``systemctl reload`` and ``supervisorctl
+    signal HUP`` send) drains the same way and then restarts the process in place with the
+    same command line (``os.execv``: same PID, new code and settings), so a reload never
+    stops the service, whatever the supervisor's restart policy; the logs go to stderr,
+    which the supervisor owns, so there is no log file to reopen.
+    """
 
     def announce(server: Server, receiver: LoopbackReceiver | None) -> None:
         print(
@@ -156,27 +210,40 @@ def run(server: Server) -> int:
             flush=True,
         )
 
-    serve(server, announce)
+    stopped_by = serve(server, announce)
+    if stopped_by is not None and stopped_by == getattr(signal, "SIGHUP", None):
+        restart_in_place()
     return 0
 
 
-def serve(server: Server, on_started: Callable[[Server, LoopbackReceiver | None], None]) -> None:
+def serve(
+    server: Server, on_started: Callable[[Server, LoopbackReceiver | None], None]
+) -> int | None:
     """Run ``server`` on a new event loop in this thread; call ``on_started`` once it listens.
 
     With the in-memory broker (the ``local`` backend) a ``LoopbackReceiver`` runs beside it,
     so the project's other processes on this machine can publish. In the main thread,
-    SIGTERM and SIGINT stop the server gracefully (sockets get 1001); in another thread
-    (Django's autoreloader runs ``runserver`` in one) it serves until the process ends.
+    SIGTERM, SIGINT and SIGHUP stop the server gracefully (sockets get 1001) and the signal
+    is returned; in another thread (Django's autoreloader runs ``runserver`` in one) it
+    serves until the process ends.
     """
+    stopped_by: list[int] = []
 
     async def main() -> None:
         stop = asyncio.Event()
+
+        def on_signal(signum: int) -> None:
+            stopped_by.append(signum)
+            stop.set()
+
         if threading.current_thread() is threading.main_thread():
             loop = asyncio.get_running_loop()
-            for signum in (signal.SIGTERM, signal.SIGINT):
-                # Windows has no loop signal handlers: Ctrl-C raises KeyboardInterrupt there.
+            names = ("SIGTERM", "SIGINT", "SIGHUP")
+            for signum in (getattr(signal, name) for name in names if hasattr(signal, name)):
+                # Windows has no loop signal handlers (nor SIGHUP): Ctrl-C raises
+                # KeyboardInterrupt there.
                 with contextlib.suppress(NotImplementedError):
-                    loop.add_signal_handler(signum, stop.set)
+                    loop.add_signal_handler(signum, on_signal, signum)
         try:
             await server.astart()
         except OSError as exc:
@@ -193,12 +260,28 @@ def serve(server: Server, on_started: Callable[[Server, LoopbackReceiver | None]
                 raise StartupError(f"cannot take local publishes: {exc}") from exc
         on_started(server, receiver)
         await stop.wait()
-        logger.info("rtbridge: shutting down")
+        logger.info(
+            "rtbridge: %s: draining",
+            signal.Signals(stopped_by[0]).name if stopped_by else "stop",
+            extra=event("node.draining"),
+        )
         if receiver is not None:
             await receiver.stop()
         await server.astop()
 
     loops.run(main(), server.config.event_loop)
+    return stopped_by[0] if stopped_by else None
+
+
+def restart_in_place() -> None:
+    """Replace this process with a fresh run of the same command line (after SIGHUP)."""
+    argv = [sys.executable, *sys.orig_argv[1:]]
+    logger.info("rtbridge: restarting in place: %s", " ".join(argv), extra=event("node.reload"))
+    for handler in logging.getLogger("rtbridge.server").handlers:
+        handler.flush()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, argv)
 
 
 def describe_broker(broker: Broker) -> str:

@@ -18,7 +18,7 @@ def _empty_histogram() -> list[int]:
 
 @dataclass
 class NodeStats:
-    """Counters since the node started, for the summary line."""
+    """Counters since the node started, for the summary line and the metrics."""
 
     opened: int = 0
     closed: int = 0
@@ -33,6 +33,20 @@ class NodeStats:
     whispers: int = 0
     calls: int = 0
     revoked: int = 0
+    #: Subscribes with ``since``, those answered ``recovered: true``, and messages replayed
+    #: (to resuming clients, and to every subscriber after the node caught up from history).
+    resumes: int = 0
+    recovered: int = 0
+    replayed: int = 0
+    #: Catch-ups from history (first subscriber, broker reconnect, hole or new epoch).
+    resyncs: int = 0
+    #: Live messages already delivered (dropped), and dropped because too many waited.
+    duplicates: int = 0
+    dropped: int = 0
+    #: Bytes of frames handed to the sockets.
+    bytes_out: int = 0
+    #: Connections failed for breaking RFC 6455 (close 1002, 1007 or 1009).
+    protocol_failures: int = 0
     #: Wake-ups of the loop-lag probe (``housekeeping.LoopLagProbe``), the sum and the
     #: largest of their lags in seconds, and how many fell in each ``LOOP_LAG_BOUNDS`` bucket.
     loop_lag_count: int = 0
@@ -57,5 +71,7 @@ class NodeStats:
             f"refused, {self.messages} messages, {self.frames} frames sent, {self.gaps} gaps, "
             f"{self.errors} bad frames, {self.abusers} abusive, {self.slow_consumers} slow, "
             f"{self.idle_closed} idle, {self.whispers} whispers, {self.calls} calls, "
-            f"{self.revoked} revoked; loop lag max {self.loop_lag_max * 1000:.1f} ms"
+            f"{self.revoked} revoked, {self.resumes} resumes ({self.recovered} recovered, "
+            f"{self.replayed} replayed), {self.resyncs} resyncs; "
+            f"loop lag max {self.loop_lag_max * 1000:.1f} ms"
         )

@@ -1,4 +1,4 @@
-"""``RedisBackend`` against a real redis-server: body format, pipelining, errors, options."""
+"""``RedisBackend`` against a real redis-server: positions, history bounds, errors, options."""
 
 from __future__ import annotations
 
@@ -11,11 +11,23 @@ from typing import Any
 import pytest
 import redis
 
+from rtbridge import conf
 from rtbridge.backends.redis import RedisBackend
 from rtbridge.exceptions import ImproperlyConfigured, PublishError
+from rtbridge.history import Position
 from rtbridge.messages import Message
 from rtbridge.publishers import load_backend
-from rtbridge.redis_wire import decode_body, encode_message, safe_url
+from rtbridge.redis_wire import (
+    LUA_READ,
+    decode_body,
+    decode_message,
+    encode_message,
+    history_key,
+    position_key,
+    read_arguments,
+    read_result,
+    safe_url,
+)
 from tests.services import RedisServer, free_port
 
 
@@ -45,20 +57,24 @@ def read(pubsub: Any, count: int) -> list[tuple[str, bytes]]:
     return got
 
 
-def test_publish_puts_one_body_per_channel_with_the_payload_untouched(
+def test_publish_puts_one_body_per_channel_with_its_position_and_the_payload_untouched(
     redis_server: RedisServer, prefix: str, subscriber: Any
 ) -> None:
     backend = RedisBackend(url=redis_server.url, prefix=prefix)
     message = Message(["a", "b.1"], "created", {"text": "é\nnew line", "n": 1.5}, exclude="x.1")
     backend.publish(message)
-    got = read(subscriber, 2)
-    assert [channel for channel, _ in got] == [f"{prefix}a", f"{prefix}b.1"]
-    for _, body in got:
-        event, exclude, payload = decode_body(body)
-        assert (event, exclude) == ("created", "x.1")
-        assert payload == message.payload.encode()
-        assert json.loads(payload) == {"text": "é\nnew line", "n": 1.5}
-    assert got[0][1].startswith(b"rtb1\ncreated\nx.1\n")
+    backend.publish(Message("a", "again", 2))
+    got = read(subscriber, 3)
+    assert [channel for channel, _ in got] == [f"{prefix}a", f"{prefix}b.1", f"{prefix}a"]
+    deliveries = [decode_message(body) for _, body in got]
+    for delivery in deliveries[:2]:
+        assert (delivery.event, delivery.exclude, delivery.offset) == ("created", "x.1", 1)
+        assert delivery.payload == message.payload.encode()
+        assert json.loads(delivery.payload) == {"text": "é\nnew line", "n": 1.5}
+    assert (deliveries[2].offset, deliveries[2].epoch) == (2, deliveries[0].epoch)
+    # Each channel has its own numbering (and an epoch made when its position was created).
+    epoch = deliveries[0].epoch
+    assert got[0][1].startswith(b"rtb2\n1\n" + epoch.encode() + b"\ncreated\nx.1\n")  # type: ignore[union-attr]
 
 
 def test_multi_channel_publish_and_publish_many_are_one_round_trip(
@@ -74,12 +90,17 @@ def test_multi_channel_publish_and_publish_many_are_one_round_trip(
         sends.append(len(command) if isinstance(command, list) else 1)
         original(self, command, check_health)
 
+    backend.publish(Message("warm", "e", 1))  # loads the script (once per Redis)
+    assert len(read(subscriber, 1)) == 1
     monkeypatch.setattr(connection_class, "send_packed_command", counting)
     backend.publish(Message([f"c{i}" for i in range(10)], "e", 1))
     assert len(sends) == 1
     backend.publish_many([Message("d", "e", i) for i in range(20)])
     assert len(sends) == 2
-    assert len(read(subscriber, 30)) == 30
+    got = read(subscriber, 30)
+    assert [decode_message(body).offset for channel, body in got if channel.endswith(":d")] == (
+        list(range(1, 21))
+    )
 
 
 def test_redis_down_raises_a_retryable_publish_error_naming_the_url() -> None:
@@ -108,6 +129,130 @@ def test_fail_silently_counts_and_logs(caplog: pytest.LogCaptureFixture) -> None
     backend.send([Message("a", "e", 1), Message("b", "e", 2)])
     assert backend.failed_count == 2
     assert "RedisBackend dropped 2 message(s)" in caplog.text
+
+
+def test_every_failed_publish_is_counted_and_logged_even_when_it_raises(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    backend = RedisBackend(url=f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=0.5)
+    for _ in range(2):
+        with pytest.raises(PublishError):
+            backend.publish_many([Message("a", "e", 1), Message("b", "e", 2)])
+    assert backend.unpublished == 4
+    assert "2 message(s) not published (4 so far)" in caplog.text
+
+
+def _read(client: Any, prefix: str, channel: str, since: Position) -> list[int]:
+    """Return the offsets LUA_READ answers after ``since`` (with the settings' bounds)."""
+    history = conf.history()
+    keys, args = read_arguments(
+        prefix, channel, epoch="new", ttl=history.ttl, since=since, limit=history.size
+    )
+    _top, entries = read_result(client.eval(LUA_READ, len(keys), *keys, *args))
+    return [entry.offset for entry in entries]
+
+
+def _keys(redis_server: RedisServer, prefix: str, channel: str) -> tuple[Any, str, str]:
+    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    return client, position_key(prefix, channel), history_key(prefix, channel)
+
+
+def test_positions_and_history_are_bounded_by_size(
+    settings: Any, redis_server: RedisServer, prefix: str
+) -> None:
+    settings.RTBRIDGE_HISTORY = {"size": 3, "ttl": 60}
+    backend = RedisBackend(url=redis_server.url, prefix=prefix)
+    positions = backend.append([Message(["a", "b"], "e", n) for n in range(5)])
+    epoch_a, epoch_b = positions[0]["a"].epoch, positions[0]["b"].epoch
+    assert [p["a"] for p in positions] == [Position(n, epoch_a) for n in range(1, 6)]
+    assert [p["b"].offset for p in positions] == [1, 2, 3, 4, 5]
+    client, position, history = _keys(redis_server, prefix, "a")
+    assert client.hgetall(position) == {"offset": "5", "epoch": epoch_a}
+    # Publishing trims whole stream nodes only (cheap); reading enforces the size exactly.
+    assert 3 <= client.xlen(history) <= 5
+    assert _read(client, prefix, "a", Position(2, epoch_a)) == [3, 4, 5]
+    assert _read(client, prefix, "a", Position(1, epoch_a)) == []  # 4 behind: more than 3
+    assert 59_000 < client.pttl(position) <= 60_000
+    assert 59_000 < client.pttl(history) <= 60_000
+    # Channels whose positions were made by the same script call share its fresh epoch:
+    # an epoch is only ever compared with the same channel's.
+    assert epoch_b == epoch_a
+    client.close()
+
+
+def test_history_is_bounded_by_age_and_an_idle_position_comes_back_in_a_new_epoch(
+    settings: Any, redis_server: RedisServer, prefix: str
+) -> None:
+    settings.RTBRIDGE_HISTORY = {"size": 100, "ttl": 0.3}
+    backend = RedisBackend(url=redis_server.url, prefix=prefix)
+    client, position, history = _keys(redis_server, prefix, "a")
+    [first] = backend.append([Message("a", "e", 1)])
+    time.sleep(0.15)
+    backend.append([Message("a", "e", 2)])
+    time.sleep(0.2)
+    # The first message is older than the ttl: the next publish trims it from history.
+    [third] = backend.append([Message("a", "e", 3)])
+    assert third["a"] == Position(3, first["a"].epoch)
+    # The first message is older than the ttl: a read trims it, so from 0 nothing is
+    # replayed (incomplete), while from 1 the two younger ones are.
+    assert _read(client, prefix, "a", Position(1, first["a"].epoch)) == [2, 3]
+    assert [fields["o"] for _id, fields in client.xrange(history)] == ["2", "3"]
+    time.sleep(0.4)
+    # Nothing published for the ttl: position and history are gone, a new epoch starts.
+    assert not client.exists(position) and not client.exists(history)
+    [fresh] = backend.append([Message("a", "e", 4)])
+    assert fresh["a"].offset == 1 and fresh["a"].epoch != first["a"].epoch
+    assert [fields["o"] for _id, fields in client.xrange(history)] == ["1"]
+    client.close()
+
+
+def test_history_off_still_gives_positions_and_keeps_nothing(
+    settings: Any, redis_server: RedisServer, prefix: str
+) -> None:
+    settings.RTBRIDGE_HISTORY = None
+    backend = RedisBackend(url=redis_server.url, prefix=prefix)
+    positions = backend.append([Message("a", "e", n) for n in range(3)])
+    assert [p["a"].offset for p in positions] == [1, 2, 3]
+    client, position, history = _keys(redis_server, prefix, "a")
+    assert client.exists(position) and not client.exists(history)
+    client.close()
+
+
+def test_a_flushed_script_cache_is_reloaded(redis_server: RedisServer, prefix: str) -> None:
+    # What a Redis restart looks like to a long-lived Django process: NOSCRIPT, then a load.
+    backend = RedisBackend(url=redis_server.url, prefix=prefix)
+    backend.publish(Message("a", "e", 1))
+    backend.client.script_flush()
+    [second] = backend.append([Message("a", "e", 2)])
+    assert second["a"].offset == 2
+
+
+def test_a_bulk_publish_is_cut_in_script_calls_of_256(
+    redis_server: RedisServer, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend = RedisBackend(url=redis_server.url, prefix=prefix)
+    backend.publish(Message("warm", "e", 1))
+    calls: list[int] = []
+    original = type(backend.client).evalsha
+
+    def counting(self: Any, sha: str, numkeys: int, *keys_and_args: Any) -> Any:
+        calls.append(numkeys)
+        return original(self, sha, numkeys, *keys_and_args)
+
+    monkeypatch.setattr(type(backend.client), "evalsha", counting)
+    positions = backend.append([Message("a", "e", n) for n in range(600)])
+    assert [p["a"].offset for p in positions] == list(range(1, 601))
+    assert calls == [512, 512, 176]  # two keys per channel of each message
+
+
+async def test_async_append_gives_the_same_positions(
+    settings: Any, redis_server: RedisServer, prefix: str
+) -> None:
+    backend = RedisBackend(url=redis_server.url, prefix=prefix)
+    first = await backend.aappend([Message(["a", "b"], "e", 1)])
+    second = backend.append([Message("a", "e", 2)])
+    assert second[0]["a"] == Position(2, first[0]["a"].epoch)
+    await backend.aclose()
 
 
 def test_close_then_publish_reconnects(
@@ -148,13 +293,15 @@ def test_client_config_shape(settings: Any) -> None:
 
 
 def test_body_format_round_trip_and_rejects_foreign_bodies() -> None:
+    # rtb1, without a position: what other programs may still publish (docs/server.md).
     message = Message("a", "e", {"k": [1, 2]})
     [(channel, body)] = encode_message(message, "x:")
     assert channel == b"x:a"
     assert decode_body(body) == ("e", None, b'{"k":[1,2]}')
-    for foreign in (b"", b"hello", b"rtb2\ne\n\n{}", b"rtb1\ne\n"):
+    assert decode_message(body).offset is None
+    for foreign in (b"", b"hello", b"rtb2\ne\n\n{}", b"rtb1\ne\n", b"rtb2\nx\nE\ne\n\n{}"):
         with pytest.raises(ValueError):
-            decode_body(foreign)
+            decode_message(foreign)
 
 
 def test_safe_url() -> None:

@@ -89,7 +89,6 @@ def texts(todo_list: TodoList) -> list[str]:
     return [item.text for item in TodoItem.objects.filter(todo_list=todo_list).order_by("id")]
 
 
-@pytest.mark.xfail(strict=True, reason="needs issue 12 server part")
 def test_a_node_restart_while_items_are_saved_is_resumed_from_history_without_a_reload(
     redis_site: tuple[Node, RedisServer], browser: Any, ann: User
 ) -> None:
@@ -115,7 +114,8 @@ def test_a_node_restart_while_items_are_saved_is_resumed_from_history_without_a_
         TodoItem.objects.create(todo_list=groceries, text="tea")
         wait_rows(page, ["milk", "eggs", "jam", "tea"])
         assert rows(page) == texts(groceries)
-        assert [error for error in errors if "1001" not in error] == []
+        # A reconnect attempt while the node was down is refused (the page retries): fine.
+        assert [e for e in errors if "1001" not in e and "ERR_CONNECTION_REFUSED" not in e] == []
     finally:
         context.close()
 

@@ -38,7 +38,11 @@ def apt_get(tmp_path: Path) -> Path:
     return script
 
 
-MISSING = ["CHROMIUM=/nonexistent/chromium", "REDIS_SERVER=/nonexistent/redis-server"]
+MISSING = [
+    "CHROMIUM=/nonexistent/chromium",
+    "REDIS_SERVER=/nonexistent/redis-server",
+    "NGINX=/nonexistent/nginx",
+]
 
 
 def test_make_test_runs_the_system_packages_step_before_the_tests() -> None:
@@ -57,17 +61,18 @@ def test_as_root_the_missing_packages_are_installed(apt_get: Path) -> None:
     result = make("system-deps", *MISSING, "USER_ID=0", f"APT_GET={apt_get}")
     assert result.returncode == 0, result.stdout + result.stderr
     assert (
-        result.stdout == "make: installing chromium redis-server (Debian packages the tests need)\n"
+        result.stdout
+        == "make: installing chromium redis-server nginx (Debian packages the tests need)\n"
     )
     log = (apt_get.parent / "apt.log").read_text(encoding="utf-8").splitlines()
-    assert log == ["update -qq", "install -y -qq chromium redis-server"]
+    assert log == ["update -qq", "install -y -qq chromium redis-server nginx"]
 
 
 def test_not_root_one_line_says_what_to_run_and_ci_fails(apt_get: Path) -> None:
     args = ["system-deps", *MISSING, "USER_ID=1000", f"APT_GET={apt_get}"]
     line = (
-        "make: the tests need chromium redis-server; run: "
-        "sudo apt-get update && sudo apt-get install -y chromium redis-server\n"
+        "make: the tests need chromium redis-server nginx; run: "
+        "sudo apt-get update && sudo apt-get install -y chromium redis-server nginx\n"
     )
     local = make(*args)
     assert (local.returncode, local.stdout) == (0, line)  # locally the browser tests skip
@@ -81,7 +86,13 @@ def test_nothing_happens_when_the_packages_are_there(apt_get: Path, tmp_path: Pa
     chromium = tmp_path / "chromium"
     chromium.write_text("#!/bin/sh\n", encoding="utf-8")
     chromium.chmod(0o755)
-    result = make("system-deps", f"CHROMIUM={chromium}", "REDIS_SERVER=sh", f"APT_GET={apt_get}")
+    result = make(
+        "system-deps",
+        f"CHROMIUM={chromium}",
+        "REDIS_SERVER=sh",
+        f"NGINX={chromium}",  # any executable
+        f"APT_GET={apt_get}",
+    )
     assert (result.returncode, result.stdout) == (0, "")
     assert not (apt_get.parent / "apt.log").exists()
 

@@ -16,7 +16,7 @@ DEFAULT_TIMEOUT = 5.0
 
 
 class Client:
-    """A real WebSocket client speaking protocol v1, with helpers for requests and frames."""
+    """A real WebSocket client speaking protocol v2, with helpers for requests and frames."""
 
     def __init__(self, socket: ClientConnection, welcome: dict[str, Any]) -> None:
         self.socket = socket

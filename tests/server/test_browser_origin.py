@@ -77,5 +77,8 @@ def test_allowed_hosts_rule_in_a_browser(
     sockets = servers()
     page_on_localhost = f"http://localhost:{page_server.port}/"
     page_on_ip = f"http://127.0.0.1:{page_server.port}/"
-    assert open_socket_from(browser, page_on_localhost, sockets.url) == "welcome"
-    assert open_socket_from(browser, page_on_ip, sockets.url) == "refused"
+    # The socket's own Host must pass ALLOWED_HOSTS too, as Django checks every request.
+    socket_on_localhost = sockets.url.replace("127.0.0.1", "localhost")
+    assert open_socket_from(browser, page_on_localhost, socket_on_localhost) == "welcome"
+    assert open_socket_from(browser, page_on_ip, socket_on_localhost) == "refused"
+    assert open_socket_from(browser, page_on_localhost, sockets.url) == "refused"

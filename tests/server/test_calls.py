@@ -228,7 +228,9 @@ async def test_a_write_over_the_socket_skips_the_caller(
             assert status == 201
             frame = await other.recv_op("message")
             assert (frame["event"], frame["seq"], frame["data"]["text"]) == ("created", 1, "milk")
-            assert await caller.recv_op("skip") == {"op": "skip", "channel": channel, "seq": 1}
+            skip = await caller.recv_op("skip")
+            epoch = frame["epoch"]
+            assert skip == {"op": "skip", "channel": channel, "offset": 1, "epoch": epoch, "seq": 1}
             await caller.close()
             await other.close()
         finally:

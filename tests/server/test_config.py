@@ -133,8 +133,10 @@ def test_system_check_reports_bad_server_settings_and_origins(settings: Any) -> 
     assert check_server_settings() == []
     settings.RTBRIDGE_SERVER = {"whisper_rate": -1}
     settings.RTBRIDGE_ALLOWED_ORIGINS = ["example.com"]
+    settings.RTBRIDGE_TOKEN_TTL = "1h"
     errors = check_server_settings()
-    assert [error.id for error in errors] == ["rtbridge.E020", "rtbridge.E021"]
+    assert [error.id for error in errors] == ["rtbridge.E020", "rtbridge.E021", "rtbridge.E022"]
+    assert "'1h'" in errors[2].msg
     assert "whisper_rate" in errors[0].msg
     assert "'example.com'" in errors[1].msg
 

@@ -67,9 +67,10 @@ async def test_bad_tokens_are_refused_with_a_detail(server: Server) -> None:
     assert await refusal(client, PRESENCE, no_member) == "wrong_channel"
     assert server.hub.channel_count() == 0
     # Nothing published on the channel leaks to the refused socket; the good token works.
+    # (The message still took offset 1: positions are given at publish time.)
     server.publish(Message(PRIVATE, "secret", 1))
     answer = await client.request("subscribe", channel=PRIVATE, auth=good)
-    assert (answer["op"], answer["seq"]) == ("ack", 0)
+    assert (answer["op"], answer["offset"]) == ("ack", 1)
     server.publish(Message(PRIVATE, "visible", 2))
     assert [f["event"] for f in await client.messages(1)] == ["visible"]
     await client.close()
@@ -222,9 +223,14 @@ async def test_excluded_sender_gets_a_skip_frame(server: Server) -> None:
     server.publish(Message("room", "mine", 2, exclude=sender.socket_id))
     server.publish(Message("room", "third", 3))
     frames = [await sender.recv(), await sender.recv(), await sender.recv()]
-    assert [(f["op"], f["seq"]) for f in frames] == [("message", 1), ("skip", 2), ("message", 3)]
-    assert frames[1] == {"op": "skip", "channel": "room", "seq": 2}
-    assert [f["seq"] for f in await other.messages(3)] == [1, 2, 3]
+    assert [(f["op"], f["offset"]) for f in frames] == [
+        ("message", 1),
+        ("skip", 2),
+        ("message", 3),
+    ]
+    epoch = frames[0]["epoch"]
+    assert frames[1] == {"op": "skip", "channel": "room", "offset": 2, "epoch": epoch, "seq": 2}
+    assert [f["offset"] for f in await other.messages(3)] == [1, 2, 3]
     await sender.close()
     await other.close()
 

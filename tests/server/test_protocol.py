@@ -7,6 +7,7 @@ import struct
 
 import pytest
 
+from rtbridge.history import Position
 from rtbridge.server.protocol import (
     HEARTBEAT_FRAME,
     ProtocolError,
@@ -14,6 +15,7 @@ from rtbridge.server.protocol import (
     ack_frame,
     error_frame,
     frame_payloads,
+    gap_frame,
     json_string,
     message_frame,
     parse_request,
@@ -21,6 +23,7 @@ from rtbridge.server.protocol import (
     reply_frame,
     revoked_frame,
     skip_frame,
+    unpositioned_frame,
     websocket_text_frame,
     welcome_frame,
     whisper_frame,
@@ -51,20 +54,41 @@ def test_websocket_frame_lengths(size: int) -> None:
 
 
 def test_message_frame_splices_the_payload() -> None:
-    frame = message_frame(json_string("a.b"), json_string("created"), 7, b'{"t":"\xc3\xa9"}')
+    frame = message_frame(
+        json_string("a.b"), json_string("created"), 7, json_string("k3J9"), b'{"t":"\xc3\xa9"}'
+    )
     assert body(frame) == {
         "op": "message",
         "channel": "a.b",
         "event": "created",
-        "seq": 7,
+        "offset": 7,
+        "epoch": "k3J9",
+        "seq": 7,  # for protocol 1 clients
         "data": {"t": "é"},
     }
+    unpositioned = unpositioned_frame(json_string("a"), json_string("e"), b"[1]")
+    assert body(unpositioned) == {"op": "message", "channel": "a", "event": "e", "data": [1]}
 
 
 def test_other_frames() -> None:
     assert body(HEARTBEAT_FRAME) == {"op": "heartbeat"}
     assert body(ack_frame(3)) == {"op": "ack", "id": 3}
-    assert body(ack_frame(3, "c", 0)) == {"op": "ack", "id": 3, "channel": "c", "seq": 0}
+    assert body(ack_frame(3, "c", Position(0, "k3J9"))) == {
+        "op": "ack",
+        "id": 3,
+        "channel": "c",
+        "offset": 0,
+        "epoch": "k3J9",
+        "seq": 0,
+    }
+    assert body(ack_frame(3, "c", Position(4, "E"), recovered=False))["recovered"] is False  # type: ignore[index]
+    assert body(gap_frame("c", Position(9, "E"))) == {
+        "op": "gap",
+        "channel": "c",
+        "offset": 9,
+        "epoch": "E",
+        "recovered": False,
+    }
     assert body(error_frame(None, 4400, "why")) == {
         "op": "error",
         "id": None,
@@ -81,6 +105,39 @@ def test_parse_good_requests() -> None:
     assert parse_request('{"op":"subscribe","id":2,"channel":"a","x":1}', 100) == Request(
         "subscribe", 2, "a"
     )
+
+
+def test_since_is_parsed_into_a_position() -> None:
+    request = parse_request(
+        '{"op":"subscribe","id":2,"channel":"a","since":{"offset":41,"epoch":"k3J9"}}', 200
+    )
+    assert request.since == Position(41, "k3J9")
+    assert parse_request('{"op":"subscribe","id":2,"channel":"a","since":null}', 200).since is None
+
+
+@pytest.mark.parametrize(
+    "since",
+    [
+        {"offset": -1, "epoch": "E"},
+        {"offset": 1.0, "epoch": "E"},
+        {"offset": True, "epoch": "E"},
+        {"offset": "4", "epoch": "E"},
+        {"offset": 2**63, "epoch": "E"},
+        {"offset": 1, "epoch": ""},
+        {"offset": 1, "epoch": "a b"},
+        {"offset": 1, "epoch": "x" * 65},
+        {"offset": 1},
+        {"offset": 1, "epoch": "E", "more": 1},
+        [1, "E"],
+        "1:E",
+    ],
+)
+def test_a_malformed_since_is_4409(since: object) -> None:
+    frame = json.dumps({"op": "subscribe", "id": 5, "channel": "a", "since": since})
+    with pytest.raises(ProtocolError) as info:
+        parse_request(frame, 1000)
+    assert (info.value.code, info.value.request_id) == (4409, 5)
+    assert "since" in info.value.reason
 
 
 def test_size_is_counted_in_utf8_bytes() -> None:
@@ -100,10 +157,12 @@ def test_unknown_op_keeps_the_id_and_truncates_the_name() -> None:
 
 def test_frames_of_the_protected_channel_section() -> None:
     member = {"id": "2", "info": {"name": "Bob"}}
-    assert body(ack_frame(4, "presence-x", 0, [member])) == {
+    assert body(ack_frame(4, "presence-x", Position(0, "E"), [member])) == {
         "op": "ack",
         "id": 4,
         "channel": "presence-x",
+        "offset": 0,
+        "epoch": "E",
         "seq": 0,
         "members": [member],
     }
@@ -126,7 +185,13 @@ def test_frames_of_the_protected_channel_section() -> None:
         "channel": "private-x",
         "reason": "access revoked",
     }
-    assert body(skip_frame(json_string("a"), 8)) == {"op": "skip", "channel": "a", "seq": 8}
+    assert body(skip_frame(json_string("a"), 8, json_string("E"))) == {
+        "op": "skip",
+        "channel": "a",
+        "offset": 8,
+        "epoch": "E",
+        "seq": 8,
+    }
     assert body(reply_frame(7, 404, '{"error":{"code":"unknown_route"}}')) == {
         "op": "reply",
         "id": 7,

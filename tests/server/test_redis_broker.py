@@ -136,9 +136,10 @@ async def test_malformed_whispers_on_redis_are_dropped_without_a_reconnect(
 async def test_redis_restart_mid_stream(
     make_server: MakeServer, fresh_redis: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
+    # fresh_redis has no persistence: a restart loses every position, so the epochs change.
     node = make_server(redis_url=fresh_redis.url, options={"reconnect_max_delay": 0.2})
     watcher = await Client.open(node.url)
-    await watcher.subscribe("stream")
+    epoch = (await watcher.subscribe("stream"))["epoch"]
     backend = RedisBackend(url=fresh_redis.url, socket_connect_timeout=0.5)
     quiet = RedisBackend(url=fresh_redis.url, socket_connect_timeout=0.5, fail_silently=True)
     for number in range(5):
@@ -151,23 +152,40 @@ async def test_redis_restart_mid_stream(
         backend.publish(Message("stream", "n", "lost"))
     assert info.value.retryable
     assert fresh_redis.url.replace("/0", "") in str(info.value)
+    assert backend.unpublished == 1  # counted (and logged) even though it raised
     with caplog.at_level(logging.WARNING, logger="rtbridge.backends"):
         quiet.send([Message("stream", "n", "dropped")])
-    assert quiet.failed_count == 1
+    assert (quiet.failed_count, quiet.unpublished) == (1, 1)
     assert "dropped 1 message" in caplog.text
-    # The socket stays open while Redis is away, and new subscriptions are acknowledged.
+    assert "1 message(s) not published" in caplog.text
+    # The socket stays open while Redis is away; a new subscription is acknowledged at once,
+    # at a position nobody has (a gap follows once Redis is back).
     assert await watcher.request("ping") == {"op": "pong", "id": 2}
-    await watcher.subscribe("during-outage")
+    during = await watcher.subscribe("during-outage")
+    assert (during["offset"], during["epoch"]) == (0, "unknown")
 
     fresh_redis.start()
-    gaps = {(await watcher.recv_op("gap", timeout=10))["channel"] for _ in range(2)}
-    assert gaps == {"stream", "during-outage"}
+    gaps = {}
+    for _ in range(2):
+        gap = await watcher.recv_op("gap", timeout=10)
+        gaps[gap["channel"]] = gap
+    assert set(gaps) == {"stream", "during-outage"}
+    new_epoch = gaps["stream"]["epoch"]
+    assert new_epoch != epoch
+    assert gaps["stream"] == {
+        "op": "gap",
+        "channel": "stream",
+        "offset": 0,
+        "epoch": new_epoch,
+        "recovered": False,
+    }
+    assert gaps["during-outage"]["offset"] == 0
     backend.publish(Message("stream", "n", 5))
     backend.publish(Message("during-outage", "n", 6))
     frames = await watcher.messages(2)
-    assert [(f["channel"], f["data"], f["seq"]) for f in frames] == [
-        ("stream", 5, 6),
-        ("during-outage", 6, 1),
+    assert [(f["channel"], f["data"], f["offset"], f["epoch"]) for f in frames] == [
+        ("stream", 5, 1, new_epoch),
+        ("during-outage", 6, 1, gaps["during-outage"]["epoch"]),
     ]
     assert node.broker.reconnects == 1  # type: ignore[attr-defined]
     await watcher.close()
@@ -179,29 +197,39 @@ async def test_node_starts_while_redis_is_down(
     fresh_redis.stop()
     node = make_server(redis_url=fresh_redis.url, options={"reconnect_max_delay": 0.2})
     client = await Client.open(node.url)
-    assert (await client.subscribe("room"))["seq"] == 0
+    await client.send({"op": "subscribe", "id": 1, "channel": "room"})
+    ack = await client.recv_op("ack", timeout=10)  # answered after waiting 5 s for Redis
+    assert (ack["offset"], ack["epoch"]) == (0, "unknown")
     assert not node.broker.connected
     fresh_redis.start()
-    assert (await client.recv_op("gap", timeout=10))["channel"] == "room"
+    gap = await client.recv_op("gap", timeout=10)
+    assert (gap["channel"], gap["offset"], gap["recovered"]) == ("room", 0, False)
     RedisBackend(url=fresh_redis.url).publish(Message("room", "first", 1))
-    assert (await client.messages(1))[0]["event"] == "first"
+    frame = (await client.messages(1))[0]
+    assert (frame["event"], frame["offset"], frame["epoch"]) == ("first", 1, gap["epoch"])
     await client.close()
 
 
-async def test_frozen_redis_is_noticed_by_ping(
+async def test_frozen_redis_is_noticed_by_ping_and_continuity_is_proven(
     make_server: MakeServer, fresh_redis: RedisServer
 ) -> None:
     broker = RedisBroker(fresh_redis.url, reconnect_max_delay=0.2, ping_interval=0.3)
     node = make_server(broker=broker)
     client = await Client.open(node.url)
     await client.subscribe("room")
+    backend = RedisBackend(url=fresh_redis.url)
+    backend.publish(Message("room", "before", 1))
+    assert (await client.messages(1))[0]["offset"] == 1
     assert fresh_redis.process is not None
     fresh_redis.process.send_signal(signal.SIGSTOP)  # the TCP connection stays open, silent
     try:
         await eventually(lambda: not broker.connected, timeout=5)
     finally:
         fresh_redis.process.send_signal(signal.SIGCONT)
-    assert (await client.recv_op("gap", timeout=10))["channel"] == "room"
-    RedisBackend(url=fresh_redis.url).publish(Message("room", "back", 1))
-    assert (await client.messages(1))[0]["event"] == "back"
+    await eventually(lambda: broker.connected and node.stats.resyncs >= 2, timeout=10)
+    # Redis kept its data: the node proves that nothing was missed, so no gap.
+    backend.publish(Message("room", "back", 2))
+    frame = await client.recv_op("message", timeout=10)
+    assert (frame["event"], frame["offset"]) == ("back", 2)
+    assert node.stats.gaps == 0
     await client.close()

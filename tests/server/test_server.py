@@ -1,4 +1,4 @@
-"""The server over real sockets (in-memory broker): protocol v1, fan-out, limits, bad input."""
+"""The server over real sockets (in-memory broker): protocol v2, fan-out, limits, bad input."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ async def test_welcome_carries_socket_id_protocol_and_heartbeat(make_server: Mak
     server = make_server(options={"heartbeat": 7})
     first = await Client.open(server.url)
     second = await Client.open(server.url)
-    assert first.welcome["protocol"] == 1
+    assert first.welcome["protocol"] == 2
     assert first.welcome["heartbeat"] == 7
     assert first.welcome["server"].startswith("rtbridge/")
     assert first.socket_id != second.socket_id
@@ -37,26 +37,38 @@ async def test_welcome_carries_socket_id_protocol_and_heartbeat(make_server: Mak
 async def test_subscribe_ack_message_and_unsubscribe(server: Server) -> None:
     client = await Client.open(server.url)
     ack = await client.request("subscribe", channel="todo.todoitem;todo_list_id=1")
-    assert ack == {"op": "ack", "id": 1, "channel": "todo.todoitem;todo_list_id=1", "seq": 0}
+    epoch = ack["epoch"]
+    assert ack == {
+        "op": "ack",
+        "id": 1,
+        "channel": "todo.todoitem;todo_list_id=1",
+        "offset": 0,
+        "epoch": epoch,
+        "seq": 0,
+    }
     server.publish(Message("todo.todoitem;todo_list_id=1", "created", {"id": 5, "t": "é"}))
     assert await client.messages(1) == [
         {
             "op": "message",
             "channel": "todo.todoitem;todo_list_id=1",
             "event": "created",
+            "offset": 1,
+            "epoch": epoch,
             "seq": 1,
             "data": {"id": 5, "t": "é"},
         }
     ]
-    # Subscribing again is acknowledged with the current seq and does not double delivery.
+    # Subscribing again is acknowledged with the current offset and does not double delivery.
     again = await client.request("subscribe", channel="todo.todoitem;todo_list_id=1")
-    assert again["seq"] == 1
+    assert (again["offset"], again["epoch"]) == (1, epoch)
+    assert "recovered" not in again  # only a subscribe with since asks to recover
     server.publish(Message("todo.todoitem;todo_list_id=1", "updated", 2))
+    # Published before anyone listens to "other": it still takes offset 1 there.
     server.publish(Message("other", "marker", 3))
-    await client.subscribe("other")
+    assert (await client.subscribe("other"))["offset"] == 1
     server.publish(Message("other", "marker", 4))
     frames = [await client.recv_op("message"), await client.recv_op("message")]
-    assert [(f["event"], f["seq"]) for f in frames] == [("updated", 2), ("marker", 1)]
+    assert [(f["event"], f["offset"]) for f in frames] == [("updated", 2), ("marker", 2)]
     assert await client.request("unsubscribe", channel="todo.todoitem;todo_list_id=1") == {
         "op": "ack",
         "id": 4,

@@ -43,7 +43,8 @@ async def open_connections(
         transport = RecordingTransport()
         connection = server.connect(transport, "127.0.0.1", None)
         for channel in channels:
-            await connection._enter(channel)
+            await connection._enter(channel, None)
+            server.hub.activate(connection, channel)
         opened.append((connection, transport))
     await flushed(opened)  # the welcomes go out, in slices
     return opened
@@ -81,11 +82,11 @@ async def test_a_large_fan_out_is_handed_over_in_slices_and_keeps_every_order(
 ) -> None:
     monkeypatch.setattr(spread, "SPREAD_SLICE_SECONDS", 0.0)  # one clock check per slice
     server = Server(port=0)
+    await server.broker.start(server.hub)
     inline = spread.SPREAD_INLINE
     opened = await open_connections(server, inline + 700, ("big", "small"))
-    hub = server.hub
-    payload = b'{"n":1}'
-    hub.deliver("big", "tick", payload, None)
+    publish = server.broker.publish
+    publish(Message("big", "tick", {"n": 1}))
     # Only the first slice has the frame queued; every other connection holds its place.
     queued = sum(1 for connection, _ in opened if connection.pending)
     assert queued == inline
@@ -94,10 +95,10 @@ async def test_a_large_fan_out_is_handed_over_in_slices_and_keeps_every_order(
     # Meanwhile: the next message on the same channel, one on another channel, an ack to a
     # connection the fan-out has not reached, and a sender's own change (skip frame).
     late_connection = held[-1]
-    hub.deliver("big", "tick", b'{"n":2}', None)
-    hub.deliver("small", "tick", payload, None)
-    late_connection.send(ack_frame(7, "big", 2))
-    hub.deliver("big", "tick", b'{"n":3}', late_connection.socket_id)
+    publish(Message("big", "tick", {"n": 2}))
+    publish(Message("small", "tick", {"n": 1}))
+    late_connection.send(ack_frame(7, "big"))
+    publish(Message("big", "tick", {"n": 3}, exclude=late_connection.socket_id))
     assert await settle(server, opened) > 1  # the fan-outs took several callbacks
     for connection, transport in opened:
         messages = [(op, seq) for op, seq in ops(transport, "big") if op != "ack"]
@@ -123,13 +124,12 @@ async def test_a_large_fan_out_is_handed_over_in_slices_and_keeps_every_order(
 
 async def test_a_held_place_counts_toward_the_outbound_limit() -> None:
     server = Server(port=0, options={"max_buffer_bytes": 4096})
+    await server.broker.start(server.hub)
     opened = await open_connections(server, spread.SPREAD_INLINE + 5, ("big",))
-    hub = server.hub
-    frame_data = b'{"x":"' + b"y" * 1500 + b'"}'
     # Three large frames do not fit in 4 KiB: the last connections (still waiting for the
     # first) are closed as slow consumers when the third place is held, as a queued frame would.
     for _ in range(3):
-        hub.deliver("big", "tick", frame_data, None)
+        server.broker.publish(Message("big", "tick", {"x": "y" * 1500}))
     await settle(server, opened)
     closed = [transport for connection, transport in opened if connection.closed]
     assert closed

@@ -1,4 +1,4 @@
-"""Guard: the Tornado internals ``rtbridge.server.transport.DirectTransport`` uses still work.
+"""Guard: the Tornado internals ``rtbridge.server.transport`` uses still work.
 
 If a Tornado release renames or changes one, these tests fail and name it; until
 ``DirectTransport`` is adapted (or ``tornado`` pinned below that release in pyproject.toml),
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import inspect
 import socket
 from collections.abc import AsyncIterator
 from typing import Any
@@ -18,17 +19,21 @@ import tornado
 import tornado.httpserver
 import tornado.iostream
 import tornado.netutil
+import tornado.util
 import tornado.web
 import tornado.websocket
 
 from rtbridge.server.protocol import websocket_text_frame
 from rtbridge.server.transport import (
     PROTOCOL_INTERNALS,
+    PROTOCOL_READ_INTERNALS,
     STREAM_INTERNALS,
     DirectTransport,
     MessageTransport,
     ShortQueue,
+    StrictProtocol,
     direct_path_refusal,
+    strict_protocol,
     transport_for,
 )
 from tests.server.helpers import eventually
@@ -232,3 +237,79 @@ async def test_slim_queues_replace_the_stream_deques_and_keep_writes_working(
     handler.close(1000, "bye")
     await eventually(lambda: stream.closed())
     sock.close()
+
+
+# Reading frames: StrictProtocol ------------------------------------------------------------
+
+STRICT = "rtbridge.server.transport.StrictProtocol relies on it"
+
+
+def test_tornado_still_reads_frames_through_the_methods_strict_protocol_overrides() -> None:
+    # StrictProtocol replaces _receive_frame and routes text through its own _handle_text;
+    # if Tornado stopped calling these, bad frames would be handled by Tornado again.
+    loop_source = inspect.getsource(tornado.websocket.WebSocketProtocol13._receive_frame_loop)
+    assert "self._receive_frame()" in loop_source, (
+        f"Tornado {tornado.version}: _receive_frame_loop no longer calls _receive_frame; {STRICT}"
+    )
+    frame_source = inspect.getsource(tornado.websocket.WebSocketProtocol13._receive_frame)
+    for name in (
+        "self._read_bytes(",
+        "self._handle_message(",
+        "self._fragmented_message_buffer",
+        "self._fragmented_message_opcode",
+        "self._frame_compressed",
+        "self._decompressor",
+        "self.params.max_message_size",
+        "_websocket_mask(",
+    ):
+        assert name in frame_source, (
+            f"Tornado {tornado.version}: _receive_frame no longer uses {name!r}; StrictProtocol "
+            f"copies Tornado 6.6's _receive_frame and must be compared with the new one"
+        )
+    message_source = inspect.getsource(tornado.websocket.WebSocketProtocol13._handle_message)
+    for name in ("_DecompressTooLargeError", "self._run_callback(self.handler.on_message"):
+        assert name in message_source, (
+            f"Tornado {tornado.version}: _handle_message no longer uses {name!r}; {STRICT}"
+        )
+    assert callable(tornado.util._websocket_mask)
+    assert issubclass(tornado.websocket._DecompressTooLargeError, Exception)
+
+
+class StrictProbe(Probe):
+    def get_websocket_protocol(self) -> tornado.websocket.WebSocketProtocol | None:
+        return strict_protocol(self, super().get_websocket_protocol())
+
+
+async def test_the_strict_protocol_replaces_tornados_and_has_what_it_reads() -> None:
+    opened: list[Probe] = []
+    app = tornado.web.Application([("/strict", StrictProbe, {"opened": opened})])
+    sockets = tornado.netutil.bind_sockets(0, "127.0.0.1")
+    http = tornado.httpserver.HTTPServer(app)
+    http.add_sockets(sockets)
+    try:
+        handler, sock = await _opened(sockets[0].getsockname()[1], opened, "/strict")
+        protocol = handler.ws_connection
+        assert isinstance(protocol, StrictProtocol), (
+            f"Tornado {tornado.version}: get_websocket_protocol() returned "
+            f"{type(protocol).__name__}; {STRICT}"
+        )
+        for name in PROTOCOL_READ_INTERNALS:
+            assert hasattr(protocol, name), (
+                f"Tornado {tornado.version}: WebSocketProtocol13 has no {name!r}; {STRICT}"
+            )
+        assert hasattr(protocol.stream.socket, "shutdown")
+        assert direct_path_refusal(handler) is None  # the direct writer accepts it too
+        sock.close()
+    finally:
+        http.stop()
+        await http.close_all_connections()
+
+
+def test_another_protocol_is_kept_and_named_once(caplog: pytest.LogCaptureFixture) -> None:
+    class Other:
+        pass
+
+    with caplog.at_level("WARNING", logger="rtbridge.server"):
+        other: Any = Other()
+        assert strict_protocol(Any, other) is other  # type: ignore[arg-type]
+    assert "Other" in caplog.text and "close frame" in caplog.text

@@ -35,6 +35,8 @@ for (const [logical, encoded] of config.channels) {
       data: value.data === undefined ? null : value.data,
       exclude: value.exclude ?? null,
       ts: value.ts,
+      // The position rtbridge's history store gave the message (absent with history off).
+      ...(value.offset !== undefined && { offset: value.offset, epoch: value.epoch }),
     });
   });
   let first = true;

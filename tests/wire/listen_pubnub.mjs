@@ -1,5 +1,8 @@
 // Receive with the pubnub JS SDK: node listen_pubnub.mjs '{"subscribeKey","origin","channels":[[logical, encoded]]}'
-// Prints {"ready":true,"socketId":<userId>} once connected, then one JSON line per message.
+// Optional: "legacy": true runs the SDK without its event engine (the subscription manager
+// that reports PNRequestMessageCountExceededCategory), "statuses": true prints {"status": category}.
+// Prints {"ready":true,"socketId":<userId>} once connected, then one JSON line per message
+// ({channel, event, data, exclude}, plus offset and epoch when the message has them).
 import { createRequire } from "node:module";
 
 const require = createRequire(import.meta.url);
@@ -16,6 +19,7 @@ const pubnub = new PubNub({
   origin: config.origin,
   ssl: false,
   logLevel: PubNub.LogLevel ? PubNub.LogLevel.None : undefined,
+  ...(config.legacy && { enableEventEngine: false }),
 });
 let ready = false;
 pubnub.addListener({
@@ -23,6 +27,8 @@ pubnub.addListener({
     if (!ready && status.category === "PNConnectedCategory") {
       ready = true;
       emit({ ready: true, socketId: userId });
+    } else if (config.statuses && ready) {
+      emit({ status: status.category });
     }
   },
   message(envelope) {
@@ -32,6 +38,8 @@ pubnub.addListener({
       event: body.event,
       data: body.data === undefined ? null : body.data,
       exclude: body.exclude ?? null,
+      // The position rtbridge's history store gave the message (absent with history off).
+      ...(body.offset !== undefined && { offset: body.offset, epoch: body.epoch }),
     });
   },
 });

@@ -55,6 +55,8 @@ class Page:
         self.seen: list[Line] = []
         self.errors: list[str] = []
         self.auth_answers: list[tuple[int, Any]] = []
+        #: Answers to the page's other calls to Django (the history endpoint), in order.
+        self.other_answers: list[tuple[int, Any]] = []
         #: The bodies of the page's auth requests (``socket_id``, ``channel_name``), oldest first.
         self.auth_requests: list[dict[str, Any]] = []
         argument = {"config": config}
@@ -87,15 +89,18 @@ class Page:
 
     def _answer(self, request: dict[str, Any]) -> None:
         body = request["body"]
-        self.auth_requests.append(body)
-        if self.forge is not None:
+        path = urlparse(request["url"]).path
+        # Only auth calls are forged and recorded as such; the client's other calls (the
+        # history endpoint, which fills holes and resumes) always reach Django.
+        is_auth = path.endswith("/auth")
+        if is_auth:
+            self.auth_requests.append(body)
+        if is_auth and self.forge is not None:
             status, answer = self.forge(body)
         else:
-            response = self.client.post(
-                urlparse(request["url"]).path, data=body, content_type="application/json"
-            )
+            response = self.client.post(path, data=body, content_type="application/json")
             status, answer = response.status_code, response.json()
-        self.auth_answers.append((status, answer))
+        (self.auth_answers if is_auth else self.other_answers).append((status, answer))
         self.send(id=request["id"], status=status, body=answer)
 
     def expect(self, key: str, timeout: float = 15.0, **match: Any) -> Line:

@@ -65,10 +65,11 @@ class Soketi:
             "SOKETI_DEFAULT_APP_ID": PUSHER_APP["app_id"],
             "SOKETI_DEFAULT_APP_KEY": PUSHER_APP["key"],
             "SOKETI_DEFAULT_APP_SECRET": PUSHER_APP["secret"],
-            # Pusher's own limits, so chunking and the size check meet a server that enforces them.
-            "SOKETI_DEFAULT_APP_MAX_EVENT_PAYLOAD_IN_KB": "10",
-            "SOKETI_DEFAULT_APP_MAX_EVENT_BATCH_SIZE": "10",
-            "SOKETI_DEFAULT_APP_MAX_EVENT_CHANNELS_AT_ONCE": "100",
+            # Pusher's own limits, so chunking and the size check meet a server that enforces them
+            # (soketi's names: dist/cli/cli.js; SOKETI_DEFAULT_APP_MAX_EVENT_* are not read).
+            "SOKETI_EVENT_MAX_SIZE_IN_KB": "10",
+            "SOKETI_EVENT_MAX_BATCH_SIZE": "10",
+            "SOKETI_EVENT_MAX_CHANNELS_AT_ONCE": "100",
             "SOKETI_SHUTDOWN_GRACE_PERIOD": "100",
             # Whispers: Pusher apps enable client events in their settings; soketi needs this.
             "SOKETI_DEFAULT_APP_ENABLE_CLIENT_MESSAGES": "true",

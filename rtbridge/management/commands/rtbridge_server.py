@@ -23,8 +23,8 @@ class Command(BaseCommand):
         add_arguments(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
-        configure_logging(int(options.get("verbosity", 1)))
         try:
+            configure_logging(int(options.get("verbosity", 1)), options.get("log_format"))
             server = build_server(
                 backend_class=backend_class,
                 address=options["address"],

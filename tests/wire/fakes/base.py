@@ -27,6 +27,13 @@ class Fault:
     body: str = '{"error": "injected fault"}'
     #: Matching requests to let through before the fault starts.
     after: int = 0
+    #: A ``time.monotonic()`` deadline: match every request until then (``times`` ignored).
+    until: float | None = None
+
+    @classmethod
+    def for_seconds(cls, seconds: float, **options: Any) -> Fault:
+        """Return a fault that answers every matching request for the next ``seconds``."""
+        return cls(until=time.monotonic() + seconds, **options)
 
 
 @dataclass
@@ -107,10 +114,15 @@ class LoopbackServer:
 
     def take_fault(self, method: str, path: str) -> Fault | None:
         with self._lock:
-            for fault in self.faults:
+            for fault in list(self.faults):
                 if method in fault.methods and path.startswith(fault.path_prefix):
                     if fault.after > 0:
                         fault.after -= 1
+                        continue
+                    if fault.until is not None:
+                        if time.monotonic() < fault.until:
+                            return fault
+                        self.faults.remove(fault)
                         continue
                     fault.times -= 1
                     if fault.times <= 0:
@@ -149,6 +161,8 @@ class FakeHandler(tornado.web.RequestHandler):
         if fault.status is not None:
             self.set_status(fault.status)
             self.set_header("Content-Type", "application/json")
+            # Vendors answer errors with CORS headers too, so a browser SDK sees the status.
+            self.set_header("Access-Control-Allow-Origin", "*")
             self.finish(fault.body)
 
     def finish(self, chunk: str | bytes | dict[str, Any] | None = None) -> Any:

@@ -28,6 +28,12 @@ Known divergences: no write-rate or concurrent-connection limits, no ``.indexOn`
 no transactions or priorities; the exact error texts of the limits are the fake's own; rules
 are re-evaluated for live listens only when the socket authenticates again (the real database
 also re-evaluates when the data a rule reads changes: see docs/backends.md).
+
+Faults: :meth:`FakeFirebase.drop_sockets` closes every client socket (as a lost network does)
+and, with ``refuse_for``, closes the SDK's reconnects right after the hello for that long (as
+a database that is not ready); injected ``Fault``s whose ``path_prefix`` is ``/.ws`` do the
+same. Divergence: the real database never closes that early on purpose, and the SDK's long-
+polling fallback (``/.lp``) is not served.
 """
 
 from __future__ import annotations
@@ -43,7 +49,7 @@ from typing import Any
 import tornado.web
 import tornado.websocket
 
-from .base import FakeHandler, LoopbackServer
+from .base import FakeHandler, Fault, LoopbackServer
 from .rules import can_read, can_write
 
 _MIN = object()
@@ -242,10 +248,30 @@ class FakeFirebase(LoopbackServer):
     sign_ins: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     project_id: str = "demo-rtbridge"
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        #: The client sockets open now.
+        self.sockets: set[DatabaseSocket] = set()
+
     def reset(self) -> None:
         """Forget faults and rules set by a test."""
         self.faults.clear()
         self.rules = None
+
+    def drop_sockets(self, refuse_for: float = 0.0) -> int:
+        """Close every client socket; refuse new ones for ``refuse_for`` seconds. Return how many."""
+        if refuse_for:
+            self.inject(
+                Fault.for_seconds(refuse_for, status=503, methods=("GET",), path_prefix="/.ws")
+            )
+
+        async def close() -> int:
+            sockets = list(self.sockets)
+            for socket in sockets:
+                socket.close(1001, "dropped by the test")
+            return len(sockets)
+
+        return int(self.call(close))
 
     def make_app(self) -> tornado.web.Application:
         options = {"server": self}
@@ -399,9 +425,16 @@ class DatabaseSocket(tornado.websocket.WebSocketHandler):
         return True
 
     def open(self, *args: Any, **kwargs: Any) -> None:
+        self.server.sockets.add(self)
         self.ns = self.get_query_argument("ns", self.server.namespace)
         hello = {"ts": int(time.time() * 1000), "v": "5", "h": self.server.host, "s": "fake"}
         self._send({"t": "c", "d": {"t": "h", "d": hello}})
+        # Only faults aimed at the socket: REST faults (path "/") must not be used up here.
+        aimed = any(f.path_prefix.startswith("/.ws") for f in self.server.faults)
+        if aimed and self.server.take_fault("GET", "/.ws") is not None:
+            # Hello, then gone: refusing the upgrade instead would make the SDK remember a
+            # "websocket failure" and fall back to long polling, which the fake lacks.
+            self.close(1011, "unavailable (injected fault)")
 
     def on_message(self, message: str | bytes) -> None:
         text = message.decode() if isinstance(message, bytes) else message
@@ -548,6 +581,7 @@ class DatabaseSocket(tornado.websocket.WebSocketHandler):
             sent.add_done_callback(lambda done: done.exception())
 
     def on_close(self) -> None:
+        self.server.sockets.discard(self)
         self.server.listens[:] = [x for x in self.server.listens if x.socket is not self]
         # The server runs what the client registered, in order, once it is gone.
         for action, path, value in self.on_disconnect:

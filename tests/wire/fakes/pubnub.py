@@ -25,6 +25,23 @@ grant and revoke. Rules enforced, as the real service does them:
   for ``presence_timeout`` seconds after), ``join``/``leave``/``timeout``/``state-change``
   events on ``<channel>-pnpres``, ``here_now`` (with uuids and state) and ``set_state``.
 
+* Subscribe message cap: one subscribe response carries at most ``message_queue_limit``
+  messages (PubNub's default 100, configurable per keyset; over all channels of a multiplexed
+  subscribe). When more were published since the client's timetoken, only the newest 100 are
+  sent and the older ones are lost, as with PubNub's server-side channel queue ("A slow
+  subscribe rate may cause messages to overflow the server side channel message queue ...
+  defaults to 100 messages", PubNub docs, API limits). PubNub does not flag the overflow in
+  the response: the JS SDK infers it by counting. Its legacy subscription manager emits
+  ``PNRequestMessageCountExceededCategory`` when a response holds
+  ``requestMessageCountThreshold`` (default 100) messages or more
+  (``lib/core/components/subscription-manager.js`` in pubnub 12.0.3); the event engine, on by
+  default since pubnub 8, does not check it at all, so a page must count for itself. The
+  condition the fake sets is exactly that: a response of 100 messages. ``coalesce`` holds a
+  woken long-poll that long, so a burst lands in one response.
+* Outages: :meth:`FakePubNub.refuse` answers a status (503 by default, or PubNub's 403) to
+  every subscribe for some seconds, the long-polls already waiting included, as when the
+  service or the network fails under an open connection.
+
 Known divergences: long-polls end after ``long_poll`` seconds (PubNub: 280 s); no message
 storage/history, channel groups, wildcard subscribes, signals, ``fire`` or filter expressions;
 no rate limits; tokens' ``ttl`` is checked against the fake's clock and ``expire_tokens()``;
@@ -48,11 +65,13 @@ from urllib.parse import parse_qsl, quote, unquote
 import cbor2
 import tornado.web
 
-from .base import FakeHandler, LoopbackServer
+from .base import FakeHandler, Fault, LoopbackServer
 
 READ, WRITE = 1, 2
 
 MAX_MESSAGE_BYTES = 32768
+#: Messages one subscribe response carries at most (PubNub's default queue limit per keyset).
+MESSAGE_QUEUE_LIMIT = 100
 
 
 @dataclass
@@ -74,6 +93,13 @@ class FakePubNub(LoopbackServer):
     secret_key: str | None = None
     #: Seconds an occupant stays after its last request (PubNub: the client's heartbeat value).
     presence_timeout: float = 300.0
+    #: Messages per subscribe response; older ones beyond it are dropped (see the docstring).
+    message_queue_limit: int = MESSAGE_QUEUE_LIMIT
+    #: Messages dropped by that cap, per subscriber uuid (for tests).
+    overflowed: dict[str, int] = field(default_factory=dict)
+    #: Seconds a woken long-poll waits before it answers, so a burst lands in one response
+    #: (PubNub's edge sends what its queue holds; 0 answers at the first message).
+    coalesce: float = 0.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -96,6 +122,9 @@ class FakePubNub(LoopbackServer):
         self.publish_key, self.subscribe_key = "demo-pub", "demo-sub"
         self.secret_key = None
         self.presence_timeout = 300.0
+        self.message_queue_limit = MESSAGE_QUEUE_LIMIT
+        self.overflowed.clear()
+        self.coalesce = 0.0
         self.occupants.clear()
         self.revoked.clear()
 
@@ -271,6 +300,23 @@ class FakePubNub(LoopbackServer):
             ]
         )
 
+    def refuse(self, seconds: float, status: int = 503, path_prefix: str = "/v2/subscribe") -> None:
+        """Answer ``status`` to every request under ``path_prefix`` for ``seconds``, the open
+        long-polls included (an outage, or with 403 a refusal, reaches the waiting ones too)."""
+        body = json.dumps({"status": status, "error": True, "message": "injected outage"})
+        self.inject(
+            Fault.for_seconds(
+                seconds, status=status, methods=("GET",), path_prefix=path_prefix, body=body
+            )
+        )
+
+        async def wake() -> None:
+            for _, waiter in self._waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+        self.call(wake)
+
     def deliver(self, channel: str, message: Any, publisher: str) -> int:
         timetoken = self.timetoken()
         self.messages.append(Published(timetoken, channel, message, publisher))
@@ -434,12 +480,21 @@ class SubscribeHandler(PubNubHandler):
             self.closed = asyncio.get_running_loop().create_future()
             try:
                 await server.wait(channels, server.long_poll, self.closed)
+                if server.coalesce and not self.closed.done():
+                    await asyncio.wait([self.closed], timeout=server.coalesce)
             finally:
                 self.stop_polling()
+            if self.refused_now():
+                return
             found = server.since(channels, since)
         if self.request.connection is None or self._finished or self.closed_early:
             return
         latest = max([since] + [m.timetoken for m in found])
+        if len(found) > server.message_queue_limit:
+            # The queue kept the newest ones; the cursor still moves past all of them.
+            dropped = len(found) - server.message_queue_limit
+            server.overflowed[uuid] = server.overflowed.get(uuid, 0) + dropped
+            found = found[dropped:]
         self.reply(
             {
                 "t": {"t": str(latest), "r": 1},
@@ -461,6 +516,20 @@ class SubscribeHandler(PubNubHandler):
     polling: list[dict[str, Any] | None] = []
     closed: asyncio.Future[None] | None = None
     closed_early = False
+
+    def refused_now(self) -> bool:
+        """Answer an outage that began while this long-poll waited (see ``FakePubNub.refuse``)."""
+        now = time.monotonic()
+        for fault in self.server.faults:
+            active = fault.until is not None and fault.until > now and fault.status is not None
+            if active and self.request.path.startswith(fault.path_prefix):
+                assert fault.status is not None
+                self.set_status(fault.status)
+                self.set_header("Content-Type", "application/json")
+                self.set_header("Access-Control-Allow-Origin", "*")
+                self.finish(fault.body)
+                return True
+        return False
 
     def stop_polling(self) -> None:
         for entry in self.polling:

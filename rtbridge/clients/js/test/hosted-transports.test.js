@@ -137,6 +137,33 @@ test("pubnub: config, encoded channels, messages, exclude, reconnect and access 
   assert.equal(pubnub.listeners.length, 0);
 });
 
+test("pubnub: a refusal of channels that worked is an outage: not connected, restarted by subscribing again", async () => {
+  const rt = connect({ backend: "pubnub", subscribeKey: "k", userId: "me", PubNub: FakePubNub, reconnect: { initialDelay: 10, maxDelay: 10 } });
+  await rt.ready();
+  const pubnub = FakePubNub.last;
+  const states = [];
+  rt.onState((state) => states.push(state));
+  const resubscribed = [];
+  rt.onResubscribed((name) => resubscribed.push(name));
+  const sub = rt.subscribe("todo.todoitem", () => {});
+  await tick();
+  pubnub.status({ category: "PNConnectedCategory", affectedChannels: ["todo~todoitem"] });
+  await sub.ready;
+  // The service refuses the running subscription (a 403 for every channel of the page).
+  pubnub.status({ category: "PNAccessDeniedCategory", error: true, errorData: { payload: { channels: ["todo~todoitem"] } } });
+  assert.equal(rt.state, "reconnecting", "a refused page is not connected");
+  assert.deepEqual(pubnub.unsubscribed, [], "a channel that worked is kept for the retry");
+  // The retry subscribes again (so the SDK announces the next success as PNConnectedCategory).
+  await until(() => pubnub.subscribeCalls.length === 2);
+  assert.deepEqual(pubnub.subscribeCalls[1], { channels: ["todo~todoitem"] });
+  pubnub.status({ category: "PNConnectedCategory", affectedChannels: ["todo~todoitem"], subscribedChannels: ["todo~todoitem"] });
+  await tick();
+  assert.equal(rt.state, "connected");
+  assert.deepEqual(states, ["connected", "reconnecting", "connected"], "onState reports the current state first");
+  assert.deepEqual(resubscribed, ["todo.todoitem"], "the channel resumes (history) after the outage");
+  rt.disconnect();
+});
+
 test("pubnub: a missing SDK says how to supply it", () => {
   assert.throws(() => connect({ backend: "pubnub", subscribeKey: "k" }), /needs the PubNub SDK.*import PubNub from "pubnub"; connect\(\{\.\.\., PubNub\}\)/);
 });

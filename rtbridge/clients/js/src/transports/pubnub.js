@@ -131,8 +131,13 @@ export function pubnub(config, hooks) {
       if (category === "PNAccessDeniedCategory" || status.error === "PNAccessDeniedCategory") {
         // PubNub's 403 names the refused channels (errorData.payload.channels); else all of them.
         const names = status.errorData?.payload?.channels ?? status.affectedChannels ?? [...channels.keys()];
+        // Channels that worked until now are refused too: the SDK's loop has stopped, so the page
+        // is not connected (it misses what is published) until a subscribe succeeds again.
+        const working = names.some((name) => channels.get(name.replace(/-pnpres$/, ""))?.done);
         renew(names);
-        return settle(names, status.errorData?.message ?? "access denied (Access Manager)");
+        settle(names, status.errorData?.message ?? "access denied (Access Manager)");
+        if (working) down();
+        return;
       }
       if (category === "PNRequestMessageCountExceededCategory") {
         // One response held more than the SDK's threshold: PubNub may have dropped the rest.
@@ -141,7 +146,8 @@ export function pubnub(config, hooks) {
       }
       if (UP.includes(category)) {
         const names = status.subscribedChannels ?? status.affectedChannels ?? [];
-        const again = category === "PNReconnectedCategory";
+        // Back from an outage or a refusal (down()): subscribed channels announce their presence again.
+        const again = category === "PNReconnectedCategory" || !online;
         for (const entry of channels.values()) {
           if (entry.me && (again ? entry.done : !entry.done && names.includes(encodeForPubnub(entry.logical)))) presence.announce(entry);
         }
@@ -161,9 +167,27 @@ export function pubnub(config, hooks) {
   function down() {
     online = false;
     hooks.state("reconnecting");
-    // After a refusal, or once its own retries are spent, the SDK's loop waits for reconnect().
+    // After a refusal, or once its own retries are spent, the SDK's loop waits to be restarted.
     clearTimeout(retryTimer);
-    retryTimer = setTimeout(() => client?.reconnect?.(), backoffDelay(attempt++, config.reconnect || {}) + 1000);
+    retryTimer = setTimeout(restart, backoffDelay(attempt++, config.reconnect || {}) + 1000);
+  }
+
+  /**
+   * Restart the subscribe loop by subscribing to the page's channels again (public API): unlike
+   * reconnect(), the SDK then reports PNConnectedCategory when PubNub answers, which is how the
+   * page learns it is connected again (and resumes every channel from history).
+   */
+  function restart() {
+    if (stopped || !client) return;
+    const plain = [];
+    const withPresence = [];
+    for (const [name, entry] of channels) if (entry.done) (entry.me ? withPresence : plain).push(name);
+    if (plain.length) client.subscribe({ channels: plain });
+    if (withPresence.length) client.subscribe({ channels: withPresence, withPresence: true });
+    if (!plain.length && !withPresence.length) {
+      online = true;
+      hooks.open(socketId);
+    }
   }
 
   return {
