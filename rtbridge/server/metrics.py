@@ -17,11 +17,16 @@ from typing import Any, Protocol
 import tornado.web
 from django.core.exceptions import ImproperlyConfigured
 
-from .stats import NodeStats
+from .stats import LOOP_LAG_BOUNDS, NodeStats
 
 try:
     import prometheus_client
-    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+    from prometheus_client.core import (
+        CounterMetricFamily,
+        GaugeMetricFamily,
+        HistogramMetricFamily,
+        Metric,
+    )
 except ImportError:  # the `server` extra brings it; checked by NodeMetrics
     prometheus_client = None  # type: ignore[assignment]
 
@@ -102,6 +107,22 @@ class NodeCollector:
         yield GaugeMetricFamily(
             "rtbridge_ready", "1 when /readyz answers 200, else 0.", value=gauges["ready"]
         )
+        yield loop_lag_histogram(stats)
+
+
+def loop_lag_histogram(stats: NodeStats) -> Metric:
+    """Return the loop-lag probe's wake-ups as a Prometheus histogram (cumulative buckets)."""
+    buckets: list[tuple[str, float]] = []
+    total = 0
+    for bound, count in zip((*LOOP_LAG_BOUNDS, float("inf")), stats.loop_lag_buckets, strict=True):
+        total += count
+        buckets.append(("+Inf" if bound == float("inf") else repr(bound), total))
+    return HistogramMetricFamily(
+        "rtbridge_loop_lag_seconds",
+        "How late the loop-lag probe (due every 20 ms) ran: the longest callbacks of the loop.",
+        buckets=buckets,
+        sum_value=stats.loop_lag_sum,
+    )
 
 
 class DeliveryLatency:

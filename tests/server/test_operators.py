@@ -156,6 +156,24 @@ async def test_metrics_count_what_the_node_does(server: Server) -> None:
     await eventually(lambda: scrape(server)["rtbridge_connections_closed_total"] == 3)
 
 
+async def test_metrics_export_the_loop_lag_probe(server: Server) -> None:
+    loop = asyncio.get_running_loop()
+    # Hold the node's loop for 60 ms: the probe (due every 20 ms) wakes up 40 ms late or more.
+    server.call_soon(time.sleep, 0.06)
+    await eventually(lambda: server.stats.loop_lag_max >= 0.04)
+    status, _content_type, body = await loop.run_in_executor(
+        None, http_get, server.http_url + "/metrics"
+    )
+    assert status == 200
+    families = {family.name: family for family in text_string_to_metric_families(body)}
+    lag = families["rtbridge_loop_lag_seconds"]
+    buckets = {s.labels["le"]: s.value for s in lag.samples if s.name.endswith("_bucket")}
+    count = next(s.value for s in lag.samples if s.name.endswith("_count"))
+    assert buckets["+Inf"] == count >= 1
+    assert buckets["0.02"] < count  # the stall is above the 20 ms bound
+    assert next(s.value for s in lag.samples if s.name.endswith("_sum")) >= 0.04
+
+
 async def test_nodes_in_one_process_keep_their_own_metrics(make_server: MakeServer) -> None:
     first, second = make_server(), make_server()
     client = await Client.open(first.url)
