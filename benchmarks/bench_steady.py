@@ -516,7 +516,10 @@ def run_group(
             )
             print(json.dumps(rows[-1]), flush=True)
         if burst:
-            phase = publish_and_collect(system, load, BURST_MESSAGES, 0.0)
+            profile = None
+            if profile_dir is not None and isinstance(system, Rtbridge):
+                profile = profile_dir / f"{label}-{sockets}-burst.raw.txt"
+            phase = publish_and_collect(system, load, BURST_MESSAGES, 0.0, profile=profile)
             rows.append({"table": "burst", **base, **phase})
             print(json.dumps(rows[-1]), flush=True)
         if not rates:
