@@ -263,7 +263,7 @@ class PusherBackend(DispatchingBackend):
         rule decides as it stands now. Connections that were never signed in (anonymous pages,
         ``user_sign_in=False``) are not reached.
         """
-        _call_pusher(lambda: self.client.terminate_user_connections(str(user_id)))
+        _call_pusher(lambda: _terminate_user_connections(self.client, str(user_id)))
 
     def client_config(self) -> dict[str, Any]:
         """Return pusher-js options: the key and where to connect (never the secret)."""
@@ -286,6 +286,30 @@ class PusherBackend(DispatchingBackend):
             sessions, self._sessions = self._sessions, []
         for session in sessions:
             session.close()
+
+
+def _terminate_user_connections(client: Any, user_id: str) -> Any:
+    """POST the HTTP API's ``/apps/<app_id>/users/<user_id>/terminate_connections``.
+
+    pusher-http-python (3.3.x, the newest) builds this request without the ``/apps/<app_id>``
+    prefix its other requests carry (``/users/<id>/terminate_connections``), which Pusher's
+    HTTP API reference, the Node SDK and soketi do not serve (soketi answers 404). So the
+    request is built here with the SDK's own ``Request`` (signing, body MD5) on the path the
+    API documents, and sent through the SDK's HTTP backend, like every other call.
+    ``tests/backends/test_pusher.py`` checks the SDK's path, so an SDK that fixes it is noticed.
+    """
+    from pusher.http import POST, Request
+    from pusher.util import validate_user_id
+
+    validate_user_id(user_id)
+    pusher_client = getattr(client, "_pusher_client", client)
+    request = Request(
+        pusher_client,
+        POST,
+        f"/apps/{pusher_client.app_id}/users/{user_id}/terminate_connections",
+        {},
+    )
+    return pusher_client.http.send_request(request)
 
 
 _HINTS = {

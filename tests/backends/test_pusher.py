@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import time
+import urllib.parse
 from collections.abc import Iterator
 from typing import Any
 
@@ -372,3 +373,34 @@ def test_guard_sdk_http_adapters_come_from_our_backend_hook_and_close_releases_t
     assert any(len(pool) for pool in pools), "the SDK sent through a session it did not build"
     backend.close()
     assert not any(len(pool) for pool in pools), "close() left connections open"
+
+
+def test_guard_the_sdks_terminate_path_lacks_the_apps_prefix() -> None:
+    """Guard for pusher-http-python: its ``terminate_user_connections`` path is wrong.
+
+    It posts ``/users/<id>/terminate_connections``; Pusher's HTTP API (and soketi, and the Node
+    SDK) serve ``/apps/<app_id>/users/<id>/terminate_connections``, so ``PusherBackend.revoke``
+    builds that request itself (``_terminate_user_connections``). When this fails, the SDK has
+    fixed its path: call ``terminate_user_connections`` again and drop the workaround.
+    """
+    import pusher
+
+    client = pusher.Pusher(app_id="1", key="k", secret="s")
+    request = client._pusher_client.terminate_user_connections.make_request("ann")
+    assert request.path == "/users/ann/terminate_connections"
+    assert client._pusher_client.app_id == "1" and client._pusher_client.http is not None
+
+
+def test_revoke_posts_the_documented_path_signed(
+    fake_pusher_api: FakePusherAPI, make_backend: Any
+) -> None:
+    backend = make_backend(**_api_options(fake_pusher_api), mode="sync")
+    backend.revoke("ann", "private-room")
+    (request,) = fake_pusher_api.requests
+    assert request.method == "POST"
+    assert request.path == f"/apps/{PUSHER_APP['app_id']}/users/ann/terminate_connections"
+    assert {"auth_key", "auth_signature", "auth_timestamp", "body_md5"} <= set(
+        urllib.parse.parse_qs(request.query)
+    )
+    with pytest.raises(PublishError, match="User id is empty"):
+        backend.revoke("", "private-room")
