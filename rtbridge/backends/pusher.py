@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 import threading
@@ -84,6 +85,7 @@ class PusherBackend(DispatchingBackend):
         timeout: float = 5.0,
         ws_host: str | None = None,
         ws_port: int | None = None,
+        ca_bundle: str | None = None,
         **options: Any,
     ) -> None:
         super().__init__(**options)
@@ -106,6 +108,14 @@ class PusherBackend(DispatchingBackend):
             raise ImproperlyConfigured(
                 f"PusherBackend option timeout={timeout!r} is not valid; give seconds > 0."
             )
+        if ca_bundle is not None and not (isinstance(ca_bundle, str) and os.path.isfile(ca_bundle)):
+            raise ImproperlyConfigured(
+                f"PusherBackend option ca_bundle={ca_bundle!r} is not a file; give the path of a "
+                "PEM file of the CA certificates to trust for the Pusher API (e.g. your "
+                "company's TLS proxy CA), or leave it out for the SDK's bundled CAs."
+            )
+        #: PEM file of the CAs that verify the API's TLS certificate (None: the SDK's bundle).
+        self.ca_bundle = ca_bundle
         self.app_id = str(app_id)
         self.key = key
         self.secret = secret
@@ -153,6 +163,11 @@ class PusherBackend(DispatchingBackend):
         """
         requests_backend = import_sdk("pusher.requests", "pusher", backend=self.alias)
         adapter = requests_backend.RequestsBackend(client, **options)
+        if self.ca_bundle is not None and self.ssl:
+            # The adapter passes its ``options`` to every ``requests`` call and sets
+            # verify=<the SDK's own cacert.pem> there, which wins over REQUESTS_CA_BUNDLE; the
+            # configured bundle replaces it (guarded by tests/backends/test_pusher.py).
+            adapter.options["verify"] = self.ca_bundle
         self._sessions.append(adapter.session)
         return adapter
 

@@ -404,3 +404,87 @@ def test_revoke_posts_the_documented_path_signed(
     )
     with pytest.raises(PublishError, match="User id is empty"):
         backend.revoke("", "private-room")
+
+
+@pytest.fixture
+def test_ca(tmp_path: Any) -> dict[str, str]:
+    """A CA of the test's own and a certificate for 127.0.0.1 it signed (openssl)."""
+
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=tmp_path)
+
+    run(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=rtbridge test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    )
+    run(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    )
+    (tmp_path / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
+    run(
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        "ext.cnf",
+        "-out",
+        "server.pem",
+    )
+    return {name: str(tmp_path / f"{name}.pem") for name in ("ca", "server")} | {
+        "key": str(tmp_path / "server.key")
+    }
+
+
+def test_ca_bundle_verifies_the_api_with_the_given_cas(
+    test_ca: dict[str, str], make_backend: Any
+) -> None:
+    """The SDK pins its own cacert.pem (REQUESTS_CA_BUNDLE is ignored); ``ca_bundle`` wins."""
+    import ssl
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(test_ca["server"], test_ca["key"])
+    server = FakePusherAPI(ssl_context=context)
+    server.start()
+    try:
+        options = {**PUSHER_APP, "host": "127.0.0.1", "port": server.port, "ssl": True}
+        refused = make_backend(**options, mode="sync", max_attempts=1)
+        with pytest.raises(PublishError, match="CERTIFICATE_VERIFY_FAILED|certificate verify"):
+            refused.publish(Message("c", "e", 1))
+        trusted = make_backend(**options, mode="sync", ca_bundle=test_ca["ca"])
+        trusted.publish(Message("c", "e", 2))
+        assert [r.path for r in server.requests][-1] == f"/apps/{PUSHER_APP['app_id']}/batch_events"
+    finally:
+        server.stop()
+
+
+def test_ca_bundle_must_be_a_file() -> None:
+    with pytest.raises(ImproperlyConfigured, match=r"ca_bundle='/nope.pem' is not a file; give"):
+        PusherBackend(**PUSHER_APP, ca_bundle="/nope.pem")

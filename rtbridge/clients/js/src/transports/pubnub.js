@@ -169,7 +169,9 @@ export function pubnub(config, hooks) {
     hooks.state("reconnecting");
     // After a refusal, or once its own retries are spent, the SDK's loop waits to be restarted.
     clearTimeout(retryTimer);
-    retryTimer = setTimeout(restart, backoffDelay(attempt++, config.reconnect || {}) + 1000);
+    // At most ~6 s between tries by default (a subscribe is one cheap request, and PubNub's own
+    // reconnection manager polls every 3 s); `reconnect: {maxDelay}` changes it.
+    retryTimer = setTimeout(restart, backoffDelay(attempt++, { maxDelay: 5000, ...config.reconnect }) + 1000);
   }
 
   /**
