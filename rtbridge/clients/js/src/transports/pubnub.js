@@ -43,7 +43,7 @@ export function pubnub(config, hooks) {
   const PubNub = findSdk(
     config,
     "PubNub",
-    'Load the PubNub SDK (<script src="https://cdn.pubnub.com/sdk/javascript/pubnub.10.2.0.min.js">) before ' +
+    'Load the PubNub SDK (<script src="https://cdn.pubnub.com/sdk/javascript/pubnub.12.0.3.min.js">) before ' +
       'rtbridge, or pass it: import PubNub from "pubnub"; connect({..., PubNub}).',
   );
   const socketId = randomId(); // this page load's: messages it sent carry it as `exclude`

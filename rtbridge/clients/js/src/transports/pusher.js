@@ -35,7 +35,7 @@ export function pusher(config, hooks) {
   const Pusher = findSdk(
     config,
     "Pusher",
-    'Load pusher-js (<script src="https://js.pusher.com/8.4/pusher.min.js">) before rtbridge, ' +
+    'Load pusher-js (<script src="https://js.pusher.com/8.6.0/pusher.min.js">) before rtbridge, ' +
       'or pass it: import Pusher from "pusher-js"; connect({..., Pusher}).',
   );
   const channels = new Map(); // encoded name → {logical, channel, ready}
