@@ -12,7 +12,7 @@ from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 from django.db.migrations.loader import MigrationLoader
 
-from . import conf, routers
+from . import conf, redis_target, redis_wire, routers
 from .backends.loading import backend_class
 from .model_config import get_config, registered_models
 from .serializers import ModelSerializer
@@ -38,6 +38,13 @@ ERROR_IDS = {
     "E043": "a router overrides a verb without @rtbridge.verb",
     "E044": "a router's model or serializer is missing or invalid",
     "E050": "a migration imports swampdragon, which is not installed",
+    "E060": "RTBRIDGE_OPTIONS does not say where Redis is in a valid way (url/sentinel/cluster)",
+    "E061": "Redis Cluster: an atomic operation would touch keys in different hash slots",
+    "W061": "Redis Cluster: the prefix holds a hash tag, so every key lands in one slot",
+    # Deploy checks (manage.py check --deploy), which connect to Redis:
+    "E062": "Redis Cluster: a primary runs Redis < 7 (no sharded pub/sub)",
+    "E063": "Redis Sentinel: the sentinels cannot name a primary for service_name",
+    "E064": "Redis cannot be reached with RTBRIDGE_OPTIONS",
     # Registered by rtbridge.server.checks (imported without Tornado):
     "E020": "RTBRIDGE_SERVER has an invalid value",
     "E021": "RTBRIDGE_ALLOWED_ORIGINS is invalid",
@@ -164,6 +171,124 @@ def check_routers(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMe
             continue
         errors.extend(router_class.check())
     return _unique(errors)
+
+
+#: Channel names the cluster checks try: one of each kind, so every key builder is exercised.
+_SAMPLE_CHANNELS = (
+    "todo.todoitem",
+    "todo.todoitem.5",
+    "todo.todoitem;todo_list_id=1",
+    "private-todo.todolist.1",
+    "presence-todo.todolist.1",
+)
+
+
+def _redis_target() -> tuple[redis_target.RedisTarget | None, str, list[checks.CheckMessage]]:
+    """Return the Redis target and prefix of a ``redis`` backend (``None``: not one, or bad)."""
+    try:
+        backend_type = backend_class()
+        options = conf.backend_options()
+    except ImproperlyConfigured:
+        return None, "", []  # reported by check_backend
+    if backend_type.alias != "redis":
+        return None, "", []
+    try:
+        target = redis_target.from_options(options, "RTBRIDGE_OPTIONS")
+        prefix = redis_wire.check_prefix(
+            options.get("prefix", redis_wire.DEFAULT_PREFIX), "RTBRIDGE_OPTIONS['prefix']"
+        )
+    except ImproperlyConfigured as exc:
+        hint = "See docs/server.md, 'One Redis, Sentinel or Cluster', for the three shapes."
+        return None, "", [_error("E060", str(exc), hint)]
+    return target, prefix, []
+
+
+@checks.register("rtbridge")
+def check_redis(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Check where Redis is, and that every atomic operation fits Redis Cluster (no I/O)."""
+    target, prefix, errors = _redis_target()
+    if not isinstance(target, redis_target.ClusterRedis):
+        return errors
+    if "{" in prefix and "}" in prefix[prefix.index("{") :]:
+        errors.append(
+            checks.Warning(
+                f"RTBRIDGE_OPTIONS['prefix']={prefix!r} holds a hash tag: every rtbridge key "
+                "and channel lands in one slot, on one shard, so the cluster adds no capacity.",
+                hint="Use a prefix without '{...}' (rtbridge puts the channel's own tag in "
+                "each key).",
+                id="rtbridge.W061",
+            )
+        )
+        return errors
+    for channel in _SAMPLE_CHANNELS:
+        for operation, keys in redis_wire.multi_key_operations(prefix, channel).items():
+            slots = {key: redis_wire.key_slot(key) for key in keys}
+            if len(set(slots.values())) > 1:
+                listed = ", ".join(f"{key} (slot {slot})" for key, slot in slots.items())
+                errors.append(
+                    _error(
+                        "E061",
+                        f"With Redis Cluster, {operation} on {channel!r} would touch {listed}: "
+                        "Redis refuses a script or transaction across slots (CROSSSLOT).",
+                        "This rtbridge version keeps these keys in different slots; use one "
+                        "Redis or Sentinel (docs/server.md), or a version whose keys share the "
+                        "channel's hash tag.",
+                    )
+                )
+                return errors  # one is enough: the others have the same cause
+    return errors
+
+
+@checks.register("rtbridge", deploy=True)
+def check_redis_deploy(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Connect to Redis (``check --deploy`` only): Cluster primaries run Redis 7+, Sentinel
+    names a primary."""
+    target, _prefix, errors = _redis_target()
+    if target is None or errors:
+        return errors
+    try:
+        client = redis_target.sync_client(target, socket_timeout=3, socket_connect_timeout=3)
+    except redis_target.client_errors() as exc:
+        return [_error("E064", f"Cannot reach Redis ({target.describe()}): {exc}", _REACH)]
+    try:
+        if isinstance(target, redis_target.ClusterRedis):
+            for node in client.get_primaries():
+                version = client.info("server", target_nodes=node)["redis_version"]
+                if tuple(int(part) for part in version.split(".")[:2]) < (7, 0):
+                    errors.append(
+                        _error(
+                            "E062",
+                            f"Redis Cluster primary {node.name} runs Redis {version}; rtbridge "
+                            "uses sharded pub/sub (SPUBLISH/SSUBSCRIBE), which needs Redis 7.0+.",
+                            "Upgrade the cluster to Redis 7, or use one Redis or Sentinel.",
+                        )
+                    )
+        else:
+            client.ping()
+    except _no_primary_errors() as exc:
+        errors.append(
+            _error(
+                "E063",
+                f"The sentinels ({target.describe()}) name no primary: {exc}",
+                "Check service_name against 'sentinel monitor <name>' in sentinel.conf, and "
+                "the sentinels' addresses and sentinel_password.",
+            )
+        )
+    except redis_target.client_errors() as exc:
+        errors.append(_error("E064", f"Cannot reach Redis ({target.describe()}): {exc}", _REACH))
+    finally:
+        client.close()
+    return errors
+
+
+_REACH = "Check the addresses and passwords in RTBRIDGE_OPTIONS, and that Redis is running."
+
+
+def _no_primary_errors() -> tuple[type[BaseException], ...]:
+    """Return redis-py's "the sentinels name no primary" error classes."""
+    import redis.sentinel
+
+    return (redis.sentinel.MasterNotFoundError,)
 
 
 #: An import of SwampDragon in a migration (``import swampdragon.models``, ``from swampdragon...``).

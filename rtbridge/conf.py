@@ -80,6 +80,10 @@ REDIS_DEFAULTS: dict[str, Any] = {
     "socket_connect_timeout": 2.0,
 }
 
+# Keys of RTBRIDGE_REDIS that say where Redis is besides "url" (no default; validated by
+# rtbridge.redis_target.from_options, the same rules as the redis backend's options).
+REDIS_TARGET_KEYS = ("sentinel", "cluster", "failover_wait")
+
 # Keys of RTBRIDGE_HISTORY and their defaults (docs/settings.md explains each one).
 HISTORY_DEFAULTS: dict[str, Any] = {
     "enabled": True,
@@ -438,7 +442,10 @@ def redis_settings() -> dict[str, Any]:
     """Return ``RTBRIDGE_REDIS`` merged over ``REDIS_DEFAULTS``, validated.
 
     Read by the hosted backends' ``"redis"`` history store (the ``redis`` backend and the
-    server take their Redis from ``RTBRIDGE_OPTIONS``). Raises ``ImproperlyConfigured``
+    server take their Redis from ``RTBRIDGE_OPTIONS``). ``sentinel``, ``cluster`` and
+    ``failover_wait`` are passed through (the store checks them with
+    ``rtbridge.redis_target.from_options``; ``url`` is dropped when one of the first two is
+    given without it). Raises ``ImproperlyConfigured``
     naming an unknown key or a bad value.
     """
     configured = get_setting("RTBRIDGE_REDIS") if settings.configured else {}
@@ -448,14 +455,20 @@ def redis_settings() -> dict[str, Any]:
             f"{type(configured).__name__}."
         )
     merged = dict(REDIS_DEFAULTS)
+    known = (*REDIS_DEFAULTS, *REDIS_TARGET_KEYS)
     for key, value in configured.items():
-        if key not in REDIS_DEFAULTS:
+        if key not in known:
             raise ImproperlyConfigured(
-                f"RTBRIDGE_REDIS has unknown key {key!r}; known keys: {', '.join(REDIS_DEFAULTS)}."
+                f"RTBRIDGE_REDIS has unknown key {key!r}; known keys: {', '.join(known)}."
             )
         merged[key] = value
-    url, prefix = merged["url"], merged["prefix"]
-    if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
+    if "url" not in configured and ("sentinel" in configured or "cluster" in configured):
+        # The default URL is for one Redis; rtbridge.redis_target checks the one given.
+        del merged["url"]
+    url, prefix = merged.get("url"), merged["prefix"]
+    if "url" in merged and (
+        not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://"))
+    ):
         raise ImproperlyConfigured(
             f"RTBRIDGE_REDIS['url']={url!r} is not a Redis URL; give e.g. "
             f"{REDIS_DEFAULTS['url']!r}."

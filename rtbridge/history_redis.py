@@ -7,18 +7,11 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from . import conf
+from . import conf, redis_target
 from .exceptions import ImproperlyConfigured, PublishError
 from .history import HistoryStore, Position, Positions, Replay, new_epoch, replay_from
 from .messages import Message
-from .redis_wire import (
-    LUA_APPEND,
-    LUA_READ,
-    channel_append_arguments,
-    read_arguments,
-    read_result,
-    safe_url,
-)
+from .redis_wire import LUA_APPEND, LUA_READ, append_arguments, read_arguments, read_result
 
 __all__ = ["RedisHistoryStore"]
 
@@ -38,9 +31,11 @@ class RedisHistoryStore(HistoryStore):
 
     The scripts are the ``redis`` backend's (:data:`~rtbridge.redis_wire.LUA_APPEND` with its
     PUBLISH off, :data:`~rtbridge.redis_wire.LUA_READ`), so positions and history have one
-    layout and one set of rules on every backend. A batch is one round trip: a pipeline of
-    one script call per channel, each atomic (the counter, the capped stream and the expiry
-    of one channel), so offsets are contiguous whatever the number of Django processes. A Redis that
+    layout and one set of rules on every backend. Each script call is atomic for one channel
+    (the counter, the capped stream and the expiry), so offsets are contiguous whatever the
+    number of Django processes. On one Redis a batch is one round trip (a pipeline of one
+    call per channel); with ``sentinel`` or ``cluster`` each channel's call waits out a
+    failover on its own (``failover_wait``, :mod:`rtbridge.redis_target`). A Redis that
     restarts empty loses every position: the next publish starts a new epoch, and clients
     that resume answer ``recovered: false``.
     """
@@ -50,7 +45,8 @@ class RedisHistoryStore(HistoryStore):
     def __init__(self, settings: conf.HistorySettings) -> None:
         super().__init__(settings)
         options = conf.redis_settings()
-        self.url: str = options["url"]
+        #: Where Redis is: ``url``, ``sentinel`` or ``cluster`` of ``RTBRIDGE_REDIS``.
+        self.target: redis_target.RedisTarget = redis_target.from_options(options, "RTBRIDGE_REDIS")
         self.prefix: str = options["prefix"]
         self.socket_timeout: float = options["socket_timeout"]
         self.socket_connect_timeout: float = options["socket_connect_timeout"]
@@ -59,13 +55,19 @@ class RedisHistoryStore(HistoryStore):
         self._lock = threading.Lock()
 
     @property
+    def url(self) -> str | None:
+        """Return the URL of one Redis, or ``None`` with Sentinel or Cluster."""
+        return self.target.url if isinstance(self.target, redis_target.SingleRedis) else None
+
+    @property
     def client(self) -> Any:
-        """Return the pooled ``redis.Redis`` client, created on first use."""
+        """Return the pooled client (``redis.Redis`` or ``RedisCluster``), created on first use."""
         if self._client is None:
             with self._lock:
                 if self._client is None:
-                    client = _redis().Redis.from_url(
-                        self.url,
+                    _redis()
+                    client = redis_target.sync_client(
+                        self.target,
                         socket_timeout=self.socket_timeout,
                         socket_connect_timeout=self.socket_connect_timeout,
                     )
@@ -87,18 +89,38 @@ class RedisHistoryStore(HistoryStore):
         client = self.client
         assert self._scripts is not None
         append = self._scripts[0]
-        pipe = client.pipeline(transaction=False)
+        calls = []
         for name, indexes in per_channel.items():
-            keys, args = channel_append_arguments(
-                [messages[index] for index in indexes],
-                self.prefix,
-                name,
-                epoch=new_epoch(),
-                size=self.size,
-                ttl=self.ttl,
+            chosen = [messages[index] for index in indexes]
+            calls.append(
+                append_arguments(
+                    chosen,
+                    self.prefix,
+                    epoch=new_epoch(),
+                    size=self.size,
+                    ttl=self.ttl,
+                    publish=False,
+                    channels=[(name,)] * len(chosen),
+                )
             )
-            append(keys=keys, args=args, client=pipe)
-        results = self._run(pipe.execute, "assign positions")
+        if isinstance(self.target, redis_target.SingleRedis):
+            # One round trip for the batch (one Redis does not fail over: nothing to wait out).
+            pipe = client.pipeline(transaction=False)
+            for keys, args in calls:
+                append(keys=keys, args=args, client=pipe)
+            results = self._run(pipe.execute, "assign positions")
+        else:
+            # Sentinel and Cluster: one call per channel (one hash slot), each waited out on
+            # its own through a failover, tried again only when Redis provably did not run it.
+            results = [
+                self._run(
+                    lambda keys=keys, args=args: redis_target.call_with_failover_wait(
+                        self.target, lambda: append(keys=keys, args=args)
+                    ),
+                    "assign positions",
+                )
+                for keys, args in calls
+            ]
         positions: Positions = [{} for _ in messages]
         for (name, indexes), answer in zip(per_channel.items(), results, strict=True):
             for number, index in enumerate(indexes):
@@ -121,11 +143,17 @@ class RedisHistoryStore(HistoryStore):
         redis_exceptions = importlib.import_module("redis.exceptions")
         try:
             return request()
-        except redis_exceptions.RedisError as exc:
+        except redis_target.client_errors() as exc:
             raise PublishError(
-                f"The history store could not {what} in Redis at {safe_url(self.url)}: {exc}",
+                f"The history store could not {what} in Redis ({self.target.describe()}): {exc}",
                 retryable=isinstance(
-                    exc, (redis_exceptions.ConnectionError, redis_exceptions.TimeoutError)
+                    exc,
+                    (
+                        redis_exceptions.ConnectionError,
+                        redis_exceptions.TimeoutError,
+                        redis_exceptions.ClusterError,
+                        OSError,
+                    ),
                 ),
             ) from exc
 

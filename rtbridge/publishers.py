@@ -281,16 +281,25 @@ def _message(
     backend = get_backend()
     exclude = sender_socket_id() if config.exclude_sender else None
     try:
-        return Message(channels, event, data, exclude=exclude, max_bytes=backend.max_payload_bytes)
-    except PayloadTooLarge:
+        message = Message(
+            channels, event, data, exclude=exclude, max_bytes=backend.max_payload_bytes
+        )
+        # The transport's own rules too (e.g. PubNub counts the SDK's ASCII-escaped JSON):
+        # a change that passes the compact size but would be refused at send time is a
+        # refetch now, not a lost change later.
+        backend.check_message(message)
+        return message
+    except PayloadTooLarge as exc:
         # Too big for this transport: tell clients to reload the object instead of losing it.
         logger.info(
-            "rtbridge: %s %s of %s pk=%r is over %s bytes; publishing %r instead",
+            "rtbridge: %s %s of %s pk=%r is too large for the %s backend (%s); publishing %r "
+            "instead",
             config.model._meta.label,
             event,
             config.base,
             pk,
-            backend.max_payload_bytes,
+            getattr(backend, "alias", type(backend).__name__),
+            exc,
             EVENT_REFETCH,
         )
         return Message(channels, EVENT_REFETCH, {"id": pk, "event": event}, exclude=exclude)

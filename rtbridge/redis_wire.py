@@ -3,22 +3,29 @@
 Everything one side writes and the other reads lives here, so the two cannot drift apart
 (docs/server.md, "Redis message format" and "Presence in Redis"). With ``P`` the prefix:
 
-* ``P<channel>`` (pub/sub): message bodies with their position,
+* ``P{<channel>}`` (pub/sub): message bodies with their position,
   ``rtb2\\n<offset>\\n<epoch>\\n<event>\\n<exclude>\\n<payload>`` (written by
   :data:`LUA_APPEND`; other programs may still publish ``rtb1`` bodies without one), and
-  whisper bodies, ``rtw1\\n<event>\\n<sender>\\n<user id>\\n<data JSON>``.
-* ``P!node`` (pub/sub): control bodies, ``rtc1\\n<compact JSON>``: a revocation
-  ``{"t":"revoke","u","c","at"}`` or a presence change ``{"t":"presence","c","a","v","m"}``
-  (written by the server's Lua scripts with :data:`LUA_PUBLISH_PRESENCE`).
-* ``Prevoked:<channel>|<user id>`` (string): when the user lost access, as Unix time.
-* ``Ppresence:<channel>`` (hash) and ``Ppresence-nodes`` (sorted set): presence entries.
+  whisper bodies, ``rtw1\\n<event>\\n<sender>\\n<user id>\\n<data JSON>`` (``PUBLISH``,
+  or ``SPUBLISH`` on Redis Cluster).
+* ``P{<channel>}`` also carries control bodies, ``rtc1\\n<compact JSON>``, about that channel:
+  a revocation ``{"t":"revoke","u","c","at"}`` or a presence change
+  ``{"t":"presence","c","a","v","m"}`` (written by the server's Lua scripts with
+  :data:`LUA_PUBLISH_PRESENCE`), so they reach exactly the nodes with subscribers there.
+* ``P!node`` (pub/sub): keeps a node's pub/sub connection open while it needs no channel
+  (control bodies there are still read).
+* ``Prevoked:{<channel>}|<user id>`` (string): when the user lost access, as Unix time.
+* ``Ppresence:{<channel>}`` (hash) and ``Ppresence-nodes:{<channel>}`` (sorted set):
+  presence entries and the nodes alive on that channel.
 * ``Pposition:{<channel>}`` (hash ``epoch``, ``offset``) and ``Phistory:{<channel>}`` (stream of
   ``o`` offset, ``e`` event, ``x`` exclude, ``d`` data JSON): a channel's position and history,
   written by :data:`LUA_APPEND` (the ``redis`` backend: it also publishes) and read by
   :data:`LUA_READ` (the nodes); both expire ``ttl`` after the last publish. The hosted
-  backends' ``"redis"`` history store writes and reads the same keys with
-  :data:`LUA_APPEND_HISTORY` / :data:`LUA_READ_HISTORY` (no PUBLISH). The braces make
-  both keys of a channel one Redis Cluster slot.
+  backends' ``"redis"`` history store runs the same two scripts (``LUA_APPEND`` without
+  its PUBLISH).
+
+Every key of a channel carries ``{<channel>}``, its Redis Cluster hash tag, so the scripts
+and transactions of one channel touch one slot (:func:`multi_key_operations`).
 
 Imports no Redis client and nothing above the core, so both sides (and tests) can use it.
 """
@@ -26,6 +33,7 @@ Imports no Redis client and nothing above the core, so both sides (and tests) ca
 from __future__ import annotations
 
 import json
+from binascii import crc_hqx
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -52,7 +60,7 @@ __all__ = [
     "Whisper",
     "append_arguments",
     "append_result",
-    "channel_append_arguments",
+    "channel_from_key",
     "channel_key",
     "check_prefix",
     "check_url",
@@ -66,8 +74,12 @@ __all__ = [
     "encode_revocation",
     "encode_whisper",
     "entry_field",
+    "group_by_slot",
     "history_key",
+    "is_control",
     "is_whisper",
+    "key_slot",
+    "multi_key_operations",
     "position_key",
     "presence_key",
     "presence_nodes_key",
@@ -132,8 +144,20 @@ def safe_url(url: str) -> str:
 
 
 def channel_key(prefix: str, channel: str) -> bytes:
-    """Return the Redis pub/sub channel that carries logical ``channel``: ``<prefix><channel>``."""
-    return (prefix + channel).encode("utf-8")
+    """Return the Redis pub/sub channel that carries logical ``channel``: ``<prefix>{<channel>}``.
+
+    The braces make ``channel`` the Redis Cluster hash tag, as in every key of the channel,
+    so a script may publish on it (``SPUBLISH``) next to the channel's keys.
+    """
+    return f"{prefix}{{{channel}}}".encode()
+
+
+def channel_from_key(prefix: str, name: bytes) -> str:
+    """Return the logical channel :func:`channel_key` made ``name`` from; else ``ValueError``."""
+    head = f"{prefix}{{".encode()
+    if not (name.startswith(head) and name.endswith(b"}")):
+        raise ValueError(f"not an rtbridge channel of prefix {prefix!r}: {name[:80]!r}")
+    return name[len(head) : -1].decode("utf-8")
 
 
 def control_channel(prefix: str) -> str:
@@ -146,17 +170,18 @@ def control_channel(prefix: str) -> str:
 
 def revocation_key(prefix: str, user_id: str, channel: str) -> str:
     """Return the Redis key holding when ``user_id`` lost access to ``channel`` (Unix time)."""
-    return f"{prefix}revoked:{channel}|{user_id}"
+    return f"{prefix}revoked:{{{channel}}}|{user_id}"
 
 
 def presence_key(prefix: str, channel: str) -> str:
     """Return the Redis hash of ``channel``'s presence entries (and its ``#v`` version)."""
-    return f"{prefix}presence:{channel}"
+    return f"{prefix}presence:{{{channel}}}"
 
 
-def presence_nodes_key(prefix: str) -> str:
-    """Return the sorted set of live node ids, scored by when each stops counting as alive."""
-    return f"{prefix}presence-nodes"
+def presence_nodes_key(prefix: str, channel: str) -> str:
+    """Return the sorted set of the node ids alive on ``channel``, scored by when each stops
+    counting as alive (per channel, so a presence script never leaves the channel's slot)."""
+    return f"{prefix}presence-nodes:{{{channel}}}"
 
 
 def position_key(prefix: str, channel: str) -> str:
@@ -177,6 +202,71 @@ def entry_field(socket_id: str, member_id: str) -> str:
     scripts split fields exactly so.
     """
     return f"{socket_id}|{member_id}"
+
+
+#: Redis Cluster's number of hash slots.
+CLUSTER_SLOTS = 16384
+
+
+def key_slot(name: str | bytes) -> int:
+    """Return the Redis Cluster hash slot of a key or shard channel ``name``.
+
+    As Redis computes it: CRC16 of the hash tag (the text between the first ``{`` and the
+    next ``}``, when not empty) or of the whole name, modulo 16384.
+    """
+    raw = name.encode("utf-8") if isinstance(name, str) else name
+    start = raw.find(b"{")
+    if start >= 0:
+        end = raw.find(b"}", start + 1)
+        if end > start + 1:
+            raw = raw[start + 1 : end]
+    return crc_hqx(raw, 0) % CLUSTER_SLOTS
+
+
+def multi_key_operations(prefix: str, channel: str) -> dict[str, list[str]]:
+    """Return each atomic operation on ``channel`` and the keys it touches together.
+
+    Redis Cluster runs a script or a transaction only when all its keys are in one slot; the
+    system checks (``rtbridge.E061``) test these lists with :func:`key_slot`. Keep it next
+    to the key builders: a new multi-key script adds its entry here.
+    """
+    return {
+        "presence join/leave/sweep (rtbridge.server.presence)": [
+            presence_key(prefix, channel),
+            presence_nodes_key(prefix, channel),
+        ],
+        "revoke (RedisBackend.revoke)": [
+            revocation_key(prefix, "<user id>", channel),
+            channel_key(prefix, channel).decode(),  # the shard channel it publishes on
+        ],
+        "publish (LUA_APPEND)": [
+            position_key(prefix, channel),
+            history_key(prefix, channel),
+            channel_key(prefix, channel).decode(),
+        ],
+        "history read (LUA_READ)": [position_key(prefix, channel), history_key(prefix, channel)],
+    }
+
+
+def group_by_slot(
+    messages: Sequence[Message], prefix: str
+) -> list[tuple[list[int], list[tuple[str, ...]]]]:
+    """Split the channels of ``messages`` by Redis Cluster hash slot, keeping their order.
+
+    Returns, per slot (in order of first use): the indexes of the messages with a channel
+    there and, for each, its channels in that slot. A message to channels on several slots
+    appears in several groups, one script call each (none atomic across slots).
+    """
+    groups: dict[int, tuple[list[int], list[tuple[str, ...]]]] = {}
+    for index, message in enumerate(messages):
+        by_slot: dict[int, list[str]] = {}
+        for channel in message.channels:
+            by_slot.setdefault(key_slot(channel_key(prefix, channel)), []).append(channel)
+        for slot, channels in by_slot.items():
+            indexes, subsets = groups.setdefault(slot, ([], []))
+            indexes.append(index)
+            subsets.append(tuple(channels))
+    return list(groups.values())
 
 
 # Message bodies -------------------------------------------------------------------------------
@@ -250,13 +340,15 @@ def decode_message(body: bytes) -> Delivery:
 # Positions and history ------------------------------------------------------------------------
 
 #: Lua: give each message the next offset on each of its channels, keep it in the channel's
-#: history, and (when asked) PUBLISH it with its position, all in one atomic step.
+#: history, and (when asked) publish it with its position, all in one atomic step.
 #:
 #: ``KEYS``: for each channel of each message, in order, its position hash and its history
 #: stream. ``ARGV``: the epoch for positions created now, the history size (0: keep none),
-#: the ttl in milliseconds, ``1`` to PUBLISH or ``0``; then for each message its event, its
-#: exclude (or empty), its data JSON and its number of channels, followed, when publishing,
-#: by the pub/sub name of each. Returns ``offset, epoch`` for each channel of each message.
+#: the ttl in milliseconds, the publish command (``PUBLISH``, ``SPUBLISH`` on Redis Cluster,
+#: or empty: no publish); then for each message its event, its exclude (or empty), its data
+#: JSON and its number of channels, followed, when publishing, by the pub/sub name of each.
+#: Returns ``offset, epoch`` for each channel of each message. On Redis Cluster every key and
+#: pub/sub name of one call must be in one slot (:func:`group_by_slot`).
 #:
 #: A missing position hash (never published, expired after ``ttl`` without a publish, lost
 #: with Redis) gets the new epoch and drops any history left of the old one, so an offset is
@@ -265,7 +357,7 @@ def decode_message(body: bytes) -> Delivery:
 #: entries more than ``size``); :data:`LUA_READ` enforces both bounds exactly.
 LUA_APPEND = """
 local new_epoch, size, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local publish = ARGV[4] == '1'
+local publish = ARGV[4] ~= ''
 local answer, key, arg = {}, 1, 5
 while arg <= #ARGV do
   local event, exclude, data = ARGV[arg], ARGV[arg + 1], ARGV[arg + 2]
@@ -288,7 +380,7 @@ while arg <= #ARGV do
       redis.call('PEXPIRE', history, ttl)
     end
     if publish then
-      redis.call('PUBLISH', ARGV[arg], 'rtb2\\n' .. offset .. '\\n' .. epoch .. '\\n' ..
+      redis.call(ARGV[4], ARGV[arg], 'rtb2\\n' .. offset .. '\\n' .. epoch .. '\\n' ..
         event .. '\\n' .. exclude .. '\\n' .. data)
       arg = arg + 1
     end
@@ -357,28 +449,30 @@ def append_arguments(
     size: int,
     ttl: float,
     publish: bool = True,
+    sharded: bool = False,
+    channels: Sequence[Sequence[str]] | None = None,
 ) -> tuple[list[bytes], list[bytes]]:
     """Return ``(keys, args)`` of :data:`LUA_APPEND` for ``messages``, encoded.
 
     ``epoch`` is used only by channels whose position is created now (pass a fresh
-    ``history.new_epoch()``); ``size`` 0 keeps no history; ``ttl`` is in seconds. Everything
-    is bytes already, so the Redis client sends it without converting each argument.
+    ``history.new_epoch()``); ``size`` 0 keeps no history; ``ttl`` is in seconds.
+    ``sharded``: publish with ``SPUBLISH`` (Redis Cluster). ``channels``: for each message,
+    the channels of this call (one slot's, from :func:`group_by_slot`); all by default.
+    Everything is bytes already, so the Redis client sends it without converting each
+    argument.
     """
     keys: list[bytes] = []
-    args = [
-        epoch.encode("ascii"),
-        b"%d" % size,
-        b"%d" % _milliseconds(ttl),
-        b"1" if publish else b"0",
-    ]
-    for message in messages:
+    command = (b"SPUBLISH" if sharded else b"PUBLISH") if publish else b""
+    args = [epoch.encode("ascii"), b"%d" % size, b"%d" % _milliseconds(ttl), command]
+    for number, message in enumerate(messages):
+        names = message.channels if channels is None else channels[number]
         args += [
             message.event.encode("ascii"),
             (message.exclude or "").encode("ascii"),
             message.payload.encode("utf-8"),
-            b"%d" % len(message.channels),
+            b"%d" % len(names),
         ]
-        for channel in message.channels:
+        for channel in names:
             keys.append(position_key(prefix, channel).encode("utf-8"))
             keys.append(history_key(prefix, channel).encode("utf-8"))
             if publish:
@@ -386,46 +480,21 @@ def append_arguments(
     return keys, args
 
 
-def channel_append_arguments(
+def append_result(
     messages: Sequence[Message],
-    prefix: str,
-    channel: str,
-    *,
-    epoch: str,
-    size: int,
-    ttl: float,
-) -> tuple[list[bytes], list[bytes]]:
-    """Return ``(keys, args)`` of :data:`LUA_APPEND` for ``messages`` on ``channel`` only.
+    result: Sequence[Any],
+    channels: Sequence[Sequence[str]] | None = None,
+) -> Positions:
+    """Return the positions :data:`LUA_APPEND` answered: per message, channel → position.
 
-    For the hosted backends' history store: positions and history without a PUBLISH, one
-    channel per call (two keys of one hash slot, so it runs on Redis Cluster too). The answer
-    is ``offset, epoch`` per message, in order.
+    ``channels``: as given to :func:`append_arguments`.
     """
-    keys = [
-        position_key(prefix, channel).encode("utf-8"),
-        history_key(prefix, channel).encode("utf-8"),
-    ] * len(messages)
-    args = [epoch.encode("ascii"), b"%d" % size, b"%d" % _milliseconds(ttl), b"0"]
-    for message in messages:
-        args += [
-            message.event.encode("ascii"),
-            (message.exclude or "").encode("ascii"),
-            message.payload.encode("utf-8"),
-            b"1",
-        ]
-    return keys, args
-
-
-def append_result(messages: Sequence[Message], result: Sequence[Any]) -> Positions:
-    """Return the positions :data:`LUA_APPEND` answered: per message, channel → position."""
     positions: Positions = []
     values = iter(result)
-    for message in messages:
+    for number, message in enumerate(messages):
+        names = message.channels if channels is None else channels[number]
         positions.append(
-            {
-                channel: Position(int(next(values)), _text(next(values)))
-                for channel in message.channels
-            }
+            {channel: Position(int(next(values)), _text(next(values))) for channel in names}
         )
     return positions
 
@@ -515,6 +584,11 @@ def encode_whisper(event: str, data_json: bytes, user_id: str | None, sender: st
     )
 
 
+def is_control(body: bytes) -> bool:
+    """Return whether ``body`` is a control body (presence change, revocation)."""
+    return body.startswith(_CONTROL_HEAD)
+
+
 def is_whisper(body: bytes) -> bool:
     """Return whether ``body`` (read on a channel's Redis channel) is a whisper, not a message."""
     return body.startswith(_WHISPER_HEAD)
@@ -588,11 +662,12 @@ def decode_control(body: bytes) -> Revocation | PresenceChange | None:
     return None
 
 
-#: Lua (for the server's presence scripts) that publishes a presence change as a control body:
-#: ``publish_presence(control channel, channel, action, version, member JSON)``.
+#: Lua (for the server's presence scripts) that publishes a presence change as a control body
+#: on the channel's own pub/sub channel: ``publish_presence(command, target, channel, action,
+#: version, member JSON)``, ``command`` being ``PUBLISH`` or (Redis Cluster) ``SPUBLISH``.
 LUA_PUBLISH_PRESENCE = (
-    "local function publish_presence(control, channel, action, version, member_json)\n"
-    f"  redis.call('PUBLISH', control, {json.dumps(_CONTROL_HEAD.decode('ascii'))} ..\n"
+    "local function publish_presence(command, target, channel, action, version, member_json)\n"
+    f"  redis.call(command, target, {json.dumps(_CONTROL_HEAD.decode('ascii'))} ..\n"
     """    '{"t":"presence","c":' .. cjson.encode(channel) .. ',"a":"' .. action ..
     '","v":' .. string.format('%d', version) .. ',"m":' .. member_json .. '}')
 end

@@ -6,7 +6,15 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.services import IN_CI, RedisServer, start_redis
+from tests.services import (
+    IN_CI,
+    RedisClusterNodes,
+    RedisSentinelSet,
+    RedisServer,
+    start_redis,
+    start_redis_cluster,
+    start_redis_sentinel,
+)
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -43,3 +51,37 @@ def fresh_redis() -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_nodes() -> Iterator[RedisClusterNodes]:
+    """A 3-primary/3-replica Redis Cluster for the whole session (started on first use)."""
+    cluster = start_redis_cluster()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def redis_cluster(redis_cluster_nodes: RedisClusterNodes) -> RedisClusterNodes:
+    """The session's Redis Cluster, whole again (every node up) before the test starts."""
+    redis_cluster_nodes.repair()
+    return redis_cluster_nodes
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel_set() -> Iterator[RedisSentinelSet]:
+    """A primary, a replica and 3 sentinels for the whole session (started on first use)."""
+    sentinel_set = start_redis_sentinel()
+    try:
+        yield sentinel_set
+    finally:
+        sentinel_set.stop()
+
+
+@pytest.fixture
+def redis_sentinel(redis_sentinel_set: RedisSentinelSet) -> RedisSentinelSet:
+    """The session's Sentinel set, healthy (both data nodes up and in sync) before the test."""
+    redis_sentinel_set.repair()
+    return redis_sentinel_set

@@ -33,19 +33,26 @@ def test_keys_and_channels_are_the_documented_ones() -> None:
     # docs/server.md, "Redis message format" and "Presence in Redis".
     prefix = "rtbridge:"
     assert redis_wire.channel_key(prefix, "todo.todoitem;todo_list_id=1") == (
-        b"rtbridge:todo.todoitem;todo_list_id=1"
+        b"rtbridge:{todo.todoitem;todo_list_id=1}"
     )
     assert redis_wire.control_channel(prefix) == "rtbridge:!node"
-    assert redis_wire.revocation_key(prefix, "7", "private-a") == "rtbridge:revoked:private-a|7"
-    assert redis_wire.presence_key(prefix, "presence-x.1") == "rtbridge:presence:presence-x.1"
-    assert redis_wire.presence_nodes_key(prefix) == "rtbridge:presence-nodes"
+    # Every key of a channel carries the channel as its Redis Cluster hash tag.
+    assert redis_wire.revocation_key(prefix, "7", "private-a") == "rtbridge:revoked:{private-a}|7"
+    assert redis_wire.presence_key(prefix, "presence-x.1") == "rtbridge:presence:{presence-x.1}"
+    assert redis_wire.presence_nodes_key(prefix, "presence-x.1") == (
+        "rtbridge:presence-nodes:{presence-x.1}"
+    )
     assert redis_wire.entry_field("ab12.3", "7") == "ab12.3|7"
 
 
 def test_a_message_body_round_trips_one_pair_per_channel() -> None:
     message = Message(["a", "b.1"], "created", {"text": "é\nline"}, exclude="f3.17")
     pairs = encode_message(message, "p:")
-    assert [channel for channel, _ in pairs] == [b"p:a", b"p:b.1"]
+    assert [channel for channel, _ in pairs] == [b"p:{a}", b"p:{b.1}"]
+    assert [redis_wire.channel_from_key("p:", channel) for channel, _ in pairs] == ["a", "b.1"]
+    for foreign in (b"q:{a}", b"p:a", b"p:{a"):
+        with pytest.raises(ValueError):
+            redis_wire.channel_from_key("p:", foreign)
     body = pairs[0][1]
     assert body.startswith(b"rtb1\ncreated\nf3.17\n")
     assert decode_body(body) == ("created", "f3.17", message.payload.encode())
@@ -93,12 +100,14 @@ def test_the_lua_presence_publisher_writes_what_decode_control_reads(
     redis_server: RedisServer,
 ) -> None:
     client = redis.Redis.from_url(redis_server.url)
-    control = f"t{secrets.token_hex(4)}:!node"
+    control = f"t{secrets.token_hex(4)}:presence-todo.1"
     pubsub = client.pubsub(ignore_subscribe_messages=True)
     pubsub.subscribe(control)
     pubsub.get_message(timeout=1)
     member = {"id": "7", "info": {"name": 'Zoë "z" /\\'}}
-    script = LUA_PUBLISH_PRESENCE + "publish_presence(ARGV[1], ARGV[2], 'join', 41, ARGV[3])"
+    script = (
+        LUA_PUBLISH_PRESENCE + "publish_presence('PUBLISH', ARGV[1], ARGV[2], 'join', 41, ARGV[3])"
+    )
     client.eval(script, 0, control, "presence-todo.1", json.dumps(member, ensure_ascii=False))
     deadline = time.monotonic() + 5
     item = None

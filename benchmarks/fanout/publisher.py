@@ -1,8 +1,11 @@
 """Publisher of the fan-out benchmark: what a Django process does, in its own process.
 
 ``python -m benchmarks.fanout.publisher --system rtbridge|channels|pusher --count M [--rate R]``
-(``BENCH_REDIS_URL`` names Redis; Channels also reads ``BENCH_CHANNELS_CAPACITY``; ``pusher``
-publishes to soketi at ``BENCH_SOKETI`` = ``host:port``). It sets
+(``BENCH_REDIS_URL`` names Redis, or ``BENCH_REDIS_OPTIONS`` holds the JSON of the
+backend's options, e.g. ``{"cluster": {...}}``; Channels also reads
+``BENCH_CHANNELS_CAPACITY``; ``pusher`` publishes to soketi at ``BENCH_SOKETI`` =
+``host:port``). ``--channels K`` spreads the rtbridge messages over ``bench.0`` ...
+``bench.<K-1>`` in turn (default: all on ``bench``). It sets
 up, prints ``{"ready": true}``, waits for a line on stdin, publishes ``count`` messages of
 about 100 bytes of JSON (``rate`` per second, or as fast as it can with ``--rate 0``) and
 prints ``{"published", "errors", "start_ns", "end_ns", "cpu"}``.
@@ -37,7 +40,12 @@ def payload(index: int) -> dict[str, Any]:
     return {"t": time.time_ns(), "i": index, "p": PADDING}
 
 
-def rtbridge_sender(batch: int) -> Callable[[int], None]:
+def channel_of(index: int, channels: int) -> str:
+    """Return the channel of message ``index``: ``bench``, or ``bench.<index mod channels>``."""
+    return CHANNEL if channels <= 1 else f"{CHANNEL}.{index % channels}"
+
+
+def rtbridge_sender(batch: int, channels: int = 1) -> Callable[[int], None]:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "benchmarks.fanout.rtbridge_settings")
     import django
 
@@ -45,13 +53,16 @@ def rtbridge_sender(batch: int) -> Callable[[int], None]:
     from rtbridge.backends.redis import RedisBackend
     from rtbridge.messages import Message
 
-    backend = RedisBackend(url=os.environ["BENCH_REDIS_URL"])
+    options = json.loads(os.environ.get("BENCH_REDIS_OPTIONS") or "null") or {
+        "url": os.environ["BENCH_REDIS_URL"]
+    }
+    backend = RedisBackend(**options)
     backend.open()
 
     if batch <= 1:
 
         def send(index: int) -> None:
-            backend.publish(Message(CHANNEL, "tick", payload(index)))
+            backend.publish(Message(channel_of(index, channels), "tick", payload(index)))
 
         return send
 
@@ -59,7 +70,7 @@ def rtbridge_sender(batch: int) -> Callable[[int], None]:
 
     def send_batched(index: int) -> None:
         # publish_many: the messages of a batch share one round trip (a pipeline).
-        pending.append(Message(CHANNEL, "tick", payload(index)))
+        pending.append(Message(channel_of(index, channels), "tick", payload(index)))
         if len(pending) >= batch or index == last_index:
             backend.publish_many(pending)
             pending.clear()
@@ -119,11 +130,12 @@ def main() -> None:
     parser.add_argument(
         "--batch", type=int, default=1, help="rtbridge: messages per publish_many() round trip"
     )
+    parser.add_argument("--channels", type=int, default=1, help="rtbridge: bench.0..K-1")
     args = parser.parse_args()
     global last_index
     last_index = args.count - 1
     senders = {
-        "rtbridge": lambda: rtbridge_sender(args.batch),
+        "rtbridge": lambda: rtbridge_sender(args.batch, args.channels),
         "channels": channels_sender,
         "pusher": pusher_sender,
     }

@@ -86,6 +86,15 @@ class BaseBackend:
 
     # The contract -------------------------------------------------------------------------
 
+    def check_message(self, message: Message) -> None:
+        """Raise ``InvalidMessage`` (e.g. ``PayloadTooLarge``) if this transport can never
+        deliver ``message``; no I/O. The default checks ``max_payload_bytes``; transports
+        with stricter rules (how the vendor's SDK encodes it, reserved names) add theirs.
+        The model mixin calls it to choose a ``refetch`` event over a message that would fail.
+        """
+        if self.max_payload_bytes is not None:
+            message.check_size(self.max_payload_bytes)
+
     def publish(self, message: Message) -> None:
         """Deliver ``message``, or raise ``PublishError``."""
         raise NotImplementedError(f"{type(self).__name__} must implement publish(message)")

@@ -612,11 +612,6 @@ class DispatchingBackend(BaseBackend):
 
     # The BaseBackend contract, routed through the dispatcher ------------------------------
 
-    def check_message(self, message: Message) -> None:
-        """Raise ``InvalidMessage`` in the caller if the transport can never deliver ``message``."""
-        if self.max_payload_bytes is not None:
-            message.check_size(self.max_payload_bytes)
-
     def publish(self, message: Message) -> None:
         """Queue ``message`` (background mode) or send it now (sync mode)."""
         self.check_message(message)

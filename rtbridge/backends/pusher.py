@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 import threading
@@ -84,6 +85,7 @@ class PusherBackend(DispatchingBackend):
         timeout: float = 5.0,
         ws_host: str | None = None,
         ws_port: int | None = None,
+        ca_bundle: str | None = None,
         **options: Any,
     ) -> None:
         super().__init__(**options)
@@ -106,6 +108,14 @@ class PusherBackend(DispatchingBackend):
             raise ImproperlyConfigured(
                 f"PusherBackend option timeout={timeout!r} is not valid; give seconds > 0."
             )
+        if ca_bundle is not None and not (isinstance(ca_bundle, str) and os.path.isfile(ca_bundle)):
+            raise ImproperlyConfigured(
+                f"PusherBackend option ca_bundle={ca_bundle!r} is not a file; give the path of a "
+                "PEM file of the CA certificates to trust for the Pusher API (e.g. your "
+                "company's TLS proxy CA), or leave it out for the SDK's bundled CAs."
+            )
+        #: PEM file of the CAs that verify the API's TLS certificate (None: the SDK's bundle).
+        self.ca_bundle = ca_bundle
         self.app_id = str(app_id)
         self.key = key
         self.secret = secret
@@ -153,6 +163,11 @@ class PusherBackend(DispatchingBackend):
         """
         requests_backend = import_sdk("pusher.requests", "pusher", backend=self.alias)
         adapter = requests_backend.RequestsBackend(client, **options)
+        if self.ca_bundle is not None and self.ssl:
+            # The adapter passes its ``options`` to every ``requests`` call and sets
+            # verify=<the SDK's own cacert.pem> there, which wins over REQUESTS_CA_BUNDLE; the
+            # configured bundle replaces it (guarded by tests/backends/test_pusher.py).
+            adapter.options["verify"] = self.ca_bundle
         self._sessions.append(adapter.session)
         return adapter
 
@@ -263,7 +278,7 @@ class PusherBackend(DispatchingBackend):
         rule decides as it stands now. Connections that were never signed in (anonymous pages,
         ``user_sign_in=False``) are not reached.
         """
-        _call_pusher(lambda: self.client.terminate_user_connections(str(user_id)))
+        _call_pusher(lambda: _terminate_user_connections(self.client, str(user_id)))
 
     def client_config(self) -> dict[str, Any]:
         """Return pusher-js options: the key and where to connect (never the secret)."""
@@ -286,6 +301,30 @@ class PusherBackend(DispatchingBackend):
             sessions, self._sessions = self._sessions, []
         for session in sessions:
             session.close()
+
+
+def _terminate_user_connections(client: Any, user_id: str) -> Any:
+    """POST the HTTP API's ``/apps/<app_id>/users/<user_id>/terminate_connections``.
+
+    pusher-http-python (3.3.x, the newest) builds this request without the ``/apps/<app_id>``
+    prefix its other requests carry (``/users/<id>/terminate_connections``), which Pusher's
+    HTTP API reference, the Node SDK and soketi do not serve (soketi answers 404). So the
+    request is built here with the SDK's own ``Request`` (signing, body MD5) on the path the
+    API documents, and sent through the SDK's HTTP backend, like every other call.
+    ``tests/backends/test_pusher.py`` checks the SDK's path, so an SDK that fixes it is noticed.
+    """
+    from pusher.http import POST, Request
+    from pusher.util import validate_user_id
+
+    validate_user_id(user_id)
+    pusher_client = getattr(client, "_pusher_client", client)
+    request = Request(
+        pusher_client,
+        POST,
+        f"/apps/{pusher_client.app_id}/users/{user_id}/terminate_connections",
+        {},
+    )
+    return pusher_client.http.send_request(request)
 
 
 _HINTS = {

@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
 import time
 import warnings
 import weakref
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
 
-from .. import conf, redis_wire
+from .. import conf, redis_target, redis_wire
 from ..exceptions import PublishError
 from ..history import Positions, new_epoch
 from ..messages import Message
 from .base import BaseBackend, SelfHostedAuthMixin, import_sdk
 
 __all__ = ["RedisBackend", "client_config_for"]
+
+T = TypeVar("T")
 
 logger = logging.getLogger("rtbridge.backends")
 
@@ -73,12 +76,20 @@ class RedisBackend(SelfHostedAuthMixin, BaseBackend):
     ``RTBRIDGE_HISTORY`` size and ttl) and ``PUBLISH``es it with its position, so every node
     sees the same positions and can replay what a client missed.
 
-    Options (``RTBRIDGE_OPTIONS``): ``url`` (``redis://[:password@]host:port/db``, also
-    ``rediss://`` and ``unix://``), ``prefix`` of the Redis keys and channel names (default
-    ``"rtbridge:"``; server nodes must use the same), ``socket_timeout`` and
-    ``socket_connect_timeout`` in seconds, ``max_connections`` of the pool,
-    ``connection_options`` (more keyword arguments of redis-py's ``ConnectionPool``), and
-    ``fail_silently``.
+    Options (``RTBRIDGE_OPTIONS``): where Redis is, one of ``url``
+    (``redis://[:password@]host:port/db``, also ``rediss://`` and ``unix://``; the default),
+    ``sentinel`` (a dict: ``sentinels``, ``service_name``, ``password``...) or ``cluster``
+    (a dict: ``startup_nodes``, ``password``...) as :mod:`rtbridge.redis_target` reads them;
+    ``failover_wait`` (seconds a publish that Redis provably did not run, e.g. during a
+    failover, is tried again; default 0 for ``url``, 10 for Sentinel and Cluster);
+    ``prefix`` of the Redis keys and channel names (default ``"rtbridge:"``; server nodes
+    must use the same), ``socket_timeout`` and ``socket_connect_timeout`` in seconds,
+    ``max_connections`` of the pool, ``connection_options`` (more keyword arguments of
+    redis-py's pool or cluster client), and ``fail_silently``.
+
+    On Redis Cluster the script runs once per hash slot of the message's channels (every key
+    of a channel is in its slot), and publishes with ``SPUBLISH``: only the shard owning the
+    channel carries it.
 
     A publish that Redis did not take raises ``PublishError`` (or, with ``fail_silently``, is
     dropped); either way it is logged and counted in :attr:`unpublished`, and the message got
@@ -94,7 +105,10 @@ class RedisBackend(SelfHostedAuthMixin, BaseBackend):
     def __init__(
         self,
         *,
-        url: str = redis_wire.DEFAULT_URL,
+        url: str | None = None,
+        sentinel: Mapping[str, Any] | None = None,
+        cluster: Mapping[str, Any] | None = None,
+        failover_wait: float | None = None,
         prefix: str = redis_wire.DEFAULT_PREFIX,
         socket_timeout: float = 5.0,
         socket_connect_timeout: float = 2.0,
@@ -103,17 +117,26 @@ class RedisBackend(SelfHostedAuthMixin, BaseBackend):
         **options: Any,
     ) -> None:
         super().__init__(**options)
-        self.url = redis_wire.check_url(url, "RedisBackend url")
+        where = {"url": url, "sentinel": sentinel, "cluster": cluster}
+        self.target = redis_target.from_options(
+            {**where, "failover_wait": failover_wait}, "RTBRIDGE_OPTIONS"
+        )
         self.prefix = redis_wire.check_prefix(prefix, "RedisBackend prefix")
         self.socket_timeout = socket_timeout
         self.socket_connect_timeout = socket_connect_timeout
         self.max_connections = max_connections
         self.connection_options = dict(connection_options or {})
+        # Redis Cluster carries messages with sharded pub/sub: only the shard owning the
+        # channel's slot sees them (PUBLISH would be copied to every node of the cluster).
+        self.cluster = isinstance(self.target, redis_target.ClusterRedis)
+        self._publish_command = "spublish" if self.cluster else "publish"
         self.history = conf.history()
         #: Messages Redis did not take (every failure is also logged).
         self.unpublished = 0
         self._client: Any = None
         self._append: Any = None
+        # When the sentinels were last asked which primary to publish to (monotonic time).
+        self._primary_checked = 0.0
         self._lock = threading.Lock()
         # redis.asyncio clients belong to one event loop each.
         # Each with its registered append script.
@@ -121,23 +144,27 @@ class RedisBackend(SelfHostedAuthMixin, BaseBackend):
             asyncio.AbstractEventLoop, tuple[Any, Any]
         ] = weakref.WeakKeyDictionary()
 
-    def _pool_kwargs(self) -> dict[str, Any]:
+    @property
+    def url(self) -> str | None:
+        """Return the URL of one Redis, or ``None`` with Sentinel or Cluster."""
+        return self.target.url if isinstance(self.target, redis_target.SingleRedis) else None
+
+    def _client_kwargs(self) -> dict[str, Any]:
         return {
             "socket_timeout": self.socket_timeout,
             "socket_connect_timeout": self.socket_connect_timeout,
             "max_connections": self.max_connections,
-            **self.connection_options,
+            "options": self.connection_options,
         }
 
     @property
     def client(self) -> Any:
-        """Return the pooled sync ``redis.Redis`` client, created on first use."""
+        """Return the pooled sync client (``redis.Redis`` or ``RedisCluster``), made lazily."""
         if self._client is None:
             with self._lock:
                 if self._client is None:
-                    redis = import_sdk("redis", "redis", backend=self.alias)
-                    pool = redis.ConnectionPool.from_url(self.url, **self._pool_kwargs())
-                    self._client = redis.Redis(connection_pool=pool)
+                    import_sdk("redis", "redis", backend=self.alias)
+                    self._client = redis_target.sync_client(self.target, **self._client_kwargs())
         return self._client
 
     def _async_client(self) -> tuple[Any, Any]:
@@ -145,25 +172,71 @@ class RedisBackend(SelfHostedAuthMixin, BaseBackend):
         client = self._async_clients.get(loop)
         if client is None:
             import_sdk("redis", "redis", backend=self.alias)
-            import redis.asyncio
-
-            pool = redis.asyncio.ConnectionPool.from_url(self.url, **self._pool_kwargs())
-            redis_client = redis.asyncio.Redis(connection_pool=pool)
+            redis_client = redis_target.async_client(self.target, **self._client_kwargs())
             client = (redis_client, redis_client.register_script(redis_wire.LUA_APPEND))
             self._async_clients[loop] = client
         return client
 
-    def _error(self, exc: Exception) -> PublishError:
+    def _error(self, exc: BaseException) -> PublishError:
         import redis.exceptions
 
-        retryable = isinstance(
-            exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+        transient = isinstance(
+            exc,
+            (
+                redis.exceptions.ConnectionError,
+                redis.exceptions.TimeoutError,
+                redis.exceptions.ClusterError,
+                redis.exceptions.RedisClusterException,
+                OSError,
+            ),
         )
+        if transient and redis_target.not_run(exc):
+            waited = self.target.failover_wait
+            hint = (
+                f" (it did not run; tried again for {waited:g}s: failover_wait)"
+                if waited
+                else " (it did not run; is redis-server running and reachable?)"
+            )
+        elif transient:
+            hint = (
+                " (the connection was lost after sending: the message may or may not have "
+                "been published, and publishing it again could deliver it twice)"
+            )
+        else:
+            hint = ""
         return PublishError(
-            f"Redis at {redis_wire.safe_url(self.url)} did not take the message: {exc}"
-            + (" (is redis-server running and reachable?)" if retryable else ""),
-            retryable=retryable,
+            f"Redis ({self.target.describe()}) did not take the message: {exc}{hint}",
+            retryable=transient,
         )
+
+    def _primary_check_due(self) -> bool:
+        # With Sentinel, once a second: a failover may have left the old primary up, still
+        # taking (soon lost) writes on the connections this pool holds.
+        if not isinstance(self.target, redis_target.SentinelRedis):
+            return False
+        now = time.monotonic()
+        if now - self._primary_checked < redis_target.PRIMARY_CHECK_INTERVAL:
+            return False
+        self._primary_checked = now
+        return True
+
+    def _run(self, command: Callable[[], T]) -> T:
+        """Run a sync client call, waiting out a failover; raise ``PublishError`` on failure."""
+        try:
+            if self._primary_check_due():
+                redis_target.follow_primary(self.client)
+            return redis_target.call_with_failover_wait(self.target, command)
+        except redis_target.client_errors() as exc:
+            raise self._error(exc) from exc
+
+    async def _arun(self, command: Callable[[], Awaitable[T]]) -> T:
+        """Like :meth:`_run`, for the asyncio client."""
+        try:
+            if self._primary_check_due():
+                await redis_target.afollow_primary(self._async_client()[0])
+            return await redis_target.acall_with_failover_wait(self.target, command)
+        except redis_target.client_errors() as exc:
+            raise self._error(exc) from exc
 
     def publish(self, message: Message) -> None:
         """Publish ``message`` on each of its channels in one round trip (one script call)."""
@@ -174,10 +247,13 @@ class RedisBackend(SelfHostedAuthMixin, BaseBackend):
         self.append(list(messages))
 
     def append(self, messages: Sequence[Message]) -> Positions:
-        """Publish ``messages`` and return the position each got on each of its channels."""
-        client = self.client
-        import redis.exceptions
+        """Publish ``messages`` and return the position each got on each of its channels.
 
+        One script call per 256 messages (per hash slot on Redis Cluster), each waited out
+        on its own through a failover (``failover_wait``): a call is tried again only when
+        Redis provably did not run it, so no message gets two positions.
+        """
+        client = self.client
         script = self._append
         if script is None or script.registered_client is not client:
             # Registering computes the SHA; redis-py loads the script again after a NOSCRIPT.
@@ -185,12 +261,19 @@ class RedisBackend(SelfHostedAuthMixin, BaseBackend):
         positions: Positions = []
         for start in range(0, len(messages), MESSAGES_PER_CALL):
             chunk = messages[start : start + MESSAGES_PER_CALL]
-            keys, args = self._arguments(chunk)
-            try:
-                result = script(keys=keys, args=args)
-            except (redis.exceptions.RedisError, OSError) as exc:
-                raise self._failed(exc, len(messages) - start) from exc
-            positions.extend(redis_wire.append_result(chunk, result))
+            found: Positions = [{} for _ in chunk]
+            for indexes, channels in self._calls(chunk):
+                part = [chunk[index] for index in indexes]
+                keys, args = self._arguments(part, channels)
+                try:
+                    result = self._run(functools.partial(script, keys=keys, args=args))
+                except PublishError as exc:
+                    self._count_unpublished(exc, len(messages) - start)
+                    raise
+                answered = redis_wire.append_result(part, result, channels)
+                for index, got in zip(indexes, answered, strict=True):
+                    found[index].update(got)
+            positions.extend(found)
         return positions
 
     async def apublish(self, message: Message) -> None:
@@ -202,22 +285,56 @@ class RedisBackend(SelfHostedAuthMixin, BaseBackend):
         await self.aappend(list(messages))
 
     async def aappend(self, messages: Sequence[Message]) -> Positions:
-        """Like :meth:`append`, with the asyncio client of the running loop."""
-        _client, script = self._async_client()
-        import redis.exceptions
+        """Like :meth:`append`, with the asyncio client of the running loop.
 
+        On Redis Cluster the calls of one chunk (one per hash slot) run concurrently.
+        """
+        _client, script = self._async_client()
         positions: Positions = []
         for start in range(0, len(messages), MESSAGES_PER_CALL):
             chunk = messages[start : start + MESSAGES_PER_CALL]
-            keys, args = self._arguments(chunk)
-            try:
-                result = await script(keys=keys, args=args)
-            except (redis.exceptions.RedisError, OSError) as exc:
-                raise self._failed(exc, len(messages) - start) from exc
-            positions.extend(redis_wire.append_result(chunk, result))
+            found: Positions = [{} for _ in chunk]
+            calls = []
+            for indexes, channels in self._calls(chunk):
+                part = [chunk[index] for index in indexes]
+                keys, args = self._arguments(part, channels)
+                calls.append((indexes, part, channels, keys, args))
+            results = await asyncio.gather(
+                *(
+                    self._arun(functools.partial(script, keys=keys, args=args))
+                    for _i, _p, _c, keys, args in calls
+                ),
+                return_exceptions=True,
+            )
+            for (indexes, part, channels, _k, _a), result in zip(calls, results, strict=True):
+                if isinstance(result, PublishError):
+                    self._count_unpublished(result, len(messages) - start)
+                if isinstance(result, BaseException):
+                    raise result
+                answered = redis_wire.append_result(part, result, channels)
+                for index, got in zip(indexes, answered, strict=True):
+                    found[index].update(got)
+            positions.extend(found)
         return positions
 
-    def _arguments(self, messages: Sequence[Message]) -> tuple[list[bytes], list[bytes]]:
+    def _calls(
+        self, messages: Sequence[Message]
+    ) -> list[tuple[list[int], list[tuple[str, ...]] | None]]:
+        """Return the script calls for ``messages``: (message indexes, channels of each).
+
+        One call with every channel on one Redis; on Redis Cluster one per hash slot, since
+        a script may only touch keys of one slot (``None``: all of each message's channels).
+        """
+        if not self.cluster:
+            return [(list(range(len(messages))), None)]
+        return [
+            (indexes, channels)
+            for indexes, channels in redis_wire.group_by_slot(messages, self.prefix)
+        ]
+
+    def _arguments(
+        self, messages: Sequence[Message], channels: Sequence[Sequence[str]] | None = None
+    ) -> tuple[list[bytes], list[bytes]]:
         history = self.history
         return redis_wire.append_arguments(
             messages,
@@ -225,29 +342,29 @@ class RedisBackend(SelfHostedAuthMixin, BaseBackend):
             epoch=new_epoch(),
             size=history.size if history.enabled else 0,
             ttl=history.ttl,
+            channels=channels,
+            sharded=self.cluster,
         )
 
-    def _failed(self, exc: Exception, count: int) -> PublishError:
+    def _count_unpublished(self, error: PublishError, count: int) -> None:
         # Counted and logged here, whatever the caller does with the error: a message that
         # never reached Redis has no position, and nobody downstream can notice it is missing.
-        error = self._error(exc)
         self.unpublished += count
         logger.warning(
             "rtbridge: %d message(s) not published (%d so far): %s", count, self.unpublished, error
         )
-        return error
 
     def revoke(self, user_id: str, channel: str) -> None:
         """End ``user_id``'s subscriptions to ``channel`` on every node; refuse older tokens.
 
-        One round trip: ``SET <prefix>revoked:<channel>|<user id> <now>`` with the token
+        One round trip: ``SET <prefix>revoked:{<channel>}|<user id> <now>`` with the token
         lifetime as expiry (nodes refuse tokens issued up to that second), and a ``revoke``
-        event on ``<prefix>!node`` that makes every node end the live subscriptions.
+        event on the channel's own pub/sub channel that makes every node with subscribers
+        there end them (both in the channel's Redis Cluster slot).
         """
-        import redis.exceptions
-
         now = time.time()
-        try:
+
+        def send() -> None:
             pipe = self.client.pipeline(transaction=True)
             pipe.set(
                 redis_wire.revocation_key(self.prefix, user_id, channel),
@@ -255,30 +372,25 @@ class RedisBackend(SelfHostedAuthMixin, BaseBackend):
                 # Kept as long as a token issued before it could still be presented.
                 ex=conf.token_ttl(),
             )
-            pipe.publish(
-                redis_wire.control_channel(self.prefix),
+            getattr(pipe, self._publish_command)(
+                redis_wire.channel_key(self.prefix, channel),
                 redis_wire.encode_revocation(user_id, channel, now),
             )
             pipe.execute()
-        except (redis.exceptions.RedisError, OSError) as exc:
-            raise self._error(exc) from exc
+
+        self._run(send)
 
     def open(self) -> None:
         """Connect now (publish connects lazily otherwise); raise ``PublishError`` if down."""
         import_sdk("redis", "redis", backend=self.alias)
-        import redis.exceptions
-
-        try:
-            self.client.ping()
-        except (redis.exceptions.RedisError, OSError) as exc:
-            raise self._error(exc) from exc
+        self._run(lambda: self.client.ping())
 
     def close(self) -> None:
         """Disconnect the pool; the next publish reconnects."""
         with self._lock:
             client, self._client = self._client, None
         if client is not None:
-            client.connection_pool.disconnect()
+            client.close()
         # Async clients are closed by aclose() from their own loop; drop them here.
         self._async_clients = weakref.WeakKeyDictionary()
 
@@ -294,4 +406,4 @@ class RedisBackend(SelfHostedAuthMixin, BaseBackend):
         return client_config_for(self.alias)
 
     def __repr__(self) -> str:
-        return f"<RedisBackend url={redis_wire.safe_url(self.url)!r} prefix={self.prefix!r}>"
+        return f"<RedisBackend {self.target.describe()} prefix={self.prefix!r}>"

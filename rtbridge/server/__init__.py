@@ -16,7 +16,8 @@ Run it with ``python manage.py rtbridge_server`` (or ``rtbridge serve``), or fro
     await server.astop()
 
 ``Server`` options: ``address``, ``port`` (0 = a free one), ``broker`` (``"memory"``,
-``"redis"`` or a ``Broker``), ``redis_url`` and ``prefix`` (Redis broker), ``options``
+``"redis"`` or a ``Broker``), ``redis_url`` (a URL, or a Sentinel or Cluster target of
+``rtbridge.redis_target``) and ``prefix`` (Redis broker), ``options``
 (overrides of ``RTBRIDGE_SERVER`` keys), ``allowed_origins`` (instead of
 ``RTBRIDGE_ALLOWED_ORIGINS``) and ``wsgi_app`` (served on every other path). While a server
 runs, ``LocalBackend`` publishes into it. See docs/server.md and docs/protocol.md.
@@ -30,8 +31,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .app import Server, make_app
     from .brokers import Broker, MemoryBroker, RedisBroker
+    from .cluster import ClusterBroker
 
-__all__ = ["Broker", "MemoryBroker", "RedisBroker", "Server", "make_app"]
+__all__ = ["Broker", "ClusterBroker", "MemoryBroker", "RedisBroker", "Server", "make_app"]
 
 # Where each public name lives. They are loaded on first use (PEP 562) because Tornado is an
 # optional dependency (the ``server`` extra), while two modules of this package run in every
@@ -43,6 +45,7 @@ _PUBLIC = {
     "Broker": "brokers",
     "MemoryBroker": "brokers",
     "RedisBroker": "brokers",
+    "ClusterBroker": "cluster",
 }
 
 

@@ -25,10 +25,12 @@ from django.conf import settings
 from .. import conf
 from ..conf import HistorySettings
 from ..messages import Message
+from ..redis_target import RedisTarget
 from ..redis_wire import DEFAULT_PREFIX, DEFAULT_URL
 from . import loops, registry
-from .brokers import Broker, MemoryBroker, RedisBroker
+from .brokers import Broker, MemoryBroker
 from .calls import CallRunner
+from .cluster import redis_broker
 from .config import OriginPolicy, ServerConfig
 from .connection import Connection, Transport
 from .flush import FlushQueue
@@ -41,6 +43,7 @@ from .metrics import MetricsHandler, NodeMetrics
 from .presence import run_refresh
 from .protocol import FEATURES, CloseCode, welcome_frame
 from .proxies import TrustedProxies
+from .redis_client import coerce_target
 from .revocations import Revocations
 from .stats import NodeStats
 from .tasks import cancel_and_wait
@@ -112,7 +115,7 @@ def _software() -> str:
 
 def _make_broker(
     broker: Broker | str | None,
-    redis_url: str | None,
+    redis_url: str | RedisTarget | None,
     prefix: str | None,
     config: ServerConfig,
     history: HistorySettings,
@@ -120,8 +123,8 @@ def _make_broker(
     if broker is None:
         broker = "redis" if redis_url else "memory"
     if broker == "redis":
-        return RedisBroker(
-            redis_url or DEFAULT_URL,
+        return redis_broker(
+            coerce_target(redis_url or DEFAULT_URL, "redis_url"),
             DEFAULT_PREFIX if prefix is None else prefix,
             reconnect_max_delay=config.reconnect_max_delay,
             presence_ttl=config.presence_ttl,
@@ -139,7 +142,8 @@ class Server:
 
     ``Server(address="127.0.0.1", port=0, broker=None, redis_url=None, prefix=None,
     options=None, allowed_origins=None, wsgi_app=None)``. ``broker`` is a
-    ``Broker``, ``"memory"`` or ``"redis"``; ``redis_url`` alone selects Redis. ``options``
+    ``Broker``, ``"memory"`` or ``"redis"``; ``redis_url`` (a URL, or a Sentinel or Cluster
+    target from ``rtbridge.redis_target.from_options``) alone selects Redis. ``options``
     override keys of ``RTBRIDGE_SERVER``; ``allowed_origins`` (``"*"`` or a list of origins)
     replaces ``RTBRIDGE_ALLOWED_ORIGINS`` (``None``: from the settings). ``wsgi_app`` (e.g.
     Django's) serves every other path through a thread pool. ``history`` replaces
@@ -160,7 +164,7 @@ class Server:
         address: str = DEFAULT_ADDRESS,
         port: int = 0,
         broker: Broker | str | None = None,
-        redis_url: str | None = None,
+        redis_url: str | RedisTarget | None = None,
         prefix: str | None = None,
         options: Mapping[str, Any] | None = None,
         allowed_origins: str | Iterable[str] | None = None,

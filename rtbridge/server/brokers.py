@@ -14,6 +14,7 @@ from ..conf import SERVER_DEFAULTS, HistorySettings
 from ..exceptions import InvalidPosition
 from ..history import Position, Replay, new_epoch, replay_from
 from ..messages import Message
+from ..redis_target import PRIMARY_CHECK_INTERVAL, ClusterRedis, RedisTarget, SentinelRedis
 from ..redis_wire import (
     DEFAULT_PREFIX,
     DEFAULT_URL,
@@ -22,26 +23,27 @@ from ..redis_wire import (
     PresenceChange,
     Revocation,
     append_arguments,
+    channel_from_key,
     channel_key,
     check_prefix,
-    check_url,
     control_channel,
     decode_control,
     decode_message,
     decode_whisper,
     encode_whisper,
+    group_by_slot,
+    is_control,
     is_whisper,
     position_key,
     read_arguments,
     read_result,
     revocation_key,
-    safe_url,
 )
 from .events import BrokerEvents, PresenceEvents
 from .local_history import LocalHistory
 from .logs import event
 from .presence import MemoryPresence, Presence, RedisPresence
-from .redis_client import open_client
+from .redis_client import coerce_target, open_client, stale_primary
 from .tasks import cancel_and_wait
 
 __all__ = ["Broker", "MemoryBroker", "RedisBroker"]
@@ -178,13 +180,17 @@ class RedisBroker(Broker):
     A Redis channel is subscribed while at least one local connection wants it (the hub
     counts). After a lost connection the broker reconnects with exponential backoff, resubscribes
     every wanted channel and sends ``gap`` frames on them, so clients refetch.
+
+    ``target`` is a Redis URL or a :mod:`rtbridge.redis_target` target (Sentinel, Cluster);
+    with Sentinel each reconnect asks the sentinels for the primary, so a failover costs one
+    reconnect.
     """
 
     name = "redis"
 
     def __init__(
         self,
-        url: str = DEFAULT_URL,
+        target: str | RedisTarget = DEFAULT_URL,
         prefix: str = DEFAULT_PREFIX,
         *,
         reconnect_max_delay: float = SERVER_DEFAULTS["reconnect_max_delay"],
@@ -195,7 +201,7 @@ class RedisBroker(Broker):
         history: HistorySettings | None = None,
     ) -> None:
         self.history = history or conf.history()
-        self.url = check_url(url, "RedisBroker url")
+        self.target = coerce_target(target, "RedisBroker url")
         self.presence_ttl = presence_ttl
         # Presence, whisper and revocation commands give up after this long, so a frozen
         # Redis cannot hold a subscribe (or the socket's next frames) forever.
@@ -209,8 +215,6 @@ class RedisBroker(Broker):
         # A name no logical channel can have (':' and '!' are outside the alphabet), so the
         # pub/sub connection exists even while no client wants anything.
         self._control = control_channel(prefix).encode()
-        # Redis channel names are the prefix and the logical name: the reader cuts this off.
-        self._prefix_length = len(channel_key(prefix, ""))
         self._client: Any = None
         self._read_script: Any = None
         self._append_script: Any = None
@@ -229,8 +233,8 @@ class RedisBroker(Broker):
         self._presence: Presence | None = None
 
     def describe(self) -> str:
-        """Return ``redis <url without password> prefix <prefix>``."""
-        return f"redis {safe_url(self.url)} prefix {self.prefix!r}"
+        """Return ``redis <where, without password> prefix <prefix>``."""
+        return f"redis {self.target.describe()} prefix {self.prefix!r}"
 
     @property
     def connected(self) -> bool:
@@ -249,7 +253,7 @@ class RedisBroker(Broker):
         """
         self._presence = RedisPresence(
             events,
-            self.url,
+            self.target,
             self.prefix,
             node_id,
             self.presence_ttl,
@@ -261,7 +265,7 @@ class RedisBroker(Broker):
     async def start(self, events: BrokerEvents, wait: float = 2.0) -> None:
         """Connect in the background; wait up to ``wait`` seconds for the first connection."""
         self._events = events
-        self._client = open_client(self.url, self.socket_connect_timeout)
+        self._client = open_client(self.target, self.socket_connect_timeout)
         self._read_script = self._client.register_script(LUA_READ)
         self._append_script = self._client.register_script(LUA_APPEND)
         self._task = asyncio.create_task(self._run(events), name="rtbridge-redis-broker")
@@ -270,7 +274,7 @@ class RedisBroker(Broker):
         except asyncio.TimeoutError:
             logger.error(
                 "rtbridge: cannot reach Redis at %s yet; serving sockets and retrying",
-                safe_url(self.url),
+                self.target.describe(),
             )
 
     async def stop(self) -> None:
@@ -322,15 +326,23 @@ class RedisBroker(Broker):
 
     async def _publish(self, message: Message) -> None:
         history = self.history
-        keys, args = append_arguments(
-            [message],
-            self.prefix,
-            epoch=new_epoch(),
-            size=history.size if history.enabled else 0,
-            ttl=history.ttl,
-        )
+        sharded = isinstance(self.target, ClusterRedis)
+        # On Redis Cluster one call per hash slot of the channels (a script stays in one).
+        groups = group_by_slot([message], self.prefix) if sharded else [([0], None)]
+        calls = []
+        for _indexes, channels in groups:
+            keys, args = append_arguments(
+                [message],
+                self.prefix,
+                epoch=new_epoch(),
+                size=history.size if history.enabled else 0,
+                ttl=history.ttl,
+                sharded=sharded,
+                channels=channels,
+            )
+            calls.append(self._append_script(keys=keys, args=args))
         try:
-            await asyncio.wait_for(self._append_script(keys=keys, args=args), self.command_timeout)
+            await asyncio.wait_for(asyncio.gather(*calls), self.command_timeout)
         except Exception as exc:
             logger.warning("rtbridge: could not publish %r through Redis: %s", message, exc)
 
@@ -413,6 +425,7 @@ class RedisBroker(Broker):
         while True:
             pubsub = self._client.pubsub()
             writer: asyncio.Task[None] | None = None
+            watcher: asyncio.Task[None] | None = None
             try:
                 await pubsub.subscribe(self._control)
                 # From here to the first await, the hub cannot change: the snapshot of
@@ -429,6 +442,8 @@ class RedisBroker(Broker):
                         confirmed.append(future)
                     queue.put_nowait(("subscribe", names))
                 writer = asyncio.create_task(self._write(pubsub, queue))
+                if isinstance(self.target, SentinelRedis):
+                    watcher = asyncio.create_task(self._watch_primary(pubsub))
                 restored: Awaitable[None] | None = None
                 if self._ever_connected.is_set():
                     self.reconnects += 1
@@ -438,12 +453,12 @@ class RedisBroker(Broker):
                         restored = self._presence.begin_restore()
                     logger.warning(
                         "rtbridge: reconnected to Redis at %s; resubscribing %d channel(s)",
-                        safe_url(self.url),
+                        self.target.describe(),
                         len(names),
                         extra=event("broker.reconnected"),
                     )
                 else:
-                    logger.info("rtbridge: connected to Redis at %s", safe_url(self.url))
+                    logger.info("rtbridge: connected to Redis at %s", self.target.describe())
                     self._ever_connected.set()
                 if channels:
                     # Messages published while Redis was away reach nobody by pub/sub: the
@@ -458,7 +473,7 @@ class RedisBroker(Broker):
                 wait = reconnect_wait(delay, self.reconnect_max_delay)
                 logger.warning(
                     "rtbridge: lost Redis at %s (%s: %s); retrying in %.2fs",
-                    safe_url(self.url),
+                    self.target.describe(),
                     type(exc).__name__,
                     exc,
                     wait,
@@ -473,8 +488,9 @@ class RedisBroker(Broker):
                 self._connected = False
                 self._queue = None
                 self._pubsub = None
-                if writer is not None:
-                    writer.cancel()
+                for helper in (writer, watcher):
+                    if helper is not None:
+                        helper.cancel()
                 # Waiting subscribers are acked now; the channel is resubscribed on reconnect.
                 for futures in self._confirm.values():
                     for future in futures:
@@ -500,6 +516,23 @@ class RedisBroker(Broker):
                 logger.debug("rtbridge: Redis %s failed: %s", op, exc)
                 return
 
+    async def _watch_primary(self, pubsub: Any) -> None:
+        # Every PRIMARY_CHECK_INTERVAL: is this pub/sub connection still on the primary the
+        # sentinels name? If not (a failover that left the old primary up), close the pub/sub:
+        # the reader fails at once and the loop reconnects (to the new primary) and resyncs.
+        # Closing, not disconnecting: redis-py would silently reconnect a disconnected
+        # pub/sub on its next read, skipping the resync.
+        while True:
+            await asyncio.sleep(PRIMARY_CHECK_INTERVAL)
+            primary = await stale_primary(self._client, pubsub)
+            if primary is not None:
+                logger.warning(
+                    "rtbridge: the sentinels name %s:%d as primary now; moving there",
+                    *primary,
+                )
+                await pubsub.aclose()
+                return
+
     async def _resync_after(
         self,
         events: BrokerEvents,
@@ -517,8 +550,40 @@ class RedisBroker(Broker):
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def _body(self, events: BrokerEvents, name: bytes, data: bytes) -> None:
+        """Hand what arrived on pub/sub channel ``name`` to the hub (or drop it, counted)."""
+        if is_control(data):
+            # Presence changes and revocations travel on their channel's own channel.
+            self._control_event(events, data)
+            return
+        whisper = None
+        try:
+            channel = channel_from_key(self.prefix, name)
+            if is_whisper(data):
+                whisper = decode_whisper(data)
+            else:
+                message = decode_message(data)
+        except (ValueError, UnicodeDecodeError) as exc:
+            self.dropped += 1
+            logger.warning("rtbridge: dropped a Redis message: %s", exc)
+            return
+        if whisper is None:
+            if message.offset is None:
+                self._unpositioned(channel)
+            events.deliver(
+                channel,
+                message.offset,
+                message.epoch,
+                message.event,
+                message.payload,
+                message.exclude,
+            )
+        else:
+            events.deliver_whisper(
+                channel, whisper.event, whisper.data_json, whisper.user_id, whisper.sender
+            )
+
     async def _read(self, events: BrokerEvents, pubsub: Any, writer: asyncio.Task[None]) -> None:
-        prefix_length = self._prefix_length
         awaiting_pong = False
         while True:
             if writer.done():
@@ -538,33 +603,7 @@ class RedisBroker(Broker):
             if kind == "message" and item["channel"] == self._control:
                 self._control_event(events, item["data"])
             elif kind == "message":
-                data = item["data"]
-                whisper = None
-                try:
-                    channel = item["channel"][prefix_length:].decode("utf-8")
-                    if is_whisper(data):
-                        whisper = decode_whisper(data)
-                    else:
-                        message = decode_message(data)
-                except (ValueError, UnicodeDecodeError) as exc:
-                    self.dropped += 1
-                    logger.warning("rtbridge: dropped a Redis message: %s", exc)
-                    continue
-                if whisper is None:
-                    if message.offset is None:
-                        self._unpositioned(channel)
-                    events.deliver(
-                        channel,
-                        message.offset,
-                        message.epoch,
-                        message.event,
-                        message.payload,
-                        message.exclude,
-                    )
-                else:
-                    events.deliver_whisper(
-                        channel, whisper.event, whisper.data_json, whisper.user_id, whisper.sender
-                    )
+                self._body(events, item["channel"], item["data"])
             elif kind == "subscribe":
                 for future in self._confirm.pop(item["channel"], ()):
                     if not future.done():

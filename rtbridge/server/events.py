@@ -51,8 +51,9 @@ class BrokerEvents(PresenceEvents, Protocol):
     ) -> int:
         """Relay a whisper to the local subscribers of ``channel`` except ``sender``."""
 
-    def broker_lost(self) -> None:
-        """Note that the feed stopped: hold live messages back until :meth:`resync`."""
+    def broker_lost(self, channels: Iterable[str] | None = None) -> None:
+        """Note that the feed of ``channels`` (all: ``None``) stopped: hold live messages back
+        until :meth:`resync`."""
 
     def resync(self, channels: Iterable[str]) -> None:
         """Catch up on ``channels`` from history (the broker listens to them again).

@@ -309,9 +309,17 @@ class Hub:
 
     # Catching up from history -------------------------------------------------------------
 
-    def broker_lost(self) -> None:
-        """Hold live messages back on every channel until the broker resynchronizes them."""
-        for feed in self._feeds.values():
+    def broker_lost(self, channels: Iterable[str] | None = None) -> None:
+        """Hold live messages back on ``channels`` (all when ``None``) until resynchronized.
+
+        A Redis Cluster broker loses one shard's channels at a time; the others flow on.
+        """
+        feeds = (
+            self._feeds.values()
+            if channels is None
+            else [feed for channel in channels if (feed := self._feeds.get(channel)) is not None]
+        )
+        for feed in feeds:
             feed.offline = True
             if feed.held is None:
                 feed.held = []

@@ -18,9 +18,10 @@ import logging
 from collections.abc import Awaitable, Coroutine, Iterable
 from typing import Any
 
+from ..redis_target import ClusterRedis, RedisTarget
 from ..redis_wire import (
     LUA_PUBLISH_PRESENCE,
-    control_channel,
+    channel_key,
     entry_field,
     presence_key,
     presence_nodes_key,
@@ -131,10 +132,11 @@ class MemoryPresence(Presence):
 
 # Redis ---------------------------------------------------------------------------------------
 
-# Shared by the scripts: the Redis clock in ms, and the purge of entries whose node is dead
-# (its score in the nodes sorted set is missing or past). Everything a script does is atomic,
-# so two nodes never both decide "first entry" or "last entry", and the events it PUBLISHes
-# are ordered with the changes they describe.
+# Shared by the scripts: the Redis clock in ms, the liveness of nodes on a channel, and the
+# purge of entries whose node is dead there (its score in the channel's nodes sorted set is
+# missing or past). Everything a script does is atomic, so two nodes never both decide
+# "first entry" or "last entry", and the events it publishes are ordered with the changes
+# they describe. Every key is the channel's (one Redis Cluster slot).
 _LUA_COMMON = (
     LUA_PUBLISH_PRESENCE
     + """
@@ -151,8 +153,17 @@ local function bump(hash, now)
   return version
 end
 
+-- Push this node's liveness on the channel ttl ahead; return whether it was alive until now.
+local function mark_alive(nodes, node, now, ttl, keep)
+  local score = redis.call('ZSCORE', nodes, node)
+  local was_alive = score ~= false and tonumber(score) > now
+  redis.call('ZREMRANGEBYSCORE', nodes, '-inf', now)
+  redis.call('ZADD', nodes, now + ttl, node)
+  redis.call('PEXPIRE', nodes, keep)
+  return was_alive
+end
 
-local function purge(hash, nodes, now, control, channel)
+local function purge(hash, nodes, now, command, target, channel)
   local all = redis.call('HGETALL', hash)
   local alive, live, dead = {}, {}, {}
   local version = 0
@@ -180,7 +191,7 @@ local function purge(hash, nodes, now, control, channel)
   for member_id, value in pairs(dead) do
     if live[member_id] == nil then
       version = bump(hash, now)
-      publish_presence(control, channel, 'leave', version, value)
+      publish_presence(command, target, channel, 'leave', version, value)
     end
   end
   return version, live
@@ -188,20 +199,23 @@ end
 """
 )
 
-# KEYS: hash, nodes. ARGV: field, member id, member json, control channel, channel, hash ttl ms.
+# KEYS: hash, nodes. ARGV: field, member id, member json, publish command, pub/sub target,
+# channel, keep ms (of both keys), node id, node ttl ms. Returns whether the node was alive
+# on the channel until now (1/0), the version, then the members.
 _JOIN = (
     _LUA_COMMON
     + """
 local now = now_ms()
-local version, live = purge(KEYS[1], KEYS[2], now, ARGV[4], ARGV[5])
+local was_alive = mark_alive(KEYS[2], ARGV[8], now, tonumber(ARGV[9]), ARGV[7])
+local version, live = purge(KEYS[1], KEYS[2], now, ARGV[4], ARGV[5], ARGV[6])
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
-redis.call('PEXPIRE', KEYS[1], ARGV[6])
+redis.call('PEXPIRE', KEYS[1], ARGV[7])
 if live[ARGV[2]] == nil then
   version = bump(KEYS[1], now)
-  publish_presence(ARGV[4], ARGV[5], 'join', version, ARGV[3])
+  publish_presence(ARGV[4], ARGV[5], ARGV[6], 'join', version, ARGV[3])
   live[ARGV[2]] = ARGV[3]
 end
-local out = {string.format('%d', version)}
+local out = {was_alive and 1 or 0, string.format('%d', version)}
 for _, value in pairs(live) do
   out[#out + 1] = value
 end
@@ -209,7 +223,7 @@ return out
 """
 )
 
-# KEYS: hash, nodes. ARGV: field, member id, control channel, channel.
+# KEYS: hash, nodes. ARGV: field, member id, publish command, pub/sub target, channel.
 _LEAVE = (
     _LUA_COMMON
     + """
@@ -219,33 +233,24 @@ if not value then
 end
 redis.call('HDEL', KEYS[1], ARGV[1])
 local now = now_ms()
-local version, live = purge(KEYS[1], KEYS[2], now, ARGV[3], ARGV[4])
+local version, live = purge(KEYS[1], KEYS[2], now, ARGV[3], ARGV[4], ARGV[5])
 if live[ARGV[2]] == nil then
-  publish_presence(ARGV[3], ARGV[4], 'leave', bump(KEYS[1], now), value)
+  publish_presence(ARGV[3], ARGV[4], ARGV[5], 'leave', bump(KEYS[1], now), value)
 end
 return 1
 """
 )
 
-# KEYS: hash, nodes. ARGV: control channel, channel, hash ttl ms.
+# KEYS: hash, nodes. ARGV: publish command, pub/sub target, channel, keep ms, node id, node
+# ttl ms. Returns 1 when this node was alive on the channel until now (0: its entries may
+# have been purged by others, so it adds them again).
 _SWEEP = (
     _LUA_COMMON
     + """
-purge(KEYS[1], KEYS[2], now_ms(), ARGV[1], ARGV[2])
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-return 1
-"""
-)
-
-# KEYS: nodes. ARGV: node id, ttl ms. Returns 1 when the node was alive until now.
-_HEARTBEAT = (
-    _LUA_COMMON
-    + """
 local now = now_ms()
-local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
-local was_alive = score ~= false and tonumber(score) > now
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+local was_alive = mark_alive(KEYS[2], ARGV[5], now, tonumber(ARGV[6]), ARGV[4])
+purge(KEYS[1], KEYS[2], now, ARGV[1], ARGV[2], ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
 if was_alive then
   return 1
 end
@@ -253,21 +258,25 @@ return 0
 """
 )
 
-# KEYS: nodes. ARGV: node id.
-_FORGET_NODE = "redis.call('ZREM', KEYS[1], ARGV[1]) return 1"
+#: Sweeps sent at once on Redis Cluster (no pipeline there: each goes to its channel's shard).
+_CLUSTER_SWEEPS_AT_ONCE = 32
 
 
 class RedisPresence(Presence):
     """Presence kept in Redis, shared by every node on the same Redis and prefix.
 
-    Layout (``P`` is the prefix, e.g. ``rtbridge:``; keys built by ``rtbridge.redis_wire``):
+    Layout (``P`` is the prefix, e.g. ``rtbridge:``; keys built by ``rtbridge.redis_wire``,
+    all of one channel in its Redis Cluster slot):
 
-    * ``P presence:<channel>`` — a hash of ``<socket id>|<member id>`` → member JSON, one
+    * ``P presence:{<channel>}`` — a hash of ``<socket id>|<member id>`` → member JSON, one
       field per subscribed connection, plus ``#v``, the channel's presence version.
-    * ``P presence-nodes`` — a sorted set of live node ids scored by the time (Redis clock,
-      ms) until which each is alive; every node pushes its own score ``ttl`` ahead every
-      ``ttl / 3`` seconds.
-    * Events are PUBLISHed by the scripts on ``P!node`` as ``rtc1\\n{"t": "presence", ...}``.
+    * ``P presence-nodes:{<channel>}`` — a sorted set of the ids of the nodes with entries
+      on the channel, scored by the time (Redis clock, ms) until which each is alive; every
+      node pushes its own score ``ttl`` ahead on each of its presence channels every
+      ``ttl / 3`` seconds (the sweep) and on each join.
+    * Events are published by the scripts on the channel's own pub/sub channel
+      (``SPUBLISH`` on Redis Cluster) as ``rtc1\\n{"t": "presence", ...}``, so they reach
+      the nodes with subscribers on it.
 
     An entry whose node is not alive is dropped (with a ``leave`` when it was the member's
     last) by the next join, leave or sweep of that channel; every node sweeps its own
@@ -278,7 +287,7 @@ class RedisPresence(Presence):
     def __init__(
         self,
         events: PresenceEvents,
-        url: str,
+        target: RedisTarget,
         prefix: str,
         node_id: str,
         ttl: float,
@@ -287,20 +296,22 @@ class RedisPresence(Presence):
         socket_connect_timeout: float = 2.0,
     ) -> None:
         super().__init__(events)
-        self.url = url
+        self.target = target
         self.socket_connect_timeout = socket_connect_timeout
         self.command_timeout = command_timeout
         self.prefix = prefix
         self.node_id = node_id
-        self.control = control_channel(prefix)
+        self.cluster = isinstance(target, ClusterRedis)
+        self.publish_command = "SPUBLISH" if self.cluster else "PUBLISH"
         self.ttl_ms = int(ttl * 1000)
         self.refresh_interval = ttl / 3
-        # A channel hash outlives its last sweep by this much, so abandoned hashes go away.
-        self.hash_ttl_ms = max(4 * self.ttl_ms, 60_000)
-        self.nodes_key = presence_nodes_key(prefix)
+        # A channel's keys outlive its last sweep by this much, so abandoned ones go away.
+        self.keep_ms = max(4 * self.ttl_ms, 60_000)
         self._client: Any = None
         # Set when a join failed (Redis away): the next refresh adds every entry again.
         self.lapsed = False
+        # Channels where a join found the node lapsed: the next refresh adds their entries.
+        self._lapsed_channels: set[str] = set()
         # Leaves that failed (Redis away), retried by the next refresh; otherwise the entry
         # of a live node would stay forever.
         self._failed_leaves: set[tuple[str, str, str]] = set()
@@ -309,31 +320,22 @@ class RedisPresence(Presence):
         self._restoring: asyncio.Future[None] | None = None
         self._restore_task: asyncio.Task[None] | None = None
 
+    def _keys(self, channel: str) -> list[str]:
+        return [presence_key(self.prefix, channel), presence_nodes_key(self.prefix, channel)]
+
     async def start(self) -> None:
-        """Connect (on the server's loop) and announce this node as alive."""
-        client = self._client = open_client(self.url, self.socket_connect_timeout)
+        """Make the client (on the server's loop); it connects on the first script."""
+        client = self._client = open_client(self.target, self.socket_connect_timeout)
         self._join = client.register_script(_JOIN)
         self._leave = client.register_script(_LEAVE)
         self._sweep = client.register_script(_SWEEP)
-        self._heartbeat = client.register_script(_HEARTBEAT)
-        self._forget = client.register_script(_FORGET_NODE)
-        await self.heartbeat()
 
     async def stop(self) -> None:
-        """Mark the node dead at once (its entries were removed before this), then disconnect."""
+        """Disconnect (the node's entries were removed before this)."""
         client, self._client = self._client, None
-        if client is None:
-            return
-        try:
-            await self._run(self._forget(keys=[self.nodes_key], args=[self.node_id]))
-        finally:
+        if client is not None:
             with contextlib.suppress(Exception):
                 await client.aclose()
-
-    async def heartbeat(self) -> bool:
-        """Push this node's liveness ahead; return whether it was still alive until now."""
-        beat = self._heartbeat(keys=[self.nodes_key], args=[self.node_id, self.ttl_ms])
-        return bool(await self._run(beat))
 
     async def _run(self, command: Awaitable[Any]) -> Any:
         # A frozen Redis must not hold a subscribe, or shutdown, forever.
@@ -356,14 +358,17 @@ class RedisPresence(Presence):
         try:
             result = await self._run(
                 self._join(
-                    keys=[presence_key(self.prefix, channel), self.nodes_key],
+                    keys=self._keys(channel),
                     args=[
                         field,
                         member["id"],
                         member_json,
-                        self.control,
+                        self.publish_command,
+                        channel_key(self.prefix, channel),
                         channel,
-                        self.hash_ttl_ms,
+                        self.keep_ms,
+                        self.node_id,
+                        self.ttl_ms,
                     ],
                 )
             )
@@ -373,16 +378,30 @@ class RedisPresence(Presence):
             logger.warning("rtbridge: presence join on %r failed (will retry): %s", channel, exc)
             self.lapsed = True
             return 0, [member]
-        version = int(result[0])
-        return version, _sorted(json.loads(value) for value in result[1:])
+        if not int(result[0]) and any(
+            entry[0] == channel and entry[1] != socket_id
+            for entry in self.events.presence_entries()
+        ):
+            # The node had lapsed on this channel (others may have purged its other entries)
+            # and this join made it alive again, which the next sweep cannot see: that
+            # sweep adds them again.
+            self._lapsed_channels.add(channel)
+        version = int(result[1])
+        return version, _sorted(json.loads(value) for value in result[2:])
 
     async def leave(self, channel: str, socket_id: str, member_id: str) -> None:
         """Remove the entry in one script; it publishes ``leave`` if it was the last."""
         try:
             await self._run(
                 self._leave(
-                    keys=[presence_key(self.prefix, channel), self.nodes_key],
-                    args=[entry_field(socket_id, member_id), member_id, self.control, channel],
+                    keys=self._keys(channel),
+                    args=[
+                        entry_field(socket_id, member_id),
+                        member_id,
+                        self.publish_command,
+                        channel_key(self.prefix, channel),
+                        channel,
+                    ],
                 )
             )
         except Exception:
@@ -390,42 +409,74 @@ class RedisPresence(Presence):
             raise
 
     async def refresh(self) -> None:
-        """Heartbeat, then sweep this node's presence channels for dead nodes' entries.
+        """Sweep this node's presence channels: keep it alive there, drop dead nodes' entries.
 
-        When the node had been given up for dead (Redis lost its data, or the node could
-        not reach it for longer than the ttl), others may have removed its entries: they
-        are added again, with ``join`` events where needed.
+        On a channel where the node had been given up for dead (Redis lost its data, or the
+        node could not reach it for longer than the ttl), others may have removed its
+        entries: they are added again, with ``join`` events where needed.
         """
-        channels = self.events.presence_channels()
-        alive = await self.heartbeat()
-        if not alive or self.lapsed:
+        if self.lapsed:
             self.lapsed = False
-            await self._rejoin()
+            await self._rejoin(None)
         for leave in list(self._failed_leaves):
             self._failed_leaves.discard(leave)
             await self.leave(*leave)
+        channels = self.events.presence_channels()
+        if not channels:
+            return
+        alive = await self._sweep_all(channels)
+        lapsed = {channel for channel, ok in zip(channels, alive, strict=True) if not ok}
+        lapsed |= self._lapsed_channels
+        self._lapsed_channels = set()
+        if lapsed:
+            await self._rejoin(lapsed)
+
+    async def _sweep_all(self, channels: list[str]) -> list[bool]:
+        def sweep(channel: str, client: Any = None) -> Awaitable[Any]:
+            return self._sweep(
+                keys=self._keys(channel),
+                args=[
+                    self.publish_command,
+                    channel_key(self.prefix, channel),
+                    channel,
+                    self.keep_ms,
+                    self.node_id,
+                    self.ttl_ms,
+                ],
+                client=client,
+            )
+
+        if self.cluster:
+            # Each channel's sweep goes to its own shard; a few at a time.
+            results: list[Any] = []
+            for start in range(0, len(channels), _CLUSTER_SWEEPS_AT_ONCE):
+                chunk = channels[start : start + _CLUSTER_SWEEPS_AT_ONCE]
+                results += await self._run(asyncio.gather(*(sweep(c) for c in chunk)))
+            return [bool(result) for result in results]
         # In pipelines of SWEEP_BATCH channels: queueing one costs tens of µs of Python, and
         # each round trip lets the loop serve sockets, so thousands of presence channels never
         # hold it for long.
+        alive: list[bool] = []
         for start in range(0, len(channels), SWEEP_BATCH):
             pipe = self._client.pipeline(transaction=False)
             for channel in channels[start : start + SWEEP_BATCH]:
                 # With a pipeline this only queues the EVALSHA (loading the script if needed).
-                await self._sweep(
-                    keys=[presence_key(self.prefix, channel), self.nodes_key],
-                    args=[self.control, channel, self.hash_ttl_ms],
-                    client=pipe,
-                )
-            await self._run(pipe.execute())
+                await sweep(channel, pipe)
+            alive += [bool(result) for result in await self._run(pipe.execute())]
+        return alive
 
-    async def _rejoin(self) -> None:
-        logger.warning("rtbridge: this node's presence had lapsed; joining its members again")
+    async def _rejoin(self, channels: set[str] | None) -> None:
+        logger.warning(
+            "rtbridge: this node's presence had lapsed on %s; joining its members again",
+            "every channel" if channels is None else f"{len(channels)} channel(s)",
+        )
         # Each entry is read when reached, so a connection that left meanwhile is skipped.
         for channel, socket_id, member in self.events.presence_entries():
-            await self._add_entry(channel, socket_id, member)
+            if channels is None or channel in channels:
+                await self._add_entry(channel, socket_id, member)
 
     def begin_restore(self) -> Awaitable[None] | None:
-        """Heartbeat now and, if Redis forgot this node (it restarted empty), add its entries.
+        """Sweep now and, on each channel where Redis forgot this node, add its entries.
 
         Called by the broker as it reconnects, before the gap frames that make clients
         subscribe again; joins meanwhile wait, so no ack lacks a member who never left and
@@ -443,12 +494,21 @@ class RedisPresence(Presence):
         try:
             # The broker saw its connection drop: this client's pooled connections to the
             # same Redis are as dead (a restarted Redis closed them), and the first command
-            # on each would fail. Start afresh.
-            with contextlib.suppress(Exception):
-                await self._client.connection_pool.disconnect()
-            if not await self.heartbeat() or self.lapsed:
-                self.lapsed = False
-                await self._rejoin()
+            # on each would fail. Start afresh. (A Cluster client has no single pool: it
+            # drops a failed node's connections itself.)
+            pool = getattr(self._client, "connection_pool", None)
+            if pool is not None:
+                with contextlib.suppress(Exception):
+                    await pool.disconnect()
+            channels = self.events.presence_channels()
+            alive = await self._sweep_all(channels) if channels else []
+            lapsed: set[str] | None = {
+                channel for channel, ok in zip(channels, alive, strict=True) if not ok
+            }
+            if self.lapsed:
+                self.lapsed, lapsed = False, None  # a join failed: every entry again
+            if lapsed is None or lapsed:
+                await self._rejoin(lapsed)
         except Exception as exc:  # the next refresh tries again
             self.lapsed = True
             logger.warning("rtbridge: could not restore presence after reconnecting: %s", exc)

@@ -19,10 +19,12 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.wsgi import get_wsgi_application
 
 from .. import conf
-from ..redis_wire import DEFAULT_PREFIX, DEFAULT_URL, check_prefix, check_url, safe_url
+from ..redis_target import TARGET_OPTIONS, RedisTarget, from_options, from_url
+from ..redis_wire import DEFAULT_PREFIX, check_prefix
 from . import loops
 from .app import DEFAULT_ADDRESS, Server
 from .brokers import Broker, MemoryBroker, RedisBroker
+from .cluster import redis_broker
 from .config import ServerConfig
 from .logs import JsonFormatter, event
 from .loopback import LoopbackReceiver
@@ -75,8 +77,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--redis-url",
         default=None,
-        help="take messages from this Redis (overrides RTBRIDGE_OPTIONS['url']; selects the "
-        "Redis broker whatever RTBRIDGE_BACKEND says).",
+        help="take messages from this Redis (overrides RTBRIDGE_OPTIONS['url'], 'sentinel' or "
+        "'cluster'; selects the Redis broker whatever RTBRIDGE_BACKEND says).",
     )
 
 
@@ -97,12 +99,15 @@ def _broker(backend: type, redis_url: str | None, config: ServerConfig) -> Broke
         return MemoryBroker()
     options = conf.backend_options() if uses_redis else {}
     if redis_url is not None:
-        url = check_url(redis_url, "--redis-url")
+        target: RedisTarget = from_url(redis_url, "--redis-url")
     else:
-        url = check_url(options.get("url", DEFAULT_URL), "RTBRIDGE_OPTIONS['url']")
+        # The same keys the backend reads (url, sentinel or cluster), so both find one Redis.
+        target = from_options(
+            {key: options[key] for key in TARGET_OPTIONS if key in options}, "RTBRIDGE_OPTIONS"
+        )
     prefix = check_prefix(options.get("prefix", DEFAULT_PREFIX), "RTBRIDGE_OPTIONS['prefix']")
-    return RedisBroker(
-        url,
+    return redis_broker(
+        target,
         prefix,
         reconnect_max_delay=config.reconnect_max_delay,
         presence_ttl=config.presence_ttl,
@@ -287,5 +292,5 @@ def restart_in_place() -> None:
 def describe_broker(broker: Broker) -> str:
     """Return the broker for a start-up line: ``memory``, or ``redis <url without password>``."""
     if isinstance(broker, RedisBroker):
-        return f"redis {safe_url(broker.url)}"
+        return f"redis {broker.target.describe()}"
     return broker.name

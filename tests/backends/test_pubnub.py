@@ -440,3 +440,31 @@ def test_guard_close_releases_the_sdk_http_client_through_its_public_handler(
     handler.close = spy
     backend.close()
     assert closed == [True]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_model_change_pubnub_would_refuse_becomes_a_refetch(
+    settings: Any, fake_pubnub: FakePubNub
+) -> None:
+    """Compact JSON under PubNub's limit, ASCII-escaped JSON over it: the mixin sends refetch."""
+    from tests.testapp.models import TodoItem, TodoList
+
+    settings.RTBRIDGE_BACKEND = "pubnub"
+    settings.RTBRIDGE_OPTIONS = {
+        "publish_key": fake_pubnub.publish_key,
+        "subscribe_key": fake_pubnub.subscribe_key,
+        "origin": fake_pubnub.host,
+        "ssl": False,
+        "mode": "sync",
+    }
+    todo_list = TodoList.objects.create(name="l")
+    text = "漢" * 9000  # 27,000 bytes of UTF-8; 54,000 as the SDK's \\uXXXX escapes
+    item = TodoItem.objects.create(todo_list=todo_list, text=text)
+    channel = encode_for_pubnub(f"testapp.todoitem.{item.pk}")
+    (sent,) = fake_pubnub.received(channel)
+    assert sent["event"] == "refetch"
+    assert sent["data"] == {"id": item.pk, "event": "created"}
+    # Where it still fits (a short text), the data itself goes out.
+    item.text = "漢" * 100
+    item.save()
+    assert fake_pubnub.received(channel)[-1]["event"] == "updated"

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import time
+import urllib.parse
 from collections.abc import Iterator
 from typing import Any
 
@@ -372,3 +373,118 @@ def test_guard_sdk_http_adapters_come_from_our_backend_hook_and_close_releases_t
     assert any(len(pool) for pool in pools), "the SDK sent through a session it did not build"
     backend.close()
     assert not any(len(pool) for pool in pools), "close() left connections open"
+
+
+def test_guard_the_sdks_terminate_path_lacks_the_apps_prefix() -> None:
+    """Guard for pusher-http-python: its ``terminate_user_connections`` path is wrong.
+
+    It posts ``/users/<id>/terminate_connections``; Pusher's HTTP API (and soketi, and the Node
+    SDK) serve ``/apps/<app_id>/users/<id>/terminate_connections``, so ``PusherBackend.revoke``
+    builds that request itself (``_terminate_user_connections``). When this fails, the SDK has
+    fixed its path: call ``terminate_user_connections`` again and drop the workaround.
+    """
+    import pusher
+
+    client = pusher.Pusher(app_id="1", key="k", secret="s")
+    request = client._pusher_client.terminate_user_connections.make_request("ann")
+    assert request.path == "/users/ann/terminate_connections"
+    assert client._pusher_client.app_id == "1" and client._pusher_client.http is not None
+
+
+def test_revoke_posts_the_documented_path_signed(
+    fake_pusher_api: FakePusherAPI, make_backend: Any
+) -> None:
+    backend = make_backend(**_api_options(fake_pusher_api), mode="sync")
+    backend.revoke("ann", "private-room")
+    (request,) = fake_pusher_api.requests
+    assert request.method == "POST"
+    assert request.path == f"/apps/{PUSHER_APP['app_id']}/users/ann/terminate_connections"
+    assert {"auth_key", "auth_signature", "auth_timestamp", "body_md5"} <= set(
+        urllib.parse.parse_qs(request.query)
+    )
+    with pytest.raises(PublishError, match="User id is empty"):
+        backend.revoke("", "private-room")
+
+
+@pytest.fixture
+def test_ca(tmp_path: Any) -> dict[str, str]:
+    """A CA of the test's own and a certificate for 127.0.0.1 it signed (openssl)."""
+
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=tmp_path)
+
+    run(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=rtbridge test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    )
+    run(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    )
+    (tmp_path / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
+    run(
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        "ext.cnf",
+        "-out",
+        "server.pem",
+    )
+    return {name: str(tmp_path / f"{name}.pem") for name in ("ca", "server")} | {
+        "key": str(tmp_path / "server.key")
+    }
+
+
+def test_ca_bundle_verifies_the_api_with_the_given_cas(
+    test_ca: dict[str, str], make_backend: Any
+) -> None:
+    """The SDK pins its own cacert.pem (REQUESTS_CA_BUNDLE is ignored); ``ca_bundle`` wins."""
+    import ssl
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(test_ca["server"], test_ca["key"])
+    server = FakePusherAPI(ssl_context=context)
+    server.start()
+    try:
+        options = {**PUSHER_APP, "host": "127.0.0.1", "port": server.port, "ssl": True}
+        refused = make_backend(**options, mode="sync", max_attempts=1)
+        with pytest.raises(PublishError, match="CERTIFICATE_VERIFY_FAILED|certificate verify"):
+            refused.publish(Message("c", "e", 1))
+        trusted = make_backend(**options, mode="sync", ca_bundle=test_ca["ca"])
+        trusted.publish(Message("c", "e", 2))
+        assert [r.path for r in server.requests][-1] == f"/apps/{PUSHER_APP['app_id']}/batch_events"
+    finally:
+        server.stop()
+
+
+def test_ca_bundle_must_be_a_file() -> None:
+    with pytest.raises(ImproperlyConfigured, match=r"ca_bundle='/nope.pem' is not a file; give"):
+        PusherBackend(**PUSHER_APP, ca_bundle="/nope.pem")

@@ -19,6 +19,7 @@ from rtbridge.messages import Message
 from rtbridge.publishers import load_backend
 from rtbridge.redis_wire import (
     LUA_READ,
+    channel_key,
     decode_body,
     decode_message,
     encode_message,
@@ -26,6 +27,7 @@ from rtbridge.redis_wire import (
     position_key,
     read_arguments,
     read_result,
+    revocation_key,
     safe_url,
 )
 from tests.services import RedisServer, free_port
@@ -65,7 +67,11 @@ def test_publish_puts_one_body_per_channel_with_its_position_and_the_payload_unt
     backend.publish(message)
     backend.publish(Message("a", "again", 2))
     got = read(subscriber, 3)
-    assert [channel for channel, _ in got] == [f"{prefix}a", f"{prefix}b.1", f"{prefix}a"]
+    assert [channel for channel, _ in got] == [
+        f"{prefix}{{a}}",
+        f"{prefix}{{b.1}}",
+        f"{prefix}{{a}}",
+    ]
     deliveries = [decode_message(body) for _, body in got]
     for delivery in deliveries[:2]:
         assert (delivery.event, delivery.exclude, delivery.offset) == ("created", "x.1", 1)
@@ -98,7 +104,7 @@ def test_multi_channel_publish_and_publish_many_are_one_round_trip(
     backend.publish_many([Message("d", "e", i) for i in range(20)])
     assert len(sends) == 2
     got = read(subscriber, 30)
-    assert [decode_message(body).offset for channel, body in got if channel.endswith(":d")] == (
+    assert [decode_message(body).offset for channel, body in got if channel.endswith(":{d}")] == (
         list(range(1, 21))
     )
 
@@ -271,7 +277,9 @@ def test_options_are_checked() -> None:
     with pytest.raises(ImproperlyConfigured, match="not a Redis URL"):
         RedisBackend(url="http://127.0.0.1:6379")
     backend = RedisBackend(connection_options={"health_check_interval": 30}, max_connections=3)
-    assert backend._pool_kwargs()["health_check_interval"] == 30
+    pool = backend.client.connection_pool
+    assert pool.connection_kwargs["health_check_interval"] == 30
+    assert pool.max_connections == 3
 
 
 def test_load_backend_from_settings(settings: Any, redis_server: RedisServer) -> None:
@@ -296,7 +304,7 @@ def test_body_format_round_trip_and_rejects_foreign_bodies() -> None:
     # rtb1, without a position: what other programs may still publish (docs/server.md).
     message = Message("a", "e", {"k": [1, 2]})
     [(channel, body)] = encode_message(message, "x:")
-    assert channel == b"x:a"
+    assert channel == b"x:{a}"
     assert decode_body(body) == ("e", None, b'{"k":[1,2]}')
     assert decode_message(body).offset is None
     for foreign in (b"", b"hello", b"rtb2\ne\n\n{}", b"rtb1\ne\n", b"rtb2\nx\nE\ne\n\n{}"):
@@ -315,11 +323,12 @@ def test_revoke_stores_the_time_with_the_token_lifetime_and_tells_the_nodes(
 ) -> None:
     client = redis.Redis.from_url(redis_server.url)
     pubsub = client.pubsub(ignore_subscribe_messages=True)
-    pubsub.subscribe(f"{prefix}!node")
+    # On the channel's own pub/sub channel: the nodes with subscribers there hear it.
+    pubsub.subscribe(channel_key(prefix, "private-a.1"))
     pubsub.get_message(timeout=1)
     before = time.time()
     RedisBackend(url=redis_server.url, prefix=prefix).revoke("42", "private-a.1")
-    key = f"{prefix}revoked:private-a.1|42"
+    key = revocation_key(prefix, "42", "private-a.1")
     assert before <= float(client.get(key)) <= time.time()  # type: ignore[arg-type]
     assert 3590 < client.ttl(key) <= 3600
     message = pubsub.get_message(timeout=5)

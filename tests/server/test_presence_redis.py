@@ -16,6 +16,7 @@ from django.core import signing
 
 from rtbridge.backends.redis import RedisBackend
 from rtbridge.messages import Message
+from rtbridge.redis_wire import presence_key, presence_nodes_key, revocation_key
 from rtbridge.server import RedisBroker, Server
 from tests.server.helpers import Client, join, member_ids, token
 from tests.server.test_command import Process, manage, spawn  # noqa: F401 (fixture)
@@ -74,7 +75,7 @@ async def test_presence_agrees_across_nodes_and_is_per_user(
     assert await presence_frames(carol1) == [("leave", "1")]
     # The Redis hash holds one entry per connection, and the agreed members.
     raw = redis.Redis.from_url(redis_server.url, decode_responses=True)
-    entries = raw.hgetall(f"{prefix}presence:{CHANNEL}")
+    entries = raw.hgetall(presence_key(prefix, CHANNEL))
     assert sorted(str(k).split("|")[1] for k in entries if k != "#v") == ["2", "3"]
     for client in (ann2, bob2, carol1):
         await client.close()
@@ -216,7 +217,7 @@ async def test_revocation_across_nodes(
         stale = token(ann3.socket_id, private, "1")
     answer = await ann3.request("subscribe", channel=private, auth=stale)
     assert answer.get("detail") == "revoked"
-    ttl = redis.Redis.from_url(redis_server.url).ttl(f"{prefix}revoked:{private}|1")
+    ttl = redis.Redis.from_url(redis_server.url).ttl(revocation_key(prefix, "1", private))
     assert 3500 < ttl <= 3600
     for client in (ann1, ann2, bob2, ann3):
         await client.close()
@@ -278,12 +279,15 @@ async def test_presence_subscribe_while_redis_is_frozen(
 async def test_a_broker_built_in_python_keeps_its_node_alive_within_its_own_ttl(
     make_server: MakeServer, redis_server: RedisServer, prefix: str
 ) -> None:
-    # RTBRIDGE_SERVER keeps its presence_ttl (15 s); the node must still heartbeat every
-    # TTL / 3, or other nodes would take it for dead between two heartbeats.
+    # RTBRIDGE_SERVER keeps its presence_ttl (15 s); the node must still sweep (and so keep
+    # itself alive on) its channels every TTL / 3, or others would take it for dead between.
     node = make_server(broker=RedisBroker(redis_server.url, prefix, presence_ttl=TTL))
+    client = await Client.open(node.url)
+    await join(client, CHANNEL, "1")
     await asyncio.sleep(2 * TTL)
     raw = redis.Redis.from_url(redis_server.url)
-    alive_until = raw.zscore(f"{prefix}presence-nodes", node.node_id)
+    alive_until = raw.zscore(presence_nodes_key(prefix, CHANNEL), node.node_id)
     seconds, micros = raw.time()
     raw.close()
     assert alive_until is not None and alive_until > seconds * 1000 + micros / 1000
+    await client.close()

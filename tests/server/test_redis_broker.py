@@ -14,6 +14,7 @@ import redis
 from rtbridge.backends.redis import RedisBackend
 from rtbridge.exceptions import PublishError
 from rtbridge.messages import Message
+from rtbridge.redis_wire import channel_key
 from rtbridge.server import RedisBroker, Server
 from tests.server.helpers import Client, eventually
 from tests.services import RedisServer
@@ -27,7 +28,7 @@ def prefix() -> str:
     return f"t{secrets.token_hex(4)}:"
 
 
-def numsub(url: str, channel: str) -> int:
+def numsub(url: str, channel: bytes) -> int:
     client = redis.Redis.from_url(url)
     try:
         return int(client.pubsub_numsub(channel)[0][1])
@@ -61,7 +62,7 @@ async def test_redis_subscription_lives_while_a_local_connection_wants_it(
     make_server: MakeServer, redis_server: RedisServer, prefix: str
 ) -> None:
     node = make_server(redis_url=redis_server.url, prefix=prefix)
-    redis_channel = f"{prefix}room"
+    redis_channel = channel_key(prefix, "room")
     assert numsub(redis_server.url, redis_channel) == 0
     first, second = await Client.open(node.url), await Client.open(node.url)
     await first.subscribe("room")
@@ -102,7 +103,7 @@ async def _first_frame_after_raw_bodies(
     await client.subscribe("room")
     raw = redis.Redis.from_url(url)
     for body in bodies:
-        raw.publish(f"{prefix}room", body)
+        raw.publish(channel_key(prefix, "room"), body)
     raw.close()
     RedisBackend(url=url, prefix=prefix).publish(Message("room", "ok", 1))
     try:

@@ -167,11 +167,6 @@ def test_whispers_above_pushers_rate_are_refused_with_a_clear_error(
     bob_page.quiet("whisper", 0.5)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="soketi 1.6.1 answers 404 to the SDK's POST /apps/<id>/users/<id>/terminate_connections "
-    "(route present in soketi's server.js; cause not found yet)",
-)
 def test_revoke_ends_the_users_connections_and_django_decides_again(
     pusher_settings: dict[str, Any], pages: list[Page]
 ) -> None:

@@ -52,6 +52,8 @@ class LoopbackServer:
     port: int = field(default_factory=free_port)
     requests: list[Recorded] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
+    #: ``ssl.SSLContext`` to serve HTTPS (e.g. with a test CA's certificate), else HTTP.
+    ssl_context: Any = None
 
     def __post_init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -74,7 +76,9 @@ class LoopbackServer:
             self._loop = asyncio.get_running_loop()
             self._stopped = asyncio.Event()
             try:
-                server = tornado.httpserver.HTTPServer(self.make_app())
+                server = tornado.httpserver.HTTPServer(
+                    self.make_app(), ssl_options=self.ssl_context
+                )
                 server.listen(self.port, address="127.0.0.1")
             except BaseException as exc:
                 errors.append(exc)

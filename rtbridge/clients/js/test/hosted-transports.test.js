@@ -66,6 +66,30 @@ test("pusher: options, states, socket id, events, errors and unsubscribe", async
   assert.ok(pusher.disconnected);
 });
 
+test("pusher: a channel refused when pusher-js subscribes again after a reconnect is revoked, not silent", async () => {
+  const fetch = grantingFetch();
+  const rt = connect({ backend: "pusher", key: "k", Pusher: FakePusher, fetch });
+  const pusher = FakePusher.last;
+  pusher.setState("connected", "1.1");
+  const errors = [];
+  const sub = rt.subscribe("private-room", () => {});
+  sub.onError((error) => errors.push(error));
+  await tick();
+  const channel = pusher.channels.get("private-room");
+  await channel.auth;
+  channel.subscribed = true;
+  channel.emit("pusher:subscription_succeeded", {});
+  await sub.ready;
+  // The app ended the user's connections (revoke); pusher-js reconnects and subscribes again,
+  // and Django's rule refuses now.
+  channel.emit("pusher:subscription_error", { type: "AuthError", error: "forbidden", status: 403 });
+  await tick();
+  assert.equal(errors.length, 1, "the app is told");
+  assert.equal(errors[0].channel, "private-room");
+  assert.deepEqual(pusher.unsubscribed, ["private-room"], "the subscription is over");
+  rt.disconnect();
+});
+
 test("pusher: cluster config without wsHost", () => {
   const rt = connect({ backend: "pusher", key: "k", cluster: "eu", Pusher: FakePusher });
   const { channelAuthorization, ...options } = FakePusher.last.options;

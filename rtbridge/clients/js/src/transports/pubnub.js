@@ -43,7 +43,7 @@ export function pubnub(config, hooks) {
   const PubNub = findSdk(
     config,
     "PubNub",
-    'Load the PubNub SDK (<script src="https://cdn.pubnub.com/sdk/javascript/pubnub.10.2.0.min.js">) before ' +
+    'Load the PubNub SDK (<script src="https://cdn.pubnub.com/sdk/javascript/pubnub.12.0.3.min.js">) before ' +
       'rtbridge, or pass it: import PubNub from "pubnub"; connect({..., PubNub}).',
   );
   const socketId = randomId(); // this page load's: messages it sent carry it as `exclude`
@@ -169,7 +169,9 @@ export function pubnub(config, hooks) {
     hooks.state("reconnecting");
     // After a refusal, or once its own retries are spent, the SDK's loop waits to be restarted.
     clearTimeout(retryTimer);
-    retryTimer = setTimeout(restart, backoffDelay(attempt++, config.reconnect || {}) + 1000);
+    // At most ~6 s between tries by default (a subscribe is one cheap request, and PubNub's own
+    // reconnection manager polls every 3 s); `reconnect: {maxDelay}` changes it.
+    retryTimer = setTimeout(restart, backoffDelay(attempt++, { maxDelay: 5000, ...config.reconnect }) + 1000);
   }
 
   /**

@@ -35,7 +35,7 @@ export function pusher(config, hooks) {
   const Pusher = findSdk(
     config,
     "Pusher",
-    'Load pusher-js (<script src="https://js.pusher.com/8.4/pusher.min.js">) before rtbridge, ' +
+    'Load pusher-js (<script src="https://js.pusher.com/8.6.0/pusher.min.js">) before rtbridge, ' +
       'or pass it: import Pusher from "pusher-js"; connect({..., Pusher}).',
   );
   const channels = new Map(); // encoded name → {logical, channel, ready}
@@ -137,20 +137,28 @@ export function pusher(config, hooks) {
             members.each((member) => list.push(memberFrom(member)));
             hooks.presence(logical, "here", list);
           }
+          entry.done = true;
           resolve();
         });
         channel.bind("pusher:subscription_error", (error) => {
           const status = error?.status;
           const refused = authErrors.get(name);
           authErrors.delete(name);
-          reject(
+          const failure =
             refused ??
-              new RTBridgeError(`rtbridge: Pusher refused ${logical}: ${status ?? ""} ${error?.error ?? error?.type ?? ""}`.trim(), {
-                code: status || "subscription_error",
-                reason: String(error?.error ?? error?.type ?? ""),
-                channel: logical,
-              }),
-          );
+            new RTBridgeError(`rtbridge: Pusher refused ${logical}: ${status ?? ""} ${error?.error ?? error?.type ?? ""}`.trim(), {
+              code: status || "subscription_error",
+              reason: String(error?.error ?? error?.type ?? ""),
+              channel: logical,
+            });
+          if (!entry.done) return reject(failure);
+          // Refused when pusher-js subscribed again after a reconnect (e.g. after revoke():
+          // Django's rule says no now): the subscription is over, as a revocation on the
+          // rtbridge server, and the app is told.
+          if (channels.get(name) === entry) channels.delete(name);
+          client.unsubscribe(name);
+          failure.channel = logical;
+          hooks.revoked(logical, failure);
         });
       });
       channel.bind("pusher:member_added", (member) => hooks.presence(logical, "join", [memberFrom(member)]));
