@@ -42,11 +42,8 @@ class Subscriber(Protocol):
     def send(self, frame: bytes) -> bool:
         """Queue ``frame``; return ``False`` if the connection is (now) closed."""
 
-    def hold(self, size: int) -> bool:
-        """Keep a place for a frame that comes later (see ``spread.Receiver``)."""
-
-    def release(self, frame: bytes) -> None:
-        """Put ``frame`` in the oldest place held (see ``spread.Receiver``)."""
+    def queue(self, frame: bytes) -> bool:
+        """Queue ``frame`` now, ahead of fan-outs under way (see ``spread.Receiver``)."""
 
     def close(self, code: int, reason: str) -> None:
         """Close the socket with ``code``."""

@@ -22,6 +22,8 @@ class RecordingTransport:
     def __init__(self) -> None:
         self.frames: list[dict[str, Any]] = []
         self.writes = 0
+        #: What the kernel has not taken yet, as the connection asks (a slow reader: large).
+        self.unsent = 0
 
     def write_frames(self, frames: Sequence[bytes | bytearray]) -> None:
         self.writes += 1
@@ -29,7 +31,7 @@ class RecordingTransport:
             self.frames.extend(json.loads(payload) for payload in frame_payloads(chunk))
 
     def pending_bytes(self) -> int:
-        return 0
+        return self.unsent
 
     def close_socket(self, code: int, reason: str) -> None:
         self.frames.append({"op": "closed", "code": code})
@@ -85,12 +87,13 @@ async def test_a_large_fan_out_is_handed_over_in_slices_and_keeps_every_order(
     await server.broker.start(server.hub)
     inline = spread.SPREAD_INLINE
     opened = await open_connections(server, inline + 700, ("big", "small"))
+    spreader = server.hub.spreader
     publish = server.broker.publish
     publish(Message("big", "tick", {"n": 1}))
-    # Only the first slice has the frame queued; every other connection holds its place.
+    # Only the first slice has the frame queued; every other connection waits for it.
     queued = sum(1 for connection, _ in opened if connection.pending)
     assert queued == inline
-    held = [connection for connection, _ in opened if connection.waiting == 1]
+    held = [connection for connection, _ in opened if spreader.waits(connection) == 1]
     assert len(held) == 700
     # Meanwhile: the next message on the same channel, one on another channel, an ack to a
     # connection the fan-out has not reached, and a sender's own change (skip frame).
@@ -119,22 +122,41 @@ async def test_a_large_fan_out_is_handed_over_in_slices_and_keeps_every_order(
             if frame["op"] in ("message", "skip")
         ]
         assert order.index(("small", 1)) > order.index(("big", 2))
-        assert connection.waiting is None and connection.waiting_size == 0
+        assert spreader.waits(connection) == 0
+    assert not spreader.busy
 
 
-async def test_a_held_place_counts_toward_the_outbound_limit() -> None:
+async def test_a_frame_handed_over_later_counts_toward_the_outbound_limit() -> None:
     server = Server(port=0, options={"max_buffer_bytes": 4096})
     await server.broker.start(server.hub)
     opened = await open_connections(server, spread.SPREAD_INLINE + 5, ("big",))
-    # Three large frames do not fit in 4 KiB: the last connections (still waiting for the
-    # first) are closed as slow consumers when the third place is held, as a queued frame would.
-    for _ in range(3):
-        server.broker.publish(Message("big", "tick", {"x": "y" * 1500}))
+    # The hub's set has no order: whichever connections the fan-out reaches late are slow
+    # readers, as seen from the kernel's buffer when their turn comes.
+    for _connection, transport in opened:
+        transport.unsent = 3000
+    server.broker.publish(Message("big", "tick", {"x": "y" * 1500}))
+    waiting = [c for c, _ in opened if server.hub.spreader.waits(c)]
+    assert len(waiting) == 5 and not any(c.closed for c in waiting)
     await settle(server, opened)
-    closed = [transport for connection, transport in opened if connection.closed]
-    assert closed
-    for transport in closed:
+    # 3,000 unsent + a 1.5 KB frame pass 4 KiB: closed as slow consumers when it reached them.
+    for connection, transport in opened:
+        assert connection.closed
         assert transport.frames[-1] == {"op": "closed", "code": 4002}
+
+
+async def test_a_connection_that_closes_while_waiting_is_skipped() -> None:
+    server = Server(port=0)
+    await server.broker.start(server.hub)
+    opened = await open_connections(server, spread.SPREAD_INLINE + 3, ("big",))
+    server.broker.publish(Message("big", "tick", {"n": 1}))
+    spreader = server.hub.spreader
+    late = [(c, t) for c, t in opened if spreader.waits(c)]
+    late[0][0].close(4000, "bye")
+    await settle(server, opened)
+    assert [f["op"] for f in late[0][1].frames][-1] == "closed"
+    assert not any(f.get("op") == "message" for f in late[0][1].frames)
+    for _connection, transport in late[1:]:
+        assert [f["data"]["n"] for f in transport.frames if f.get("op") == "message"] == [1]
 
 
 async def test_real_sockets_get_every_message_in_order_when_the_fan_out_is_sliced(
