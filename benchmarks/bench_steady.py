@@ -453,6 +453,8 @@ def publish_and_collect(
         "server_lag_over_5ms": (lag.get("server") or {}).get("over_5ms") if lag else None,
         "gc_full_n": lag["gc"]["gen2"]["n"] if lag else None,
         "gc_max_ms": max(g["max_ms"] for g in lag["gc"].values()) if lag else None,
+        # [name, count, longest ms] of the callbacks over 4 ms (asyncio loops only).
+        "slow_callbacks": lag.get("slow_callbacks") if lag else None,
         "closed": sum(r["closed"] for r in results),
         "close_codes": " ".join(f"{code}x{n}" for code, n in sorted(closes.items())),
         "error": done.get("error"),

@@ -16,9 +16,11 @@ It raises its open-files limit (the benchmark's processes do; the library never 
 ``stats``
     the server's ``NodeStats`` counters and its connection count.
 
-Each ``lag`` also reports the garbage collections of the window (count, longest, total per
-generation, timed with ``gc.callbacks``): a full collection walks every object of the
-process, so with thousands of connections it is one of the longest things the loop does.
+Each ``lag`` also names the callbacks that ran longer than ``--slow-callback`` seconds
+(4 ms; asyncio loops only), and reports the garbage collections of the window (count,
+longest, total per generation, timed with ``gc.callbacks``): a full collection walks every
+object of the process, so with thousands of connections it is one of the longest things the
+loop does.
 
 The probe is identical for every tree: a callback scheduled every ``--probe-interval``
 seconds (5 ms) records how late it ran. Whatever held the loop (a sweep, a fan-out, a flush)
@@ -120,6 +122,49 @@ class GcPauses:
         }
 
 
+class SlowCallbacks:
+    """Name the loop callbacks that ran longer than ``threshold`` seconds (the lag's causes).
+
+    Wraps ``asyncio.events.Handle._run`` (every callback and task step of an asyncio loop
+    goes through it; uvloop's handles do not, so this reports nothing there). The cost is
+    two clock reads per callback, on every tree under test alike.
+    """
+
+    def __init__(self, threshold: float) -> None:
+        self.threshold = threshold
+        self.slow: list[tuple[float, str]] = []
+        run = asyncio.events.Handle._run
+        clock = time.perf_counter
+        slow = self.slow
+
+        def timed(handle: asyncio.events.Handle) -> None:
+            started = clock()
+            run(handle)
+            took = clock() - started
+            if took > threshold:
+                slow.append((took, _callback_name(handle)))
+
+        asyncio.events.Handle._run = timed  # type: ignore[method-assign]
+
+    def take(self) -> list[list[Any]]:
+        slow, self.slow[:] = sorted(self.slow, reverse=True), []
+        names: dict[str, list[Any]] = {}
+        for took, name in slow:
+            entry = names.setdefault(name, [name, 0, 0.0])
+            entry[1] += 1
+            entry[2] = max(entry[2], round(took * 1000, 2))
+        return sorted(names.values(), key=lambda e: -e[2])[:8]
+
+
+def _callback_name(handle: asyncio.events.Handle) -> str:
+    callback: Any = handle._callback  # type: ignore[attr-defined]
+    owner = getattr(callback, "__self__", None)
+    if isinstance(owner, asyncio.Task):
+        coroutine = owner.get_coro()
+        return f"task {getattr(coroutine, '__qualname__', coroutine)}"
+    return getattr(callback, "__qualname__", repr(callback))
+
+
 class ServerLoopLag:
     """The server's own loop-lag counters (``NodeStats``) over the same windows as the probe."""
 
@@ -155,6 +200,7 @@ async def serve(args: argparse.Namespace) -> None:
     probe = LagProbe(loop, args.probe_interval)
     own = ServerLoopLag(server)
     gc_pauses = GcPauses()
+    slow = SlowCallbacks(args.slow_callback) if args.slow_callback > 0 else None
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     print(json.dumps({"ready": True, "nofile": resource.getrlimit(resource.RLIMIT_NOFILE)[0]}))
@@ -168,6 +214,7 @@ async def serve(args: argparse.Namespace) -> None:
                 "probe": probe.take(),
                 "server": own.take(),
                 "gc": gc_pauses.take(),
+                "slow_callbacks": slow.take() if slow is not None else None,
             }
         elif line == "collect":
             started = time.perf_counter()
@@ -191,6 +238,12 @@ def main() -> None:
     parser.add_argument("--redis-url", required=True)
     parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio")
     parser.add_argument("--probe-interval", type=float, default=0.005)
+    parser.add_argument(
+        "--slow-callback",
+        type=float,
+        default=0.004,
+        help="name the callbacks longer than this many seconds in each lag answer (0: off)",
+    )
     args = parser.parse_args()
     raise_nofile_limit()
     if args.loop == "uvloop":

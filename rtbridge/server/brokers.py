@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections.abc import Awaitable, Iterable
 from typing import Any
 
@@ -50,6 +51,9 @@ __all__ = ["Broker", "MemoryBroker", "RedisBroker"]
 
 #: Seconds a history read (a resume, a catch-up) may take before it counts as failed.
 HISTORY_TIMEOUT = 10.0
+#: The longest the Redis reader delivers buffered messages before it lets the loop run
+#: other callbacks (a burst of thousands would otherwise be one callback).
+READ_SLICE_SECONDS = 0.003
 
 logger = logging.getLogger("rtbridge.server")
 
@@ -585,10 +589,17 @@ class RedisBroker(Broker):
 
     async def _read(self, events: BrokerEvents, pubsub: Any, writer: asyncio.Task[None]) -> None:
         awaiting_pong = False
+        clock = time.perf_counter
+        yield_at = clock() + READ_SLICE_SECONDS
         while True:
             if writer.done():
                 # Its command failed: the connection is broken even if reads still work.
                 raise ConnectionError("a SUBSCRIBE/UNSUBSCRIBE command failed")
+            if clock() >= yield_at:
+                # Messages already buffered are read without ever waiting, so a burst would
+                # hold the loop for as long as it lasts: let the rest of the loop run.
+                await asyncio.sleep(0)
+                yield_at = clock() + READ_SLICE_SECONDS
             item = await pubsub.get_message(timeout=self.ping_interval)
             if item is None:
                 if awaiting_pong:

@@ -14,9 +14,9 @@ __all__ = ["SPREAD_INLINE", "SPREAD_SLICE_SECONDS", "Receiver", "Spreader"]
 #: ~0.5-1 µs per receiver that keeps the delivering callback near half a millisecond.
 SPREAD_INLINE = 1000
 #: The longest one later callback hands frames over before letting the loop run others.
-SPREAD_SLICE_SECONDS = 0.002
+SPREAD_SLICE_SECONDS = 0.001
 #: Receivers served between two looks at the clock.
-_CLOCK_EVERY = 128
+_CLOCK_EVERY = 64
 
 
 class Receiver(Protocol):

@@ -275,13 +275,14 @@ class StrictProtocol(tornado.websocket.WebSocketProtocol13):
     message over ``max_message_size``. Everything else is Tornado's own code path.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        #: The close code this side failed the connection with, if it did.
-        self.failed_with: int | None = None
-        # Cuts the connection if the client never finishes a close this side started.
-        self._closing_deadline: asyncio.TimerHandle | None = None
-        self._closing: asyncio.Future[None] | None = None
+    # Class-level defaults, set on an instance only when a close or a failure begins: three
+    # more instance attributes made Python rebuild the protocol's __dict__ as an unshared
+    # table, 1.5 KB more for every idle socket.
+    #: The close code this side failed the connection with, if it did.
+    failed_with: int | None = None
+    # Cuts the connection if the client never finishes a close this side started.
+    _closing_deadline: asyncio.TimerHandle | None = None
+    _closing: asyncio.Future[None] | None = None
 
     async def _receive_frame(self) -> None:
         header, mask_payloadlen = await self._read_bytes(2)
