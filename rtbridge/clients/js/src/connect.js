@@ -109,15 +109,8 @@ export function readConfig(elementId = CONFIG_ELEMENT_ID) {
   return JSON.parse(element.textContent);
 }
 
-/**
- * The hosted backends whose transports an entry may leave out, with the module and export that
- * give the transport (for the message naming the fix).
- */
-const HOSTED = {
-  pusher: { module: "rtbridge/transports/pusher", name: "pusher" },
-  pubnub: { module: "rtbridge/transports/pubnub", name: "pubnub" },
-  firebase: { module: "rtbridge/transports/firebase", name: "firebase" },
-};
+/** The hosted backends an entry may leave out: each one's transport is `<name>` of "rtbridge/transports/<name>". */
+const HOSTED = ["pusher", "pubnub", "firebase"];
 
 /**
  * Return the transport factory for `config`: `config.transport` when given, else
@@ -138,19 +131,19 @@ function transportFor(table, config, entry) {
     return config.transport;
   }
   if (Object.hasOwn(table, config.backend)) return table[config.backend];
-  const hosted = Object.hasOwn(HOSTED, config.backend) ? HOSTED[config.backend] : null;
-  if (hosted) {
+  const hosted = config.backend;
+  if (HOSTED.includes(hosted)) {
     throw new RTBridgeError(
-      `rtbridge: the ${config.backend} backend needs its transport, which ${entry} leaves out so that ` +
+      `rtbridge: the ${hosted} backend needs its transport, which ${entry} leaves out so that ` +
         "bundles carry only the transports they use. Pass it: " +
-        `import { ${hosted.name} } from "${hosted.module}"; connect({..., transport: ${hosted.name}}); ` +
+        `import { ${hosted} } from "rtbridge/transports/${hosted}"; connect({..., transport: ${hosted}}); ` +
         'or import { connect } from "rtbridge/all" (every transport).',
       { code: "missing_transport" },
     );
   }
   throw new RTBridgeError(
     `rtbridge: unknown backend ${JSON.stringify(config.backend)}; known backends are ` +
-      `${[...new Set([...Object.keys(table), ...Object.keys(HOSTED)])].join(", ")}. Check RTBRIDGE_BACKEND or the ` +
+      `${[...new Set([...Object.keys(table), ...HOSTED])].join(", ")}. Check RTBRIDGE_BACKEND or the ` +
       "config passed to connect() (a transport of your own: connect({..., transport: factory})).",
     { code: "unknown_backend" },
   );
