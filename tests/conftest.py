@@ -27,7 +27,11 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     try:
         socket.create_connection(("127.0.0.1", 5432), timeout=2).close()
     except OSError as exc:
-        reason = f"PostgreSQL is not reachable on 127.0.0.1:5432 ({exc})"
+        reason = (
+            f"PostgreSQL is not reachable on 127.0.0.1:5432 ({exc}); to run this part, run: "
+            "sudo apt-get install -y postgresql && sudo service postgresql start && "
+            "sudo -u postgres createdb test (and trust auth for 127.0.0.1 in pg_hba.conf)"
+        )
         if IN_CI:
             pytest.exit(f"required service missing under CI=true: {reason}", returncode=1)
         pytest.exit(f"skipping the PostgreSQL run: {reason}", returncode=0)

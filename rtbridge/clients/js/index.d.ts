@@ -1,4 +1,5 @@
-// Type definitions for the rtbridge JS client (src/rtbridge.js); the subpaths' are in types/.
+// Type definitions for the rtbridge JS client's main entry (src/index.js); the subpaths' are in
+// types/ ("rtbridge/all", src/rtbridge.js: types/all.d.ts).
 import type { Client as CoreClient } from "./types/core.js";
 
 /** Connection states, in the order a client usually goes through them. */
@@ -93,6 +94,11 @@ export interface CommonOptions {
   fetch?: unknown;
   /** Id of the element `{% rtbridge_config %}` rendered (default "rtbridge-config"). */
   configElementId?: string;
+  /**
+   * The transport to use instead of `connect()`'s table, e.g. `pusher` from
+   * "rtbridge/transports/pusher": the main entry knows only the self-hosted and null ones.
+   */
+  transport?: TransportFactory;
   [option: string]: unknown;
 }
 
@@ -376,7 +382,6 @@ export class Client extends CoreClient {
   liveObject<Row extends { id: any } = any>(route: string, lookup: { id: any }, options?: { channel?: string }): LiveObject<Row>;
 }
 
-/** Connect with `config`, or with the page's `{% rtbridge_config %}` merged under `options`. */
 /** Options of `connect({configUrl})`: the config comes from Django's `GET /rtbridge/config`. */
 export interface ConfigUrlOptions extends CommonOptions {
   /** URL of Django's config endpoint, e.g. "https://api.example.com/rtbridge/config" (relative allowed). */
@@ -387,12 +392,17 @@ export function fetchConfig(
   configUrl: string,
   options?: { fetch?: unknown; credentials?: "omit" | "same-origin" | "include" },
 ): Promise<Config>;
-/** With `configUrl`: fetch the config first and resolve with the client. */
+/**
+ * Connect with `config`, or with the page's `{% rtbridge_config %}` merged under it. The main
+ * entry knows the self-hosted (`local`, `redis`, `selfhosted`) and null (`locmem`, `dummy`,
+ * `console`, `null`) backends; for a hosted one pass its transport (`connect({..., transport:
+ * pusher})`) or use "rtbridge/all". With `configUrl`: fetch the config first and resolve with
+ * the client.
+ */
 export function connect(config: ConfigUrlOptions): Promise<Client>;
 export function connect(config?: Config | CommonOptions): Client;
 export function readConfig(elementId?: string): Config;
 export const CONFIG_ELEMENT_ID: "rtbridge-config";
-export const transports: Record<string, TransportFactory>;
 export function backoffDelay(attempt: number, options?: ReconnectOptions, random?: () => number): number;
 
 export function validateChannel(name: string): string;

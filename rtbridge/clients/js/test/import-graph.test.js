@@ -113,3 +113,13 @@ test("leaf modules import nothing; every other module imports only from the laye
     }
   }
 });
+
+test("connect.js imports no transport; the main entry only the self-hosted and null ones", async () => {
+  // What keeps `import { connect } from "rtbridge"` free of the hosted transports (and their
+  // code) in an app's bundle: a bundler can drop a module only if nothing imports it.
+  const graph = await importGraph(SRC);
+  const transportsOf = (file) => graph[file].filter((imported) => imported.startsWith("transports/"));
+  assert.deepEqual(transportsOf("connect.js"), []);
+  assert.deepEqual(transportsOf("index.js"), ["transports/null.js", "transports/selfhosted.js"]);
+  assert.ok(graph["rtbridge.js"].includes("index.js"), "rtbridge/all re-exports the main entry");
+});

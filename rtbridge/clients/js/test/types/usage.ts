@@ -17,8 +17,13 @@ import {
   fetchConfig,
   filterChannel,
   objectChannel,
-  transports,
+  type TransportFactory,
 } from "rtbridge";
+import { connect as connectAll, transports } from "rtbridge/all";
+import { pusher } from "rtbridge/transports/pusher";
+import { selfhosted } from "rtbridge/transports/selfhosted";
+// @ts-expect-error: the main entry has no transports table (it is in "rtbridge/all")
+import { transports as noTable } from "rtbridge";
 
 const rt: Client = connect();
 const off: () => void = rt.onState((state: State) => state === "connected");
@@ -35,7 +40,7 @@ sub.onRecovered((channel: string, info: RecoveredInfo) => [info.reason, info.off
 rt.onRecovered((channel, info) => info.recovered === true);
 rt.onGap((channel, info) => info.recovered === false);
 const stopRecovered: () => void = rt.channel("x").onRecovered((channel, info) => info.offset);
-connect({ backend: "pusher", key: "k", historyEndpoint: "/rtbridge/history", holdTimeout: 1000 });
+connect({ backend: "pusher", key: "k", historyEndpoint: "/rtbridge/history", holdTimeout: 1000, transport: pusher });
 const position: Position = { offset: 41, epoch: "k3J9" };
 // @ts-expect-error: a gap is never recovered
 const recoveredGap: GapInfo = { recovered: true, reason: "hole" };
@@ -43,7 +48,15 @@ sub.onError((error: RTBridgeError) => error.code);
 const channel: Channel = rt.channel("todo.todolist.1").listen("renamed", (data) => data.name).stopListening("renamed");
 channel.leave();
 rt.onError((error) => console.error(error.reason));
-connect({ backend: "pusher", key: "app-key", wsHost: "127.0.0.1", wsPort: 6001, forceTLS: false });
+connect({ backend: "pusher", key: "app-key", wsHost: "127.0.0.1", wsPort: 6001, forceTLS: false, transport: pusher });
+const all: Client = connectAll({ backend: "pusher", key: "app-key" });
+connectAll({ configUrl: "/rtbridge/config" }).then((client: Client) => client.socketId());
+connect({ backend: "local", transport: selfhosted });
+connect({ transport: pusher }); // the page's config, this transport
+const factory: TransportFactory = pusher;
+connect({ configUrl: "/rtbridge/config", transport: factory }).then((client: Client) => client.state);
+// @ts-expect-error: a transport is a factory, not its name
+connect({ backend: "pusher", key: "k", transport: "pusher" });
 connect({ backend: "local", url: null, path: "/rtbridge/ws", reconnect: { maxDelay: 10_000 } });
 connect({ backend: "firebase", databaseURL: "https://x.firebaseio.com", root: "rtbridge" });
 connect({ reconnect: false });
