@@ -119,7 +119,7 @@ SERVER_DEFAULTS: dict[str, Any] = {
     "wsgi_threads": 16,
     "serve_static": None,
     # The event loop a node makes for itself: "asyncio", or "uvloop" (pip install
-    # 'rtbridge[uvloop]'), which spends about a quarter less CPU per delivery.
+    # 'rtbridge[uvloop]'), measured at 3-8 % less CPU per delivery (benchmarks/RESULTS.md).
     "event_loop": "asyncio",
     # Protected channels, presence, whispers and socket calls (docs/server.md).
     "presence_ttl": 15.0,
