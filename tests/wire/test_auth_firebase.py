@@ -92,15 +92,22 @@ def test_private_channel_with_django_token_receives(
     for pk in (first, second):
         page.send(cmd="private", channel=f"private-testapp.todolist.{pk}")
         page.expect("ready", channel=f"private-testapp.todolist.{pk}")
-    uid, claims = fake_firebase.sign_ins[-1]
-    assert uid == str(User.objects.get(username="ann").pk)
-    # The newest sign-in still covers the first channel (one sign-in per page).
-    assert claims == {
+    # The newest sign-in still covers the first channel (one sign-in per page). The page is
+    # ready once its listener is attached; the database socket's auth request with the new ID
+    # token may still be on its way to the fake then, so wait for it (the messages below
+    # prove the listen was accepted under the new claims).
+    expected = {
         "rtb": {
             f"private-testapp~todolist~{first}": True,
             f"private-testapp~todolist~{second}": True,
         }
     }
+    deadline = time.monotonic() + 10
+    while fake_firebase.sign_ins[-1][1] != expected and time.monotonic() < deadline:
+        time.sleep(0.05)
+    uid, claims = fake_firebase.sign_ins[-1]
+    assert uid == str(User.objects.get(username="ann").pk)
+    assert claims == expected
     for pk in (first, second):
         channel = f"private-testapp.todolist.{pk}"
         rtbridge.publish(channel, "updated", {"pk": pk})
