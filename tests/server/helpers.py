@@ -5,12 +5,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import threading
+import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
+
+from rtbridge.exceptions import PublishError
+from rtbridge.messages import Message
 
 DEFAULT_TIMEOUT = 5.0
 
@@ -127,3 +133,51 @@ async def join(client: Client, channel: str, user_id: str = "1") -> dict[str, An
 def member_ids(ack: dict[str, Any]) -> list[str]:
     """Return the member ids of a presence ack, in order."""
     return [member["id"] for member in ack["members"]]
+
+
+@dataclass
+class Publisher:
+    """Publish ``n`` = 0, 1, 2... on ``channels`` every ``interval`` from a thread; note outcomes.
+
+    ``published`` holds ``(n, started, ended)`` (monotonic times) of each publish that
+    returned, ``failed`` ``(n, error)`` of each that raised ``PublishError``: the fault tests
+    (Sentinel, Cluster) check which messages a failover may cost and how long it held them.
+    """
+
+    backend: Any
+    channels: str | list[str] = "stream"
+    interval: float = 0.02
+    published: list[tuple[int, float, float]] = field(default_factory=list)
+    failed: list[tuple[int, str]] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+    thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        number = 0
+        while not self.stop.is_set():
+            started = time.monotonic()
+            try:
+                self.backend.publish(Message(self.channels, "n", number))
+            except PublishError as exc:
+                self.failed.append((number, str(exc)))
+            else:
+                self.published.append((number, started, time.monotonic()))
+            number += 1
+            time.sleep(self.interval)
+
+    def join(self, timeout: float) -> None:
+        self.stop.set()
+        assert self.thread is not None
+        self.thread.join(timeout)
+
+    def count(self) -> int:
+        """Return how many publishes were made (returned or raised)."""
+        return len(self.published) + len(self.failed)
+
+    def after(self, moment: float) -> int:
+        """Return how many publishes that returned were started after ``moment``."""
+        return sum(1 for _, started, _ in self.published if started > moment)

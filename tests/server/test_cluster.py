@@ -5,10 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -16,13 +14,11 @@ from django.db import transaction
 
 from rtbridge import channel_names
 from rtbridge.backends.redis import RedisBackend
-from rtbridge.exceptions import PublishError
-from rtbridge.messages import Message
 from rtbridge.publishers import reset_backend
 from rtbridge.redis_target import ClusterRedis, from_options
 from rtbridge.redis_wire import channel_key, key_slot
 from rtbridge.server import ClusterBroker, Server
-from tests.server.helpers import Client, eventually, join, member_ids
+from tests.server.helpers import Client, Publisher, eventually, join, member_ids
 from tests.services import DATA_PASSWORD, RedisClusterNodes, RedisServer
 from tests.testapp.models import TodoItem, TodoList
 
@@ -173,44 +169,6 @@ async def test_presence_whispers_and_revocation_across_nodes(
 # Faults mid-stream ------------------------------------------------------------------------
 
 
-@dataclass
-class Publisher:
-    """Publish ``n`` = 0, 1, 2... on each channel every ``interval`` in a thread."""
-
-    backend: RedisBackend
-    channels: list[str]
-    interval: float = 0.02
-    published: list[tuple[int, float]] = field(default_factory=list)
-    failed: list[tuple[int, str]] = field(default_factory=list)
-    stop: threading.Event = field(default_factory=threading.Event)
-    thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        number = 0
-        while not self.stop.is_set():
-            started = time.monotonic()
-            try:
-                self.backend.publish(Message(self.channels, "n", number))
-            except PublishError as exc:
-                self.failed.append((number, str(exc)))
-            else:
-                self.published.append((number, started))
-            number += 1
-            time.sleep(self.interval)
-
-    def join(self) -> None:
-        self.stop.set()
-        assert self.thread is not None
-        self.thread.join(FAILOVER_WAIT + 5)
-
-    def after(self, moment: float) -> int:
-        return sum(1 for _, started in self.published if started > moment)
-
-
 async def read_streams(
     client: Client, channels: list[str], until: int, timeout: float = 15
 ) -> tuple[dict[str, list[int]], dict[str, int]]:
@@ -275,7 +233,7 @@ async def fault_mid_stream(
     await asyncio.to_thread(fault, channels)
     faulted_at = time.monotonic()
     await eventually(lambda: publisher.after(faulted_at) >= 30, timeout=FAILOVER_WAIT + 10)
-    publisher.join()
+    publisher.join(FAILOVER_WAIT + 5)
     # No publish failed but, at most, the one in flight when a primary died (it may or may
     # not have run, so it is not tried again).
     assert len(publisher.failed) <= 1, publisher.failed
@@ -283,7 +241,7 @@ async def fault_mid_stream(
         assert "may or may not have been published" in error, error
         assert before - 1 <= number <= before + 1, (number, before)
     last = publisher.published[-1][0]
-    published = {number for number, _ in publisher.published}
+    published = {number for number, _, _ in publisher.published}
     for client in clients:
         numbers, gaps = await read_streams(client, channels, last)
         assert_delivered(numbers, gaps, published, before, lossless)

@@ -5,10 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -18,7 +16,7 @@ from rtbridge.exceptions import PublishError
 from rtbridge.messages import Message
 from rtbridge.redis_target import SentinelRedis, from_options
 from rtbridge.server import RedisBroker, Server
-from tests.server.helpers import Client, eventually, join, member_ids
+from tests.server.helpers import Client, Publisher, eventually, join, member_ids
 from tests.services import RedisSentinelSet
 
 MakeServer = Callable[..., Server]
@@ -77,44 +75,6 @@ def assert_in_flight_only(failed: list[tuple[int, str]], killed_after: int) -> N
         assert killed_after - 1 <= number <= killed_after + 1, (number, killed_after)
 
 
-@dataclass
-class Publisher:
-    """Publish ``n`` = 0, 1, 2... on ``channel`` every ``interval`` in a thread; note outcomes."""
-
-    backend: RedisBackend
-    channel: str = "stream"
-    interval: float = 0.02
-    published: list[tuple[int, float, float]] = field(default_factory=list)
-    failed: list[tuple[int, str]] = field(default_factory=list)
-    stop: threading.Event = field(default_factory=threading.Event)
-    thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        number = 0
-        while not self.stop.is_set():
-            started = time.monotonic()
-            try:
-                self.backend.publish(Message(self.channel, "n", number))
-            except PublishError as exc:
-                self.failed.append((number, str(exc)))
-            else:
-                self.published.append((number, started, time.monotonic()))
-            number += 1
-            time.sleep(self.interval)
-
-    def join(self) -> None:
-        self.stop.set()
-        assert self.thread is not None
-        self.thread.join(FAILOVER_WAIT + 5)
-
-    def count(self) -> int:
-        return len(self.published) + len(self.failed)
-
-
 async def read_stream(client: Client, until: int, timeout: float) -> tuple[list[int], int]:
     """Read message numbers (and count gap frames) until number ``until`` arrives."""
     numbers: list[int] = []
@@ -154,7 +114,7 @@ async def test_sigkill_of_the_primary_mid_stream(
         lambda: len([p for p in publisher.published if p[1] > killed_at]) >= 30,
         timeout=FAILOVER_WAIT + 5,
     )
-    publisher.join()
+    publisher.join(FAILOVER_WAIT + 5)
     await asyncio.to_thread(redis_sentinel.wait_for_new_primary, old_primary)
 
     # Publishers: no publish failed but, at most, the one in flight when the primary died
