@@ -77,6 +77,16 @@ def publish_three() -> None:
     rtbridge.flush(10)
 
 
+def heard_of_three(script: str, config: dict[str, Any]) -> list[dict[str, Any]]:
+    """Start the vendor SDK listener ``script``, publish the three messages, return its 4 lines."""
+    listener = NodeListener(script, config)
+    try:
+        publish_three()
+        return lines(listener, 4)
+    finally:
+        listener.close()
+
+
 def test_pusher_events_carry_the_position_in_data(settings: Any, soketi: Soketi) -> None:
     settings.RTBRIDGE_BACKEND = "pusher"
     settings.RTBRIDGE_OPTIONS = soketi.options
@@ -86,12 +96,7 @@ def test_pusher_events_carry_the_position_in_data(settings: Any, soketi: Soketi)
         "wsPort": soketi.port,
         "channels": [[name, encode_for_pusher(name)] for name in (ROOM, OTHER)],
     }
-    listener = NodeListener("listen_pusher.mjs", config)
-    try:
-        publish_three()
-        got = lines(listener, 4)
-    finally:
-        listener.close()
+    got = heard_of_three("listen_pusher.mjs", config)
     room, other = epochs()
     assert sorted(got, key=lambda line: (line["channel"], line["data"]["offset"])) == [
         {
@@ -158,12 +163,7 @@ def test_pubnub_messages_carry_offset_and_epoch(settings: Any, fake_pubnub: Fake
         "origin": fake_pubnub.host,
         "channels": [[name, encode_for_pubnub(name)] for name in (ROOM, OTHER)],
     }
-    listener = NodeListener("listen_pubnub.mjs", config)
-    try:
-        publish_three()
-        got = lines(listener, 4)
-    finally:
-        listener.close()
+    got = heard_of_three("listen_pubnub.mjs", config)
     room, other = epochs()
     stored = fake_pubnub.received(encode_for_pubnub(ROOM))[-3:]
     assert stored == [
@@ -199,12 +199,7 @@ def test_firebase_values_carry_offset_and_epoch(settings: Any, fake_firebase: Fa
         "root": "rtbridge",
         "channels": [[name, encode_for_firebase(name)] for name in (ROOM, OTHER)],
     }
-    listener = NodeListener("listen_firebase.mjs", config)
-    try:
-        publish_three()
-        got = lines(listener, 4)
-    finally:
-        listener.close()
+    got = heard_of_three("listen_firebase.mjs", config)
     room, other = epochs()
     stored = fake_firebase.get(f"rtbridge/{encode_for_firebase(ROOM)}", fake_firebase.namespace)
     ordered = [stored[key] for key in sorted(stored)][-3:]
