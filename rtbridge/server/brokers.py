@@ -8,7 +8,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Iterable
-from typing import Any
+from typing import Any, cast
 
 from .. import conf
 from ..conf import SERVER_DEFAULTS, HistorySettings
@@ -309,15 +309,19 @@ class RedisBroker(Broker):
     async def whisper(
         self, channel: str, event: str, data_json: bytes, user_id: str | None, sender: str
     ) -> None:
-        """PUBLISH the whisper on the channel's Redis channel (nodes with subscribers get it)."""
+        """Publish the whisper on the channel's pub/sub name (nodes with subscribers get it)."""
         body = encode_whisper(event, data_json, user_id, sender)
         try:
             await asyncio.wait_for(
-                self._client.publish(channel_key(self.prefix, channel), body),
+                self._publish_body(channel_key(self.prefix, channel), body),
                 self.command_timeout,
             )
         except Exception as exc:  # whispers are ephemeral: log, do not fail the socket
             logger.warning("rtbridge: could not relay a whisper through Redis: %s", exc)
+
+    def _publish_body(self, name: bytes, body: bytes) -> Awaitable[Any]:
+        """Send ``body`` on the pub/sub name ``name`` (``ClusterBroker``: on its shard)."""
+        return cast(Awaitable[Any], self._client.publish(name, body))
 
     def publish(self, message: Message, published_at: float | None = None) -> None:
         """Publish ``message`` through Redis (to every node), as ``RedisBackend`` does.

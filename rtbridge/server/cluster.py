@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable
-from typing import Any
+from typing import Any, cast
 
 from ..conf import SERVER_DEFAULTS, HistorySettings
 from ..redis_target import ClusterRedis, RedisTarget
@@ -16,7 +16,6 @@ from ..redis_wire import (
     LUA_READ,
     channel_from_key,
     channel_key,
-    encode_whisper,
 )
 from .brokers import RedisBroker
 from .events import BrokerEvents
@@ -121,18 +120,9 @@ class ClusterBroker(RedisBroker):
         if self.shards is not None:
             self.shards.unsubscribe(channel_key(self.prefix, channel))
 
-    async def whisper(
-        self, channel: str, event: str, data_json: bytes, user_id: str | None, sender: str
-    ) -> None:
-        """``SPUBLISH`` the whisper on the channel's shard (nodes with subscribers get it)."""
-        body = encode_whisper(event, data_json, user_id, sender)
-        try:
-            await asyncio.wait_for(
-                self._client.spublish(channel_key(self.prefix, channel), body),
-                self.command_timeout,
-            )
-        except Exception as exc:  # whispers are ephemeral: log, do not fail the socket
-            logger.warning("rtbridge: could not relay a whisper through Redis: %s", exc)
+    def _publish_body(self, name: bytes, body: bytes) -> Awaitable[Any]:
+        """``SPUBLISH``: only the shard owning the channel's slot carries it."""
+        return cast(Awaitable[Any], self._client.spublish(name, body))
 
     # ShardListener ------------------------------------------------------------------------
 
