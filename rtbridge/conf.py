@@ -198,13 +198,8 @@ def server_settings(overrides: Mapping[str, Any] | None = None) -> dict[str, Any
             raise ImproperlyConfigured(
                 f"{label} must be a dict of server options, not {type(source).__name__}."
             )
-        for key, value in source.items():
-            if key not in SERVER_DEFAULTS:
-                raise ImproperlyConfigured(
-                    f"{label} has unknown key {key!r}; known keys: "
-                    f"{', '.join(sorted(SERVER_DEFAULTS))}."
-                )
-            merged[key] = value
+        _check_keys(label, source, sorted(SERVER_DEFAULTS))
+        merged.update(source)
     for key in (
         "heartbeat",
         "idle_timeout",
@@ -406,14 +401,8 @@ def history() -> HistorySettings:
             f"RTBRIDGE_HISTORY must be a dict (keys: {', '.join(HISTORY_DEFAULTS)}) or None, "
             f"not {type(configured).__name__}."
         )
-    merged = dict(HISTORY_DEFAULTS)
-    for key, value in configured.items():
-        if key not in HISTORY_DEFAULTS:
-            raise ImproperlyConfigured(
-                f"RTBRIDGE_HISTORY has unknown key {key!r}; known keys: "
-                f"{', '.join(HISTORY_DEFAULTS)}."
-            )
-        merged[key] = value
+    _check_keys("RTBRIDGE_HISTORY", configured, list(HISTORY_DEFAULTS))
+    merged = {**HISTORY_DEFAULTS, **configured}
     enabled, size, ttl, store = merged["enabled"], merged["size"], merged["ttl"], merged["store"]
     if not isinstance(enabled, bool):
         raise ImproperlyConfigured(
@@ -438,6 +427,15 @@ def history() -> HistorySettings:
     return HistorySettings(enabled=enabled, size=size, ttl=float(ttl), store=store)
 
 
+def _check_keys(label: str, given: Mapping[str, Any], known: list[str]) -> None:
+    """Raise ``ImproperlyConfigured`` naming the first key of ``given`` not in ``known``."""
+    for key in given:
+        if key not in known:
+            raise ImproperlyConfigured(
+                f"{label} has unknown key {key!r}; known keys: {', '.join(known)}."
+            )
+
+
 def redis_settings() -> dict[str, Any]:
     """Return ``RTBRIDGE_REDIS`` merged over ``REDIS_DEFAULTS``, validated.
 
@@ -454,14 +452,8 @@ def redis_settings() -> dict[str, Any]:
             f"RTBRIDGE_REDIS must be a dict (keys: {', '.join(REDIS_DEFAULTS)}), not "
             f"{type(configured).__name__}."
         )
-    merged = dict(REDIS_DEFAULTS)
-    known = (*REDIS_DEFAULTS, *REDIS_TARGET_KEYS)
-    for key, value in configured.items():
-        if key not in known:
-            raise ImproperlyConfigured(
-                f"RTBRIDGE_REDIS has unknown key {key!r}; known keys: {', '.join(known)}."
-            )
-        merged[key] = value
+    _check_keys("RTBRIDGE_REDIS", configured, [*REDIS_DEFAULTS, *REDIS_TARGET_KEYS])
+    merged = {**REDIS_DEFAULTS, **configured}
     if "url" not in configured and ("sentinel" in configured or "cluster" in configured):
         # The default URL is for one Redis; rtbridge.redis_target checks the one given.
         del merged["url"]
