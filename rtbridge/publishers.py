@@ -281,12 +281,10 @@ def _message(
     backend = get_backend()
     exclude = sender_socket_id() if config.exclude_sender else None
     try:
-        message = Message(
-            channels, event, data, exclude=exclude, max_bytes=backend.max_payload_bytes
-        )
-        # The transport's own rules too (e.g. PubNub counts the SDK's ASCII-escaped JSON):
-        # a change that passes the compact size but would be refused at send time is a
-        # refetch now, not a lost change later.
+        message = Message(channels, event, data, exclude=exclude)
+        # The transport's rules: max_payload_bytes, and its own (e.g. PubNub counts the SDK's
+        # ASCII-escaped JSON), so a change that would be refused at send time is a refetch
+        # now, not a lost change later.
         backend.check_message(message)
         return message
     except PayloadTooLarge as exc:
